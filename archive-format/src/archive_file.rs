@@ -1,0 +1,115 @@
+//! A named, seekable file read at explicit offsets, so every error can say
+//! which file and which byte.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A reader that knows its name and length and reads at absolute offsets.
+#[derive(Debug)]
+pub struct ArchiveFile<R> {
+    inner: R,
+    name: PathBuf,
+    len: u64,
+    pos: u64,
+}
+
+impl<R: Read + Seek> ArchiveFile<R> {
+    /// Wraps `inner`; `name` is what error messages call it.
+    pub fn new(mut inner: R, name: impl Into<PathBuf>) -> Result<Self> {
+        let name = name.into();
+        let len = inner
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(&name, None, e))?;
+        Ok(ArchiveFile {
+            inner,
+            name,
+            len,
+            pos: len,
+        })
+    }
+
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Fills `buf` from `offset`; a file that ends first is `Truncated`,
+    /// reported with `what` was being read.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
+            Error::corrupt(&self.name, offset, format!("{what}: offset overflows"))
+        })?;
+        if end > self.len {
+            return Err(Error::truncated(&self.name, offset, what));
+        }
+        if self.pos != offset {
+            self.inner
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::io(&self.name, Some(offset), e))?;
+        }
+        self.pos = offset;
+        match read_full(&mut self.inner, buf) {
+            Ok(n) if n == buf.len() => {
+                self.pos = end;
+                Ok(())
+            }
+            Ok(n) => {
+                self.pos += n as u64;
+                Err(Error::truncated(&self.name, offset, what))
+            }
+            Err(e) => {
+                // The position is unknown after a failed read: seek next time.
+                self.pos = u64::MAX;
+                Err(Error::io(&self.name, Some(offset), e))
+            }
+        }
+    }
+
+    /// Reads `len` bytes at `offset` into a new vector. `len` must already be
+    /// checked against limits; it is also checked against the file length
+    /// before anything is allocated.
+    pub fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
+        if offset.saturating_add(len as u64) > self.len {
+            return Err(Error::truncated(&self.name, offset, what));
+        }
+        let mut buf = vec![0u8; len];
+        self.read_at(offset, &mut buf, what)?;
+        Ok(buf)
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns how much was read.
+/// One `read` call may return less than asked for, so loop.
+pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

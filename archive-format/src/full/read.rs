@@ -1,0 +1,376 @@
+//! Reading a full image: open it from both ends, then read any block with
+//! one seek once its segment's index is loaded.
+
+use crate::archive_file::ArchiveFile;
+use crate::codec::{BlockDecoder, Codec};
+use crate::error::{Error, Hash, Result};
+use crate::footer::Footer;
+use crate::header::ImageHeader;
+use crate::identity::{block_hash, ZeroHashes};
+use crate::index::{decode_directory, BlockEntry, IndexSegment};
+use crate::layout::*;
+use crate::limits::Limits;
+use crate::meta::Metadata;
+use std::io::{Read, Seek};
+use std::path::Path;
+
+/// An open full image. Opening reads and checks HEAD, META, FOOT and DIRS;
+/// block data and INDX records are read when asked for.
+#[derive(Debug)]
+pub struct FullImage<R> {
+    file: ArchiveFile<R>,
+    header: ImageHeader,
+    meta: Metadata,
+    footer: Footer,
+    index_offsets: Vec<u64>,
+    data_start: u64,
+    zero: ZeroHashes,
+    limits: Limits,
+    cached: Option<IndexSegment>,
+}
+
+impl<R: Read + Seek> FullImage<R> {
+    /// Opens `reader`; `name` is what error messages call it.
+    pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
+        let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        let mut first = [0u8; GZIP_RECORD_HEAD_LEN];
+        let n = first.len().min(file.len() as usize);
+        file.read_at(0, &mut first[..n], "file header")?;
+        let codec = Codec::sniff(&first[..n]).ok_or_else(|| Error::BadMagic {
+            file: file.name().to_path_buf(),
+            offset: 0,
+            found: first[..n.min(8)].to_vec(),
+        })?;
+        let (head, head_span) = codec.read_record(&mut file, 0, TAG_HEAD, HEAD_LEN as u32 * 16)?;
+        let header = ImageHeader::decode(file.name(), 0, &head, codec, limits)?;
+        let (meta_body, meta_span) =
+            codec.read_record(&mut file, head_span, TAG_META, limits.max_record_len)?;
+        let meta = Metadata::decode(file.name(), head_span, &meta_body, limits)?;
+        let data_start = head_span + meta_span;
+
+        let foot_span = codec.wrapped_record_len(FOOT_LEN);
+        let foot_at = file
+            .len()
+            .checked_sub(foot_span)
+            .filter(|&at| at >= data_start)
+            .ok_or_else(|| {
+                Error::truncated(
+                    file.name(),
+                    file.len(),
+                    "FOOT record (the file is cut short or was never finished)",
+                )
+            })?;
+        let footer = match codec.read_record(&mut file, foot_at, TAG_FOOT, FOOT_LEN as u32) {
+            Ok((body, _)) => Footer::decode(file.name(), foot_at, &body)?,
+            Err(Error::BadMagic { .. } | Error::Corrupt { .. })
+                if !ends_with_record(&mut file, codec, foot_at) =>
+            {
+                return Err(Error::truncated(
+                    file.name(),
+                    foot_at,
+                    "FOOT record (the file is cut short or was never finished)",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        if footer.file_len != file.len() {
+            return Err(Error::corrupt(
+                file.name(),
+                foot_at,
+                format!(
+                    "the footer says the file is {} bytes, it is {}",
+                    footer.file_len,
+                    file.len()
+                ),
+            ));
+        }
+        if footer.segment_count != header.segment_count() {
+            return Err(Error::corrupt(
+                file.name(),
+                foot_at,
+                format!(
+                    "the footer counts {} segments, the image shape needs {}",
+                    footer.segment_count,
+                    header.segment_count()
+                ),
+            ));
+        }
+        let dir_body_len = (DIRECTORY_HEADER_LEN as u64).saturating_add(
+            footer
+                .segment_count
+                .saturating_mul(DIRECTORY_ENTRY_LEN as u64),
+        );
+        if dir_body_len > limits.max_record_len as u64 {
+            return Err(Error::LimitExceeded {
+                file: file.name().to_path_buf(),
+                what: "directory length",
+                value: dir_body_len,
+                limit: limits.max_record_len as u64,
+            });
+        }
+        if footer
+            .directory_offset
+            .checked_add(codec.wrapped_record_len(dir_body_len as usize))
+            != Some(foot_at)
+        {
+            return Err(Error::corrupt(
+                file.name(),
+                foot_at,
+                "the footer's directory offset does not lead to the footer",
+            ));
+        }
+        let (dir_body, _) = codec.read_record(
+            &mut file,
+            footer.directory_offset,
+            TAG_DIRECTORY,
+            dir_body_len as u32,
+        )?;
+        let index_offsets = decode_directory(
+            file.name(),
+            footer.directory_offset,
+            &dir_body,
+            footer.segment_count,
+        )?;
+        let zero = ZeroHashes::new(header.block_size, header.image_size);
+        let image = FullImage {
+            file,
+            header,
+            meta,
+            footer,
+            index_offsets,
+            data_start,
+            zero,
+            limits: limits.clone(),
+            cached: None,
+        };
+        // The last segment's index must end where the directory begins.
+        let segments = image.index_offsets.len() as u64;
+        if image.segment_data_start(segments) != image.footer.directory_offset {
+            return Err(Error::corrupt(
+                image.file.name(),
+                image.footer.directory_offset,
+                "the directory does not follow the last segment's index",
+            ));
+        }
+        Ok(image)
+    }
+
+    pub fn name(&self) -> &Path {
+        self.file.name()
+    }
+
+    pub fn header(&self) -> &ImageHeader {
+        &self.header
+    }
+
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// The identity the file records (SPEC.md §10). `verify` proves it.
+    pub fn identity(&self) -> Hash {
+        self.footer.identity
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.file.len()
+    }
+
+    /// File offset where block data begins (after HEAD and META).
+    pub fn data_start(&self) -> u64 {
+        self.data_start
+    }
+
+    pub fn segment_count(&self) -> u64 {
+        self.index_offsets.len() as u64
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn into_inner(self) -> R {
+        self.file.into_inner()
+    }
+
+    pub(crate) fn file_mut(&mut self) -> &mut ArchiveFile<R> {
+        &mut self.file
+    }
+
+    /// Where segment `s`'s first member must start: right after HEAD and META
+    /// for segment 0, right after the previous INDX record otherwise. With
+    /// `s == segment_count` it is where DIRS must start.
+    fn segment_data_start(&self, s: u64) -> u64 {
+        if s == 0 {
+            return self.data_start;
+        }
+        let prev = s - 1;
+        let body = INDEX_HEADER_LEN + self.header.segment_len(prev) as usize * INDEX_ENTRY_LEN;
+        self.index_offsets[prev as usize].saturating_add(self.header.codec.wrapped_record_len(body))
+    }
+
+    /// Reads and checks the INDX record of segment `s`.
+    pub fn index_segment(&mut self, s: u64) -> Result<IndexSegment> {
+        if let Some(seg) = self.cached.as_ref().filter(|c| c.segment == s) {
+            return Ok(seg.clone());
+        }
+        let seg = self.load_segment(s)?;
+        self.cached = Some(seg.clone());
+        Ok(seg)
+    }
+
+    fn load_segment(&mut self, s: u64) -> Result<IndexSegment> {
+        let at = *self
+            .index_offsets
+            .get(s as usize)
+            .ok_or_else(|| Error::invalid(format!("segment {s} does not exist")))?;
+        let body_len = INDEX_HEADER_LEN + self.header.segment_len(s) as usize * INDEX_ENTRY_LEN;
+        let (body, _) =
+            self.header
+                .codec
+                .read_record(&mut self.file, at, TAG_INDEX, body_len as u32)?;
+        let seg = IndexSegment::decode(self.file.name(), at, &body, &self.header, s, &self.zero)?;
+        let expected = self.segment_data_start(s);
+        if seg.data_offset != expected {
+            return Err(Error::corrupt(
+                self.file.name(),
+                at,
+                format!(
+                    "segment {s} says its data starts at byte {}, it must start at {expected}",
+                    seg.data_offset
+                ),
+            ));
+        }
+        Ok(seg)
+    }
+
+    /// The index entry of `block`.
+    pub fn entry(&mut self, block: u64) -> Result<BlockEntry> {
+        let (seg, i) = self.locate(block)?;
+        Ok(seg.entries[i])
+    }
+
+    fn locate(&mut self, block: u64) -> Result<(&IndexSegment, usize)> {
+        if block >= self.header.block_count() {
+            return Err(Error::invalid(format!(
+                "block {block} is past the end of the image ({} blocks)",
+                self.header.block_count()
+            )));
+        }
+        let k = self.header.segment_blocks as u64;
+        let s = block / k;
+        if self.cached.as_ref().is_none_or(|c| c.segment != s) {
+            self.cached = Some(self.load_segment(s)?);
+        }
+        Ok((
+            self.cached.as_ref().expect("just loaded"),
+            (block % k) as usize,
+        ))
+    }
+
+    /// Reads block `block` into `out` (resized to the block's length) and
+    /// checks it against its hash: one seek once its segment is loaded.
+    pub fn read_block(
+        &mut self,
+        block: u64,
+        out: &mut Vec<u8>,
+        check: &mut MemberCheck,
+    ) -> Result<()> {
+        let (seg, i) = self.locate(block)?;
+        let entry = seg.entries[i];
+        let offset = seg.member_offset(i);
+        let member = self.file.read_vec_at(
+            offset,
+            entry.member_len as usize,
+            &format!("member of block {block}"),
+        )?;
+        out.resize(self.header.block_len(block), 0);
+        check.check(self.file.name(), block, offset, &entry, &member, out)?;
+        Ok(())
+    }
+}
+
+/// Is there a whole record ending exactly at `end`? Tells a cut-short file
+/// (the footer is simply not there) from a damaged footer.
+fn ends_with_record<R: Read + Seek>(file: &mut ArchiveFile<R>, codec: Codec, foot_at: u64) -> bool {
+    let mut first = [0u8; GZIP_RECORD_HEAD_LEN];
+    let n = first.len().min((file.len() - foot_at) as usize);
+    file.read_at(foot_at, &mut first[..n], "footer").is_ok()
+        && Codec::sniff(&first[..n]) == Some(codec)
+}
+
+/// Decodes members and proves them: the member's bytes against its CRC,
+/// then its content against its hash. One per worker thread.
+pub struct MemberCheck {
+    decoder: BlockDecoder,
+    /// Members already proven to hold zeros, by block length: a disk's
+    /// zero blocks all have the same member, so the rest cost a memcmp.
+    zero_members: Vec<(usize, Vec<u8>)>,
+    zero: ZeroHashes,
+}
+
+impl MemberCheck {
+    pub fn new(codec: Codec, header: &ImageHeader) -> Result<Self> {
+        Ok(MemberCheck {
+            decoder: BlockDecoder::new(codec)?,
+            zero_members: Vec::new(),
+            zero: ZeroHashes::new(header.block_size, header.image_size),
+        })
+    }
+
+    /// Proves that `member`, found at `offset` in `file`, holds the block
+    /// `entry` describes, and leaves the block in `out` (which has the
+    /// block's length). Zero blocks proven before are not decompressed;
+    /// `out` is then filled with zeros.
+    pub fn check(
+        &mut self,
+        file: &Path,
+        block: u64,
+        offset: u64,
+        entry: &BlockEntry,
+        member: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        if crc32fast::hash(member) != entry.member_crc {
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!("block {block}: its stored bytes fail their CRC-32 (the compressed data is damaged)"),
+            ));
+        }
+        if entry.zero
+            && self
+                .zero_members
+                .iter()
+                .any(|(len, m)| *len == out.len() && m == member)
+        {
+            out.fill(0);
+            return Ok(());
+        }
+        self.decoder
+            .decode(member, out)
+            .map_err(|why| Error::corrupt(file, offset, format!("block {block}: {why}")))?;
+        let actual = if entry.zero && crate::identity::is_zero(out) {
+            self.zero.get(out.len())
+        } else {
+            block_hash(out)
+        };
+        if actual != entry.hash {
+            return Err(Error::BlockMismatch {
+                file: file.to_path_buf(),
+                block,
+                offset,
+                expected: entry.hash,
+                actual,
+            });
+        }
+        if entry.zero && self.zero_members.len() < 4 {
+            self.zero_members.push((out.len(), member.to_vec()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! Writing a full image, serially through `FullWriter` or in parallel
+//! through `write_full`.
+
+use crate::archive_file::read_full;
+use crate::codec::{BlockEncoder, Codec};
+use crate::error::{Error, Hash, Result};
+use crate::footer::Footer;
+use crate::header::ImageHeader;
+use crate::identity::{block_hash, is_zero, IdentityHasher};
+use crate::index::{encode_directory, BlockEntry, IndexSegment};
+use crate::layout::*;
+use crate::meta::Metadata;
+use crate::pipeline::run_ordered;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// How to write a full image.
+#[derive(Clone, Debug)]
+pub struct FullOptions {
+    pub codec: Codec,
+    /// Compression level; `None` is the codec's default.
+    pub level: Option<i32>,
+    pub block_size: u32,
+    pub segment_blocks: u32,
+    /// Worker threads for hashing and compressing; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for FullOptions {
+    fn default() -> Self {
+        FullOptions {
+            codec: Codec::Gzip,
+            level: None,
+            block_size: DEFAULT_BLOCK_SIZE,
+            segment_blocks: DEFAULT_SEGMENT_BLOCKS,
+            threads: 0,
+        }
+    }
+}
+
+impl FullOptions {
+    pub fn level(&self) -> i32 {
+        self.level.unwrap_or_else(|| self.codec.default_level())
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// One block, compressed and hashed, ready for `FullWriter::push_encoded`.
+#[derive(Clone, Debug)]
+pub struct EncodedBlock {
+    pub hash: Hash,
+    pub zero: bool,
+    /// The complete member (gzip member or zstd frame).
+    pub member: Vec<u8>,
+}
+
+/// What a finished image holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FullSummary {
+    pub identity: Hash,
+    pub image_size: u64,
+    pub blocks: u64,
+    pub zero_blocks: u64,
+    /// Bytes of block members.
+    pub data_bytes: u64,
+    /// Bytes of HEAD, META, INDX, DIRS and FOOT records with their containers.
+    pub index_bytes: u64,
+    pub file_len: u64,
+}
+
+/// Writes a full image block by block. Call `finish` to complete it: a
+/// writer dropped without `finish` leaves a file with no footer, which
+/// every reader recognises as incomplete.
+pub struct FullWriter<W: Write> {
+    out: W,
+    pos: u64,
+    header: ImageHeader,
+    identity: IdentityHasher,
+    segment: Vec<BlockEntry>,
+    segment_data_offset: u64,
+    index_offsets: Vec<u64>,
+    zero_blocks: u64,
+    data_bytes: u64,
+    index_bytes: u64,
+    worker: Option<EncodeWorker>,
+    options: FullOptions,
+    name: PathBuf,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> FullWriter<W> {
+    /// Starts an image of `image_size` bytes: writes HEAD and META. `name`
+    /// is what error messages call the output.
+    pub fn new(
+        out: W,
+        name: impl Into<PathBuf>,
+        options: &FullOptions,
+        image_size: u64,
+        meta: &Metadata,
+    ) -> Result<Self> {
+        let header = ImageHeader::new(
+            options.codec,
+            options.block_size,
+            options.segment_blocks,
+            image_size,
+        )?;
+        // Check the level now rather than at the first block.
+        let worker = EncodeWorker::new(options)?;
+        let mut w = FullWriter {
+            out,
+            pos: 0,
+            identity: IdentityHasher::new(image_size, header.block_size),
+            segment: Vec::with_capacity(header.segment_blocks as usize),
+            segment_data_offset: 0,
+            index_offsets: Vec::new(),
+            zero_blocks: 0,
+            data_bytes: 0,
+            index_bytes: 0,
+            worker: Some(worker),
+            options: options.clone(),
+            name: name.into(),
+            scratch: Vec::new(),
+            header,
+        };
+        let head = w.header.encode();
+        w.write_record(TAG_HEAD, &head)?;
+        w.write_record(TAG_META, &meta.encode()?)?;
+        w.segment_data_offset = w.pos;
+        Ok(w)
+    }
+
+    pub fn header(&self) -> &ImageHeader {
+        &self.header
+    }
+
+    /// Blocks written so far.
+    pub fn blocks(&self) -> u64 {
+        self.identity.blocks()
+    }
+
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Hashes, compresses and writes the next block. Every block but the
+    /// last must be exactly `block_size` bytes.
+    pub fn push_block(&mut self, block: &[u8]) -> Result<()> {
+        let mut worker = match self.worker.take() {
+            Some(w) => w,
+            None => EncodeWorker::new(&self.options)?,
+        };
+        let mut member = std::mem::take(&mut self.scratch);
+        member.clear();
+        let result = worker.encode(block, &mut member);
+        self.worker = Some(worker);
+        let (hash, zero, _) = result?;
+        self.push_member(hash, zero, &member)?;
+        self.scratch = member;
+        Ok(())
+    }
+
+    /// Writes a block that was encoded elsewhere (for example by a worker thread).
+    pub fn push_encoded(&mut self, block: &EncodedBlock) -> Result<()> {
+        self.push_member(block.hash, block.zero, &block.member)
+    }
+
+    fn push_member(&mut self, hash: Hash, zero: bool, member: &[u8]) -> Result<()> {
+        let n = self.identity.blocks();
+        if n >= self.header.block_count() {
+            return Err(Error::invalid(format!(
+                "image of {} bytes has {} blocks; block {n} is one too many",
+                self.header.image_size,
+                self.header.block_count()
+            )));
+        }
+        let member_len = u32::try_from(member.len())
+            .ok()
+            .filter(|&l| {
+                l > 0 && l as usize <= self.header.codec.member_bound(self.header.block_len(n))
+            })
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "block {n}: member of {} bytes is not a valid size",
+                    member.len()
+                ))
+            })?;
+        self.write_all(member)?;
+        self.identity.update(&hash);
+        self.data_bytes += member.len() as u64;
+        self.zero_blocks += zero as u64;
+        self.segment.push(BlockEntry {
+            hash,
+            member_len,
+            member_crc: crc32fast::hash(member),
+            zero,
+        });
+        if self.segment.len() == self.header.segment_blocks as usize {
+            self.end_segment()?;
+        }
+        Ok(())
+    }
+
+    fn end_segment(&mut self) -> Result<()> {
+        let entries = std::mem::take(&mut self.segment);
+        let segment = IndexSegment::new(
+            self.index_offsets.len() as u64,
+            self.segment_data_offset,
+            entries,
+        );
+        self.index_offsets.push(self.pos);
+        self.write_record(TAG_INDEX, &segment.encode())?;
+        self.segment_data_offset = self.pos;
+        self.segment = Vec::with_capacity(self.header.segment_blocks as usize);
+        Ok(())
+    }
+
+    /// Writes the last index, the directory and the footer, flushes, and
+    /// returns the output. Fails if fewer blocks than the image size came in.
+    pub fn finish(mut self) -> Result<(W, FullSummary)> {
+        let blocks = self.identity.blocks();
+        if blocks != self.header.block_count() {
+            return Err(Error::invalid(format!(
+                "image of {} bytes needs {} blocks, got {blocks}",
+                self.header.image_size,
+                self.header.block_count()
+            )));
+        }
+        if !self.segment.is_empty() {
+            self.end_segment()?;
+        }
+        let directory_offset = self.pos;
+        self.write_record(TAG_DIRECTORY, &encode_directory(&self.index_offsets))?;
+        let identity = self.identity.finalize();
+        let file_len = self.pos + self.header.codec.wrapped_record_len(FOOT_LEN);
+        let footer = Footer {
+            identity,
+            directory_offset,
+            segment_count: self.index_offsets.len() as u64,
+            file_len,
+        };
+        self.write_record(TAG_FOOT, &footer.encode())?;
+        debug_assert_eq!(self.pos, file_len);
+        self.out
+            .flush()
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        let summary = FullSummary {
+            identity,
+            image_size: self.header.image_size,
+            blocks,
+            zero_blocks: self.zero_blocks,
+            data_bytes: self.data_bytes,
+            index_bytes: self.index_bytes,
+            file_len,
+        };
+        Ok((self.out, summary))
+    }
+
+    fn write_record(&mut self, tag: [u8; 4], body: &[u8]) -> Result<()> {
+        let mut buf = Vec::with_capacity(body.len() + 64);
+        self.header.codec.wrap_record(tag, body, &mut buf)?;
+        self.index_bytes += buf.len() as u64;
+        self.write_all(&buf)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Per-worker state: an encoder and the member and hash of a zero block of
+/// each length seen, so the ~40% of a disk that is zeros costs a memcmp.
+struct EncodeWorker {
+    encoder: BlockEncoder,
+    zero: Vec<(usize, Hash, Vec<u8>)>,
+}
+
+impl EncodeWorker {
+    fn new(options: &FullOptions) -> Result<Self> {
+        Ok(EncodeWorker {
+            encoder: BlockEncoder::new(options.codec, options.level())?,
+            zero: Vec::new(),
+        })
+    }
+
+    fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
+        let start = out.len();
+        if is_zero(block) {
+            if let Some((_, hash, member)) = self.zero.iter().find(|z| z.0 == block.len()) {
+                out.extend_from_slice(member);
+                return Ok((*hash, true, member.len() as u32));
+            }
+            self.encoder.encode(block, out)?;
+            let hash = block_hash(block);
+            self.zero.push((block.len(), hash, out[start..].to_vec()));
+            return Ok((hash, true, (out.len() - start) as u32));
+        }
+        self.encoder.encode(block, out)?;
+        Ok((block_hash(block), false, (out.len() - start) as u32))
+    }
+}
+
+/// A run of consecutive blocks read from the source.
+struct RawBatch {
+    data: Vec<u8>,
+}
+
+/// The same run compressed: members back to back, and per block its hash,
+/// zero flag and member length.
+struct EncodedBatch {
+    members: Vec<u8>,
+    blocks: Vec<(Hash, bool, u32)>,
+    raw_len: u64,
+}
+
+/// Blocks per job: large enough that thread hand-offs cost nothing, small
+/// enough that a few jobs in flight stay within a few MiB.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Reads the image's bytes from `source` and writes them through `writer`,
+/// hashing and compressing on the writer's worker threads, then finishes
+/// it. `progress` is called with the number of source bytes done so far.
+pub fn write_full<R: Read, W: Write>(
+    mut source: R,
+    source_name: &std::path::Path,
+    mut writer: FullWriter<W>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(W, FullSummary)> {
+    let options = writer.options.clone();
+    let options = &options;
+    let image_size = writer.header.image_size;
+    let block_size = options.block_size as usize;
+    let batch_blocks = (BATCH_BYTES / block_size).max(1);
+    let workers = options.worker_count();
+    let states = (0..workers)
+        .map(|_| EncodeWorker::new(options))
+        .collect::<Result<Vec<_>>>()?;
+    let mut read = 0u64;
+    let mut done = 0u64;
+    run_ordered(
+        states,
+        workers * 3,
+        || {
+            let want = (image_size - read).min((batch_blocks * block_size) as u64) as usize;
+            if want == 0 {
+                return Ok(None);
+            }
+            let mut data = vec![0u8; want];
+            let n = read_full(&mut source, &mut data)
+                .map_err(|e| Error::io(source_name, Some(read), e))?;
+            if n < want {
+                return Err(Error::Source {
+                    file: source_name.to_path_buf(),
+                    what: format!(
+                        "ended at byte {}, but the disk is {image_size} bytes",
+                        read + n as u64
+                    ),
+                });
+            }
+            read += want as u64;
+            Ok(Some(RawBatch { data }))
+        },
+        |worker: &mut EncodeWorker, batch: RawBatch| {
+            let mut members = Vec::with_capacity(batch.data.len() / 2);
+            let blocks = batch
+                .data
+                .chunks(block_size)
+                .map(|block| worker.encode(block, &mut members))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(EncodedBatch {
+                members,
+                blocks,
+                raw_len: batch.data.len() as u64,
+            })
+        },
+        |batch: EncodedBatch| {
+            let mut at = 0usize;
+            for (hash, zero, len) in batch.blocks {
+                let member = &batch.members[at..at + len as usize];
+                at += len as usize;
+                writer.push_member(hash, zero, member)?;
+            }
+            done += batch.raw_len;
+            progress(done);
+            Ok(())
+        },
+    )?;
+    writer.finish()
+}

@@ -1,0 +1,50 @@
+//! `archive-format`: read, write and verify sdar full images.
+//!
+//! A full image is a compressed copy of a disk that stock `zcat` (or
+//! `zstd -dc`) turns back into the exact disk, carrying a blake3 hash of every
+//! block and the offsets to read any block with one seek. SPEC.md in the
+//! repository describes every byte; this crate is its reference reader and
+//! writer.
+//!
+//! ```no_run
+//! use archive_format::{FullImage, Limits, verify_full};
+//! let file = std::fs::File::open("disk.full.gz")?;
+//! let mut image = FullImage::open(file, "disk.full.gz", &Limits::default())?;
+//! let report = verify_full(&mut image, 0, &mut |_done| {})?;
+//! println!("{} blocks verified", report.blocks);
+//! # Ok::<(), archive_format::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod archive_file;
+mod codec;
+pub mod error;
+mod footer;
+pub mod full;
+mod header;
+mod identity;
+mod index;
+pub mod layout;
+mod limits;
+mod meta;
+mod pipeline;
+mod record;
+mod source;
+mod verify;
+pub mod vmdk;
+pub mod vmx;
+
+pub use archive_file::ArchiveFile;
+pub use codec::Codec;
+pub use error::{hex, Error, Hash, Result};
+pub use footer::Footer;
+pub use full::{
+    write_full, EncodedBlock, FullImage, FullOptions, FullSummary, FullWriter, MemberCheck,
+};
+pub use header::ImageHeader;
+pub use identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
+pub use index::{BlockEntry, IndexSegment};
+pub use limits::Limits;
+pub use meta::{Geometry, Metadata, MAX_META_TEXT_LEN};
+pub use source::DiskSource;
+pub use verify::{verify_full, VerifyReport};

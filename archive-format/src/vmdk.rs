@@ -1,0 +1,173 @@
+//! VMDK descriptors: the small text file that names a flat extent and
+//! carries the disk's adapter, geometry and UUID. Only what sdar needs is
+//! parsed; the rest is kept as key/value pairs.
+
+use crate::meta::Geometry;
+
+/// The largest descriptor accepted: real ones are under 1 KiB.
+pub const MAX_DESCRIPTOR_LEN: usize = 64 * 1024;
+/// The most lines and extents accepted, so hostile input stays cheap.
+pub const MAX_DESCRIPTOR_LINES: usize = 1024;
+pub const MAX_EXTENTS: usize = 64;
+/// Bytes per sector in extent lines.
+pub const SECTOR: u64 = 512;
+
+/// One extent line, such as `RW 16777216 VMFS "CRM-flat.vmdk"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub access: String,
+    pub sectors: u64,
+    /// `FLAT`, `VMFS`, `SPARSE`, `ZERO`, ...
+    pub kind: String,
+    pub file: String,
+    /// Sector offset into the file (FLAT extents only).
+    pub offset: u64,
+}
+
+/// A parsed descriptor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Descriptor {
+    pub create_type: String,
+    pub extents: Vec<Extent>,
+    /// Header and `ddb.*` entries in file order, unquoted.
+    pub entries: Vec<(String, String)>,
+}
+
+impl Descriptor {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn adapter_type(&self) -> Option<&str> {
+        self.get("ddb.adapterType")
+    }
+
+    pub fn geometry(&self) -> Option<Geometry> {
+        let n = |k: &str| self.get(k)?.trim().parse::<u32>().ok();
+        Some(Geometry {
+            cylinders: n("ddb.geometry.cylinders")?,
+            heads: n("ddb.geometry.heads")?,
+            sectors: n("ddb.geometry.sectors")?,
+        })
+    }
+
+    pub fn disk_uuid(&self) -> Option<&str> {
+        self.get("ddb.uuid")
+    }
+
+    pub fn hw_version(&self) -> Option<&str> {
+        self.get("ddb.virtualHWVersion")
+    }
+
+    /// Total size of all extents in bytes, if it does not overflow.
+    pub fn size(&self) -> Option<u64> {
+        self.extents.iter().try_fold(0u64, |acc, e| {
+            acc.checked_add(e.sectors.checked_mul(SECTOR)?)
+        })
+    }
+}
+
+/// True when `head` (the first bytes of a file) looks like a descriptor
+/// rather than disk data.
+pub fn looks_like_descriptor(head: &[u8]) -> bool {
+    head.starts_with(b"# Disk DescriptorFile")
+        || (head.len() < MAX_DESCRIPTOR_LEN
+            && head.iter().all(|&b| {
+                b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b) || b >= 0x80
+            })
+            && head.windows(10).any(|w| w == b"createType"))
+}
+
+/// Parses descriptor text. The error says which line is wrong.
+pub fn parse_descriptor(text: &str) -> Result<Descriptor, String> {
+    if text.len() > MAX_DESCRIPTOR_LEN {
+        return Err(format!(
+            "descriptor is {} bytes, more than {MAX_DESCRIPTOR_LEN}",
+            text.len()
+        ));
+    }
+    let mut d = Descriptor::default();
+    for (n, raw) in text.lines().enumerate() {
+        let lineno = n + 1;
+        if lineno > MAX_DESCRIPTOR_LINES {
+            return Err(format!(
+                "descriptor has more than {MAX_DESCRIPTOR_LINES} lines"
+            ));
+        }
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.contains('\0') {
+            return Err(format!("line {lineno}: contains a NUL byte"));
+        }
+        let first = line.split_whitespace().next().unwrap_or("");
+        if matches!(first, "RW" | "RDONLY" | "NOACCESS") {
+            if d.extents.len() == MAX_EXTENTS {
+                return Err(format!("line {lineno}: more than {MAX_EXTENTS} extents"));
+            }
+            d.extents
+                .push(parse_extent(line).map_err(|e| format!("line {lineno}: {e}"))?);
+        } else if let Some((k, v)) = line.split_once('=') {
+            let k = k.trim().to_string();
+            let v = unquote(v.trim()).to_string();
+            if k == "createType" {
+                d.create_type = v.clone();
+            }
+            d.entries.push((k, v));
+        } else {
+            return Err(format!(
+                "line {lineno}: not an extent, a key = value pair or a comment"
+            ));
+        }
+    }
+    if d.create_type.is_empty() {
+        return Err("no createType line: not a VMDK descriptor".into());
+    }
+    Ok(d)
+}
+
+fn parse_extent(line: &str) -> Result<Extent, String> {
+    // ACCESS SECTORS KIND ["FILE" [OFFSET]]; the file name may hold spaces.
+    let mut parts = line
+        .splitn(4, char::is_whitespace)
+        .filter(|s| !s.is_empty());
+    let access = parts.next().unwrap_or_default().to_string();
+    let sectors = parts
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or("extent size is not a number of sectors")?;
+    let kind = parts.next().ok_or("extent has no type")?.to_string();
+    let rest = parts.next().unwrap_or("").trim();
+    let (file, after) = if let Some(stripped) = rest.strip_prefix('"') {
+        let end = stripped
+            .find('"')
+            .ok_or("extent file name has no closing quote")?;
+        (stripped[..end].to_string(), stripped[end + 1..].trim())
+    } else {
+        (String::new(), rest)
+    };
+    let offset = if after.is_empty() {
+        0
+    } else {
+        after
+            .parse::<u64>()
+            .map_err(|_| "extent offset is not a number")?
+    };
+    Ok(Extent {
+        access,
+        sectors,
+        kind,
+        file,
+        offset,
+    })
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
+}

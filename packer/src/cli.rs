@@ -1,0 +1,168 @@
+//! The command line, as clap types. Parsing errors exit with code 2.
+
+use archive_format::Codec;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "sdar", version, about = "Self-restoring delta archives for VM disks", long_about = None)]
+#[command(after_help = "Exit codes: 0 ok, 1 integrity failure, 2 usage, 3 other errors.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a full image of a disk (raw image or VMDK descriptor)
+    Full(FullArgs),
+    /// Check every block and the identity of a full image; writes nothing
+    Verify(VerifyArgs),
+    /// Show the metadata and layout of a full image
+    Info(InfoArgs),
+    /// Run the whole story on a built-in sample disk, printing each command
+    Demo(DemoArgs),
+    /// Write a deterministic sample disk (for tests and benchmarks)
+    #[command(hide = true)]
+    SampleDisk(SampleArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CodecArg {
+    Gzip,
+    Zstd,
+}
+
+impl From<CodecArg> for Codec {
+    fn from(c: CodecArg) -> Codec {
+        match c {
+            CodecArg::Gzip => Codec::Gzip,
+            CodecArg::Zstd => Codec::Zstd,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FullArgs {
+    /// The disk: a raw image, or a VMDK descriptor (monolithicFlat or vmfs)
+    pub source: PathBuf,
+    /// Where to write the full image [default: a name in the current folder
+    /// made of the VM name, SCSI id, disk name and date]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub codec: CodecArg,
+    /// Compression level [default: 6 for gzip (1-12), 3 for zstd (1-19)]
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Block size, a power of two from 4K to 1M
+    #[arg(long, default_value = "64K", value_parser = parse_size)]
+    pub block_size: u64,
+    #[command(flatten)]
+    pub meta: MetaArgs,
+    /// Replace an existing output file
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MetaArgs {
+    /// VM name [default: displayName from --vmx]
+    #[arg(long)]
+    pub vm_name: Option<String>,
+    /// VM UUID [default: uuid.bios from --vmx]
+    #[arg(long)]
+    pub vm_uuid: Option<String>,
+    /// The disk's SCSI id, such as 0:0 [default: from --vmx]
+    #[arg(long)]
+    pub scsi_id: Option<String>,
+    /// The VM's .vmx file, kept inside the backup
+    #[arg(long)]
+    pub vmx: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Worker threads [default: one per core]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A full image
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A full image
+    pub file: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder to work in [default: a new temporary folder, removed at the end]
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Size of the sample disk
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub size: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    pub output: PathBuf,
+    #[arg(long, value_parser = parse_size)]
+    pub size: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses `65536`, `64K`, `64KiB`, `1M`, `4G`, `2T` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as 65536, 64K or 4G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("`{s}`: unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! `sdar full`: a disk in, a full image out.
+
+use crate::cli::FullArgs;
+use crate::output::{print, same_file, PendingOutput};
+use crate::progress;
+use anyhow::{bail, Context, Result};
+use archive_format::vmx::vmx_facts;
+use archive_format::{
+    hex, write_full, Codec, DiskSource, FullOptions, FullWriter, Limits, Metadata,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub fn run(args: FullArgs) -> Result<()> {
+    let mut source = DiskSource::open(&args.source)?;
+    let meta = metadata(&args, &source)?;
+    let codec = Codec::from(args.codec);
+    let options = FullOptions {
+        codec,
+        level: args.level,
+        block_size: u32::try_from(args.block_size).map_err(|_| {
+            crate::UsageError(format!("block size {} is too large", args.block_size))
+        })?,
+        threads: args.run.threads,
+        ..FullOptions::default()
+    };
+    let dest = match &args.output {
+        Some(p) => p.clone(),
+        None => PathBuf::from(default_name(&meta, codec)),
+    };
+    if same_file(&dest, &args.source) || same_file(&dest, &source.data_path) {
+        bail!(crate::UsageError(format!(
+            "{} is the source disk itself",
+            dest.display()
+        )));
+    }
+    let pending = PendingOutput::create(&dest, args.force)?;
+    let writer = FullWriter::new(pending.writer()?, &dest, &options, source.size, &meta).map_err(
+        |e| match e {
+            archive_format::Error::InvalidInput { what } => {
+                anyhow::Error::new(crate::UsageError(what))
+            }
+            e => e.into(),
+        },
+    )?;
+    let started = Instant::now();
+    let pb = progress::bar(source.size, "full", args.run.quiet);
+    let data_path = source.data_path.clone();
+    let (out, summary) = write_full(source.reader(), &data_path, writer, &mut |done| {
+        pb.set_position(done)
+    })
+    .with_context(|| format!("writing {}", dest.display()))?;
+    pb.finish_and_clear();
+    pending.commit(out)?;
+    let secs = started.elapsed().as_secs_f64();
+    if !args.run.quiet {
+        let ratio = if summary.image_size > 0 {
+            summary.file_len as f64 / summary.image_size as f64 * 100.0
+        } else {
+            0.0
+        };
+        print(&format!(
+            "wrote {}\n  disk {} in {} blocks ({} zero), {:.1} MiB/s\n  file {} ({ratio:.1}% of the disk), index {} ({:.3}% of the disk)\n  identity {}\n",
+            dest.display(),
+            progress::human(summary.image_size),
+            summary.blocks,
+            summary.zero_blocks,
+            summary.image_size as f64 / secs.max(1e-9) / (1 << 20) as f64,
+            progress::human(summary.file_len),
+            progress::human(summary.index_bytes),
+            summary.index_bytes as f64 / summary.image_size.max(1) as f64 * 100.0,
+            hex(&summary.identity),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Metadata from the options, then the .vmx, then the descriptor.
+fn metadata(args: &FullArgs, source: &DiskSource) -> Result<Metadata> {
+    let m = &args.meta;
+    let mut meta = Metadata {
+        vm_name: m.vm_name.clone(),
+        vm_uuid: m.vm_uuid.clone(),
+        scsi_id: m.scsi_id.clone(),
+        ..Metadata::default()
+    };
+    source.describe(&args.source, &mut meta);
+    if let Some(path) = &m.vmx {
+        let limit = Limits::default().max_vmx_len as u64;
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if len > limit {
+            bail!(
+                "{}: the .vmx is {len} bytes; at most {limit} are kept",
+                path.display()
+            );
+        }
+        let vmx = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let facts = vmx_facts(&vmx, meta.disk_name.as_deref());
+        meta.vm_name = meta.vm_name.or(facts.display_name);
+        meta.vm_uuid = meta.vm_uuid.or(facts.uuid_bios);
+        meta.scsi_id = meta.scsi_id.or(facts.scsi_id);
+        meta.vmx = Some(vmx);
+    }
+    meta.created_unix = Some(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    );
+    meta.tool = Some(format!("sdar {}", env!("CARGO_PKG_VERSION")));
+    Ok(meta)
+}
+
+/// `VM_scsi0-0_DISK_20261122T013000Z.full.gz`, from what is known, with
+/// anything but letters, digits, `.`, `-` and `_` replaced.
+fn default_name(meta: &Metadata, codec: Codec) -> String {
+    let mut parts = Vec::new();
+    if let Some(vm) = &meta.vm_name {
+        parts.push(vm.clone());
+    }
+    if let Some(id) = &meta.scsi_id {
+        parts.push(format!("scsi{}", id.replace(':', "-")));
+    }
+    if let Some(disk) = &meta.disk_name {
+        let stem = Path::new(disk)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = stem.strip_suffix("-flat").unwrap_or(&stem).to_string();
+        if meta.vm_name.as_deref() != Some(stem.as_str()) {
+            parts.push(stem);
+        }
+    }
+    parts.push(utc_stamp(meta.created_unix.unwrap_or(0)));
+    let name: String = parts
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = name.trim_start_matches('.').to_string();
+    format!("{name}{}", codec.full_suffix())
+}
+
+/// `20261122T013000Z` for a Unix time, without a date crate: days to a
+/// civil date by Howard Hinnant's algorithm.
+pub fn utc_stamp(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(1_795_000_000), "20261119T075320Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+    }
+
+    #[test]
+    fn names_carry_vm_scsi_disk_and_date() {
+        let meta = Metadata {
+            vm_name: Some("CRM web/01".into()),
+            scsi_id: Some("0:1".into()),
+            disk_name: Some("CRM_1.vmdk".into()),
+            created_unix: Some(0),
+            ..Metadata::default()
+        };
+        assert_eq!(
+            default_name(&meta, Codec::Gzip),
+            "CRM_web_01_scsi0-1_CRM_1_19700101T000000Z.full.gz"
+        );
+        let bare = Metadata {
+            disk_name: Some("..".into()),
+            created_unix: Some(0),
+            ..Metadata::default()
+        };
+        assert_eq!(
+            default_name(&bare, Codec::Zstd),
+            "_19700101T000000Z.full.zst"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! `sdar info`: metadata and layout, as text or JSON.
+
+use crate::cli::InfoArgs;
+use crate::output::print;
+use crate::progress::human;
+use anyhow::{Context, Result};
+use archive_format::{hex, FullImage, Limits};
+use serde_json::json;
+use std::fs::File;
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let file =
+        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let mut image = FullImage::open(file, &args.file, &Limits::default())?;
+    let h = image.header().clone();
+    let mut zero_blocks = 0u64;
+    let mut data_bytes = 0u64;
+    for s in 0..image.segment_count() {
+        let seg = image.index_segment(s)?;
+        zero_blocks += seg.entries.iter().filter(|e| e.zero).count() as u64;
+        data_bytes += seg.data_end() - seg.data_offset;
+    }
+    let index_bytes = image.file_len() - data_bytes;
+    let m = image.meta();
+    if args.json {
+        let doc = json!({
+            "file": args.file.display().to_string(),
+            "kind": "full",
+            "format_version": format!("{}.{}", h.version_major, h.version_minor),
+            "codec": h.codec.name(),
+            "identity": hex(&image.identity()),
+            "image_size": h.image_size,
+            "block_size": h.block_size,
+            "blocks": h.block_count(),
+            "zero_blocks": zero_blocks,
+            "segment_blocks": h.segment_blocks,
+            "segments": image.segment_count(),
+            "file_size": image.file_len(),
+            "data_bytes": data_bytes,
+            "index_bytes": index_bytes,
+            "meta": {
+                "vm_name": m.vm_name,
+                "vm_uuid": m.vm_uuid,
+                "scsi_id": m.scsi_id,
+                "disk_name": m.disk_name,
+                "disk_size": m.disk_size,
+                "adapter_type": m.adapter_type,
+                "geometry": m.geometry.map(|g| json!({"cylinders": g.cylinders, "heads": g.heads, "sectors": g.sectors})),
+                "hw_version": m.hw_version,
+                "disk_uuid": m.disk_uuid,
+                "vmx_bytes": m.vmx.as_ref().map(|v| v.len()),
+                "created_unix": m.created_unix,
+                "created": m.created_unix.map(crate::full::utc_stamp),
+                "tool": m.tool,
+            },
+        });
+        return print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+    }
+    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let mut t = String::new();
+    t += &format!("File:         {}\n", args.file.display());
+    t += &format!(
+        "Kind:         full image, {}, format {}.{}\n",
+        h.codec.name(),
+        h.version_major,
+        h.version_minor
+    );
+    t += &format!("Identity:     {}\n", hex(&image.identity()));
+    t += &format!(
+        "Disk size:    {} ({} bytes)\n",
+        human(h.image_size),
+        h.image_size
+    );
+    t += &format!(
+        "Blocks:       {} of {} ({} zero), {} segments of {}\n",
+        h.block_count(),
+        human(h.block_size as u64),
+        zero_blocks,
+        image.segment_count(),
+        h.segment_blocks
+    );
+    t += &format!(
+        "Stored:       {} ({:.1}% of the disk); index and metadata {} ({:.3}%)\n",
+        human(image.file_len()),
+        image.file_len() as f64 * 100.0 / h.image_size.max(1) as f64,
+        human(index_bytes),
+        index_bytes as f64 * 100.0 / h.image_size.max(1) as f64
+    );
+    t += &format!("VM name:      {}\n", opt(&m.vm_name));
+    t += &format!("VM UUID:      {}\n", opt(&m.vm_uuid));
+    t += &format!("SCSI id:      {}\n", opt(&m.scsi_id));
+    t += &format!("Disk name:    {}\n", opt(&m.disk_name));
+    t += &format!("Adapter:      {}\n", opt(&m.adapter_type));
+    let geometry = m
+        .geometry
+        .map(|g| format!("{}/{}/{} (C/H/S)", g.cylinders, g.heads, g.sectors));
+    t += &format!("Geometry:     {}\n", geometry.as_deref().unwrap_or("-"));
+    t += &format!("HW version:   {}\n", opt(&m.hw_version));
+    t += &format!("Disk UUID:    {}\n", opt(&m.disk_uuid));
+    t += &format!(
+        "VMX:          {}\n",
+        m.vmx
+            .as_ref()
+            .map_or("-".into(), |v| format!("{} bytes", v.len()))
+    );
+    t += &format!(
+        "Created:      {}\n",
+        m.created_unix.map_or("-".into(), crate::full::utc_stamp)
+    );
+    t += &format!("Made by:      {}\n", opt(&m.tool));
+    print(&t)
+}
+
+/// Metadata comes from the file: never let it drive the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

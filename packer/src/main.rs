@@ -1,0 +1,64 @@
+//! `sdar`: make and check full images of VM disks.
+
+mod cli;
+mod demo;
+mod full;
+mod info;
+mod output;
+mod progress;
+mod sample;
+mod verify;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes (README "Exit codes").
+const EXIT_INTEGRITY: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_OTHER: u8 = 3;
+
+/// A usage problem found after argument parsing (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Full(args) => full::run(args),
+        cli::Command::Verify(args) => verify::run(args),
+        cli::Command::Info(args) => info::run(args),
+        cli::Command::Demo(args) => demo::run(args),
+        cli::Command::SampleDisk(args) => sample::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sdar: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<archive_format::Error>() {
+            return if err.is_integrity() {
+                EXIT_INTEGRITY
+            } else {
+                EXIT_OTHER
+            };
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return EXIT_USAGE;
+        }
+    }
+    EXIT_OTHER
+}

@@ -1,0 +1,96 @@
+//! Output files: written under a temporary name beside the destination,
+//! synced, then renamed, so a half-written file never has the final name.
+
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// An output in progress.
+pub struct PendingOutput {
+    tmp: NamedTempFile,
+    dest: PathBuf,
+    force: bool,
+}
+
+impl PendingOutput {
+    /// Refuses an existing `dest` unless `force`, then creates the temporary
+    /// file in the same folder (so the final rename is atomic).
+    pub fn create(dest: &Path, force: bool) -> Result<Self> {
+        if !force && dest.symlink_metadata().is_ok() {
+            bail!(crate::UsageError(format!(
+                "{} already exists; use --force to replace it",
+                dest.display()
+            )));
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        Ok(PendingOutput {
+            tmp,
+            dest: dest.to_path_buf(),
+            force,
+        })
+    }
+
+    /// A buffered writer onto the temporary file.
+    pub fn writer(&self) -> Result<BufWriter<File>> {
+        let f = self
+            .tmp
+            .as_file()
+            .try_clone()
+            .context("cannot reopen the temporary file")?;
+        Ok(BufWriter::with_capacity(1 << 20, f))
+    }
+
+    /// Syncs the data and gives the file its final name.
+    pub fn commit(self, writer: BufWriter<File>) -> Result<()> {
+        let f = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", self.dest.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", self.dest.display()))?;
+        let dest = self.dest.clone();
+        if self.force {
+            self.tmp.persist(&dest).map_err(|e| e.error)
+        } else {
+            self.tmp.persist_noclobber(&dest).map_err(|e| e.error)
+        }
+        .with_context(|| format!("cannot move the finished file to {}", dest.display()))?;
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Make the rename itself durable; some filesystems cannot sync a folder.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+/// True when `a` and `b` are the same file on disk.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to stdout, failing quietly when the reader went away.
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}

@@ -1,0 +1,34 @@
+//! `sdar verify`: prove a full image, write nothing.
+
+use crate::cli::VerifyArgs;
+use crate::output::print;
+use crate::progress;
+use anyhow::{Context, Result};
+use archive_format::{hex, verify_full, FullImage, Limits};
+use std::fs::File;
+use std::time::Instant;
+
+pub fn run(args: VerifyArgs) -> Result<()> {
+    let file =
+        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let started = Instant::now();
+    let mut image = FullImage::open(file, &args.file, &Limits::default())?;
+    let pb = progress::bar(image.header().image_size, "verify", args.run.quiet);
+    let report = verify_full(&mut image, args.run.threads, &mut |done| {
+        pb.set_position(done)
+    })?;
+    pb.finish_and_clear();
+    if !args.run.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        print(&format!(
+            "OK {}: {} blocks ({} zero), {} verified at {:.1} MiB/s\n  identity {}\n",
+            args.file.display(),
+            report.blocks,
+            report.zero_blocks,
+            progress::human(report.image_size),
+            report.image_size as f64 / secs.max(1e-9) / (1 << 20) as f64,
+            hex(&report.identity)
+        ))?;
+    }
+    Ok(())
+}
