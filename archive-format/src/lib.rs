@@ -21,6 +21,8 @@ mod codec;
 pub mod error;
 mod footer;
 pub mod full;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod identity;
 mod index;
