@@ -9,4 +9,4 @@ mod read;
 mod write;
 
 pub use read::{FullImage, MemberCheck};
-pub use write::{write_full, EncodedBlock, FullOptions, FullSummary, FullWriter};
+pub use write::{write_full, FullOptions, FullSummary, FullWriter};

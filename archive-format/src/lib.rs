@@ -40,9 +40,7 @@ pub use archive_file::ArchiveFile;
 pub use codec::Codec;
 pub use error::{hex, Error, Hash, Result};
 pub use footer::Footer;
-pub use full::{
-    write_full, EncodedBlock, FullImage, FullOptions, FullSummary, FullWriter, MemberCheck,
-};
+pub use full::{write_full, FullImage, FullOptions, FullSummary, FullWriter, MemberCheck};
 pub use header::ImageHeader;
 pub use identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
 pub use index::{BlockEntry, IndexSegment};

@@ -27,7 +27,7 @@ impl DiskSource {
     /// or anything else as a raw image.
     pub fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, None, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, None, e))?.len();
+        let len = disk_len(&mut file, path)?;
         let mut head = vec![0u8; (len as usize).min(vmdk::MAX_DESCRIPTOR_LEN)];
         let n = read_full(&mut file, &mut head).map_err(|e| Error::io(path, Some(0), e))?;
         head.truncate(n);
@@ -147,4 +147,29 @@ impl DiskSource {
     pub fn reader(&mut self) -> impl Read + '_ {
         (&mut self.file).take(self.size)
     }
+}
+
+/// The size of a regular file or a block device. A block device reports a
+/// length of 0 in its metadata, so its size is found by seeking to its end;
+/// anything else (a pipe, `/dev/zero`) has no size and is refused rather
+/// than backed up as an empty disk.
+fn disk_len(file: &mut File, path: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = file.metadata().map_err(|e| Error::io(path, None, e))?;
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(meta.len());
+    }
+    if kind.is_block_device() {
+        let len = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(path, None, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, Some(0), e))?;
+        return Ok(len);
+    }
+    Err(Error::Source {
+        file: path.to_path_buf(),
+        what: "is neither a regular file nor a block device, so its size is unknown".into(),
+    })
 }

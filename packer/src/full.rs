@@ -54,21 +54,21 @@ pub fn run(args: FullArgs) -> Result<()> {
     pending.commit(out)?;
     let secs = started.elapsed().as_secs_f64();
     if !args.run.quiet {
-        let ratio = if summary.image_size > 0 {
-            summary.file_len as f64 / summary.image_size as f64 * 100.0
-        } else {
-            0.0
+        let percent = |part: u64, digits: usize| match summary.image_size {
+            0 => "-".to_string(),
+            size => format!("{:.*}%", digits, part as f64 / size as f64 * 100.0),
         };
         print(&format!(
-            "wrote {}\n  disk {} in {} blocks ({} zero), {:.1} MiB/s\n  file {} ({ratio:.1}% of the disk), index {} ({:.3}% of the disk)\n  identity {}\n",
+            "wrote {}\n  disk {} in {} blocks ({} zero), {:.1} MiB/s\n  file {} ({} of the disk), index {} ({} of the disk)\n  identity {}\n",
             dest.display(),
             progress::human(summary.image_size),
             summary.blocks,
             summary.zero_blocks,
             summary.image_size as f64 / secs.max(1e-9) / (1 << 20) as f64,
             progress::human(summary.file_len),
+            percent(summary.file_len, 1),
             progress::human(summary.index_bytes),
-            summary.index_bytes as f64 / summary.image_size.max(1) as f64 * 100.0,
+            percent(summary.index_bytes, 3),
             hex(&summary.identity),
         ))?;
     }
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn stamps() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_795_000_000), "20261119T075320Z");
+        assert_eq!(utc_stamp(1_795_000_000), "20261118T110640Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
     }
 

@@ -72,7 +72,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         h.image_size
     );
     t += &format!(
-        "Blocks:       {} of {} ({} zero), {} segments of {}\n",
+        "Blocks:       {} of {} ({} zero), {} segment(s) of {}\n",
         h.block_count(),
         human(h.block_size as u64),
         zero_blocks,

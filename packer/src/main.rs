@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sdar: error: {e:#}");
+            eprintln!("sdar: error: {}", message(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -61,4 +61,20 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     EXIT_OTHER
+}
+
+/// The error and its causes, each cause once: library errors already name
+/// their cause in their own message.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }

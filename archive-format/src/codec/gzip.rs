@@ -106,12 +106,14 @@ pub(super) fn read_record<R: Read + Seek>(
     }
     let body_len = record::declared_body_len(&rec);
     if body_len > max_body {
-        return Err(Error::LimitExceeded {
-            file: file.name().to_path_buf(),
-            what: "record length",
-            value: body_len as u64,
-            limit: max_body as u64,
-        });
+        return Err(Error::corrupt(
+            file.name(),
+            offset,
+            format!(
+                "{} record claims {body_len} bytes, more than the {max_body} that fit here",
+                record::tag_name(tag)
+            ),
+        ));
     }
     let total = RECORD_HEADER_LEN + body_len as usize;
     // Every fragment but the last is full, so the layout is canonical.

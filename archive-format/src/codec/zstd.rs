@@ -45,12 +45,14 @@ pub(super) fn read_record<R: Read + Seek>(
     let n = le_u32(&head, 4);
     let max = max_body.saturating_add(RECORD_HEADER_LEN as u32);
     if n > max {
-        return Err(Error::LimitExceeded {
-            file: file.name().to_path_buf(),
-            what: "record length",
-            value: n as u64,
-            limit: max as u64,
-        });
+        return Err(Error::corrupt(
+            file.name(),
+            offset,
+            format!(
+                "{} record claims {n} bytes, more than the {max} that fit here",
+                record::tag_name(tag)
+            ),
+        ));
     }
     let rec = file.read_vec_at(offset + ZSTD_RECORD_HEAD_LEN as u64, n as usize, &what)?;
     Ok((rec, wrapped_len(n as u64)))

@@ -57,7 +57,7 @@ impl<R: Read + Seek> FullImage<R> {
                 Error::truncated(
                     file.name(),
                     file.len(),
-                    "FOOT record (the file is cut short or was never finished)",
+                    "FOOT record (the file is cut short, was never finished, or has bytes appended)",
                 )
             })?;
         let footer = match codec.read_record(&mut file, foot_at, TAG_FOOT, FOOT_LEN as u32) {
@@ -68,7 +68,7 @@ impl<R: Read + Seek> FullImage<R> {
                 return Err(Error::truncated(
                     file.name(),
                     foot_at,
-                    "FOOT record (the file is cut short or was never finished)",
+                    "FOOT record (the file is cut short, was never finished, or has bytes appended)",
                 ))
             }
             Err(e) => return Err(e),

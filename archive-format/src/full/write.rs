@@ -51,15 +51,6 @@ impl FullOptions {
     }
 }
 
-/// One block, compressed and hashed, ready for `FullWriter::push_encoded`.
-#[derive(Clone, Debug)]
-pub struct EncodedBlock {
-    pub hash: Hash,
-    pub zero: bool,
-    /// The complete member (gzip member or zstd frame).
-    pub member: Vec<u8>,
-}
-
 /// What a finished image holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FullSummary {
@@ -155,6 +146,14 @@ impl<W: Write> FullWriter<W> {
     /// Hashes, compresses and writes the next block. Every block but the
     /// last must be exactly `block_size` bytes.
     pub fn push_block(&mut self, block: &[u8]) -> Result<()> {
+        let n = self.identity.blocks();
+        if n < self.header.block_count() && block.len() != self.header.block_len(n) {
+            return Err(Error::invalid(format!(
+                "block {n} must be {} bytes, got {}",
+                self.header.block_len(n),
+                block.len()
+            )));
+        }
         let mut worker = match self.worker.take() {
             Some(w) => w,
             None => EncodeWorker::new(&self.options)?,
@@ -167,11 +166,6 @@ impl<W: Write> FullWriter<W> {
         self.push_member(hash, zero, &member)?;
         self.scratch = member;
         Ok(())
-    }
-
-    /// Writes a block that was encoded elsewhere (for example by a worker thread).
-    pub fn push_encoded(&mut self, block: &EncodedBlock) -> Result<()> {
-        self.push_member(block.hash, block.zero, &block.member)
     }
 
     fn push_member(&mut self, hash: Hash, zero: bool, member: &[u8]) -> Result<()> {

@@ -1,0 +1,504 @@
+//! What every end-to-end test needs: the built `sdar`, a scratch folder,
+//! seeded sample disks with hand-written VMDK descriptors, stock tools that
+//! must be installed (never silently skipped), and ways to damage a file at
+//! a chosen block.
+//!
+//! Kept as `common/mod.rs`, the usual place for code shared by integration
+//! tests, so that nobody mistakes it for a test target of its own.
+
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+pub const SDAR: &str = env!("CARGO_BIN_EXE_sdar");
+
+/// Exit codes documented in `sdar --help`.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_INTEGRITY: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_OTHER: i32 = 3;
+
+/// A fresh folder, removed when the test ends.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sdar-e2e.")
+        .tempdir()
+        .expect("cannot create a scratch folder")
+}
+
+/// What a finished command left behind.
+pub struct Outcome {
+    /// The command line, for failure messages.
+    pub what: String,
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics, showing stderr, unless the command exited with `code`.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            code,
+            "`{}` exited with {} instead of {code}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.code,
+            self.stdout_text(),
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Self {
+        self.expect_code(EXIT_OK)
+    }
+}
+
+/// Runs `program args` in `dir` and waits for it.
+pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Outcome {
+    let what = format!("{} {}", program, args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("`{what}` was killed by a signal ({})", out.status));
+    Outcome {
+        what,
+        code,
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs the built `sdar` in `dir`.
+pub fn sdar(dir: &Path, args: &[&str]) -> Outcome {
+    let mut out = run_in(dir, SDAR, args);
+    out.what = format!("sdar {}", args.join(" "));
+    out
+}
+
+/// Fails the test with a clear message when `name` is not on the PATH:
+/// CI installs every tool these tests use, so a missing one is a broken
+/// machine, not a reason to pass.
+#[track_caller]
+pub fn require_tool(name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| {
+        fs::metadata(dir.join(name))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    assert!(
+        found,
+        "`{name}` is not installed (not found on PATH); these tests need it: \
+         install it (Debian/Ubuntu: apt-get install gzip pigz zstd)"
+    );
+}
+
+/// Runs a stock tool in `dir`, after checking that it is installed.
+#[track_caller]
+pub fn stock(dir: &Path, tool: &str, args: &[&str]) -> Outcome {
+    require_tool(tool);
+    run_in(dir, tool, args)
+}
+
+/// Writes `sdar sample-disk` output of `size` bytes for `seed` to `dir/name`
+/// and returns the bytes.
+pub fn sample_disk(dir: &Path, name: &str, size: u64, seed: u64) -> Vec<u8> {
+    sdar(
+        dir,
+        &[
+            "sample-disk",
+            name,
+            "--size",
+            &size.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ],
+    )
+    .success();
+    let bytes = fs::read(dir.join(name)).expect("cannot read the sample disk");
+    assert_eq!(bytes.len() as u64, size, "sample-disk wrote the wrong size");
+    bytes
+}
+
+/// The two descriptor layouts `sdar full` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DescriptorKind {
+    /// createType "monolithicFlat", extent `RW n FLAT "file" offset`.
+    MonolithicFlat,
+    /// createType "vmfs", extent `RW n VMFS "file"`, as on an ESXi datastore.
+    Vmfs,
+}
+
+/// What the hand-written descriptors say about the disk, so tests can check
+/// that `sdar info` reports exactly this.
+pub const ADAPTER: &str = "lsilogic";
+pub const HEADS: u32 = 64;
+pub const TRACK_SECTORS: u32 = 32;
+pub const DISK_UUID: &str = "60 00 c2 9b 5e 1d 4a 21-9f 3c 8a 77 10 42 d3 e5";
+pub const HW_VERSION: &str = "19";
+
+/// Cylinders as VMware writes them for small disks (64 heads, 32 sectors).
+pub fn cylinders(sectors: u64) -> u32 {
+    (sectors / (HEADS as u64 * TRACK_SECTORS as u64)).max(1) as u32
+}
+
+/// A VMDK descriptor declaring `sectors` sectors of `flat`, starting at
+/// sector `offset` (monolithicFlat only; vmfs extents have no offset).
+pub fn descriptor_text(kind: DescriptorKind, sectors: u64, flat: &str, offset: u64) -> String {
+    let (create_type, extent) = match kind {
+        DescriptorKind::MonolithicFlat => (
+            "monolithicFlat",
+            format!("RW {sectors} FLAT \"{flat}\" {offset}"),
+        ),
+        DescriptorKind::Vmfs => {
+            assert_eq!(offset, 0, "vmfs extents have no offset");
+            ("vmfs", format!("RW {sectors} VMFS \"{flat}\""))
+        }
+    };
+    format!(
+        "# Disk DescriptorFile\n\
+         version=1\n\
+         encoding=\"UTF-8\"\n\
+         CID=fffffffe\n\
+         parentCID=ffffffff\n\
+         createType=\"{create_type}\"\n\
+         \n\
+         # Extent description\n\
+         {extent}\n\
+         \n\
+         # The Disk Data Base\n\
+         #DDB\n\
+         \n\
+         ddb.adapterType = \"{ADAPTER}\"\n\
+         ddb.geometry.cylinders = \"{}\"\n\
+         ddb.geometry.heads = \"{HEADS}\"\n\
+         ddb.geometry.sectors = \"{TRACK_SECTORS}\"\n\
+         ddb.longContentID = \"8f1a1b2c3d4e5f60718293a4fffffffe\"\n\
+         ddb.uuid = \"{DISK_UUID}\"\n\
+         ddb.virtualHWVersion = \"{HW_VERSION}\"\n",
+        cylinders(sectors)
+    )
+}
+
+/// A VMDK made of a descriptor and its flat extent in one folder.
+pub struct Vmdk {
+    /// The descriptor's file name, such as `crm.vmdk`.
+    pub descriptor: String,
+    /// The flat extent's file name, such as `crm-flat.vmdk`.
+    pub flat: String,
+    /// The disk's bytes: exactly what a restore must give back.
+    pub disk: Vec<u8>,
+}
+
+/// Writes `name.vmdk` and `name-flat.vmdk` holding a seeded sample disk of
+/// `sectors` sectors.
+pub fn sample_vmdk(dir: &Path, name: &str, kind: DescriptorKind, sectors: u64, seed: u64) -> Vmdk {
+    let descriptor = format!("{name}.vmdk");
+    let flat = format!("{name}-flat.vmdk");
+    let disk = sample_disk(dir, &flat, sectors * 512, seed);
+    fs::write(
+        dir.join(&descriptor),
+        descriptor_text(kind, sectors, &flat, 0),
+    )
+    .unwrap();
+    Vmdk {
+        descriptor,
+        flat,
+        disk,
+    }
+}
+
+/// What the hand-written .vmx says about the VM.
+pub const VM_UUID: &str = "56 4d 9a 3c 11 22 33 44-55 66 77 88 99 aa bb cc";
+
+/// A .vmx for a VM named `display_name` whose SCSI slot `slot` (such as
+/// `0:1`) holds `disk` given by its datastore path, with a system disk in 0:0.
+pub fn vmx_text(display_name: &str, slot: &str, disk: &str) -> String {
+    format!(
+        ".encoding = \"UTF-8\"\n\
+         config.version = \"8\"\n\
+         virtualHW.version = \"{HW_VERSION}\"\n\
+         displayName = \"{display_name}\"\n\
+         uuid.bios = \"{VM_UUID}\"\n\
+         scsi0.present = \"TRUE\"\n\
+         scsi0.virtualDev = \"{ADAPTER}\"\n\
+         scsi0:0.present = \"TRUE\"\n\
+         scsi0:0.fileName = \"system.vmdk\"\n\
+         scsi{slot}.present = \"TRUE\"\n\
+         scsi{slot}.fileName = \"/vmfs/volumes/datastore1/{display_name}/{disk}\"\n"
+    )
+}
+
+/// The hex identity from `sdar full` or `sdar verify` output.
+#[track_caller]
+pub fn printed_identity(stdout: &str) -> String {
+    let id = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("identity "))
+        .unwrap_or_else(|| panic!("no identity line in:\n{stdout}"))
+        .trim()
+        .to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "identity `{id}` is not 32 bytes of hex"
+    );
+    id
+}
+
+/// Blocks of `block_size` in `disk` that hold only zeros (the last may be short).
+pub fn zero_blocks(disk: &[u8], block_size: usize) -> u64 {
+    disk.chunks(block_size)
+        .filter(|c| c.iter().all(|&b| b == 0))
+        .count() as u64
+}
+
+/// A file's bytes and modification time, to prove a command left it alone.
+pub struct FileState {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    modified: SystemTime,
+}
+
+/// Starts watching `path`: sets its modification time to 2001, so that a
+/// later write shows whatever the filesystem's time granularity, and keeps
+/// its bytes.
+pub fn watch(path: &Path) -> FileState {
+    let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(old))
+        .unwrap_or_else(|e| panic!("cannot set the time of {}: {e}", path.display()));
+    read_state(path)
+}
+
+fn read_state(path: &Path) -> FileState {
+    FileState {
+        path: path.to_path_buf(),
+        bytes: fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+        modified: fs::metadata(path).unwrap().modified().unwrap(),
+    }
+}
+
+impl FileState {
+    /// Panics unless the file still has the same bytes and modification time.
+    #[track_caller]
+    pub fn assert_unchanged(&self, after: &str) {
+        let now = read_state(&self.path);
+        if let Some(at) = first_difference(&self.bytes, &now.bytes) {
+            panic!(
+                "{} changed after {after}: {} bytes before, {} after, first difference at byte {at}",
+                self.path.display(),
+                self.bytes.len(),
+                now.bytes.len()
+            );
+        }
+        assert_eq!(
+            self.modified,
+            now.modified,
+            "{}: modification time changed after {after}",
+            self.path.display()
+        );
+    }
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or((a.len() != b.len()).then_some(a.len().min(b.len())))
+}
+
+/// Asserts `actual == expected` without printing megabytes when they differ.
+#[track_caller]
+pub fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    if let Some(at) = first_difference(actual, expected) {
+        panic!(
+            "{what}: {} bytes, expected {}; first difference at byte {at}",
+            actual.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The names in `dir`, sorted: to prove a command left no file behind.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Inverts every bit of the byte at `offset`.
+pub fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = usize::try_from(offset).unwrap();
+    assert!(
+        at < bytes.len(),
+        "byte {offset} is past the end of {}",
+        path.display()
+    );
+    bytes[at] ^= 0xff;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Cuts `path` to its first `len` bytes.
+pub fn truncate(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// Where one block's compressed member lies in a full image.
+#[derive(Clone, Copy, Debug)]
+pub struct Member {
+    pub block: u64,
+    pub offset: u64,
+    pub len: u64,
+    pub zero: bool,
+}
+
+/// How a full image is laid out, read with the library so that damage can
+/// be aimed at one block, one index record or the footer.
+pub struct Layout {
+    pub members: Vec<Member>,
+    /// File offset of each segment's INDX record.
+    pub index_records: Vec<u64>,
+    /// Where block data begins (after HEAD and META).
+    pub data_start: u64,
+    /// File offset of the DIRS record.
+    pub directory: u64,
+    pub file_len: u64,
+}
+
+pub fn layout(path: &Path) -> Layout {
+    use archive_format::{FullImage, Limits};
+    let file = fs::File::open(path).unwrap();
+    let mut image = FullImage::open(file, path, &Limits::default())
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let mut members = Vec::new();
+    let mut index_records = Vec::new();
+    let per_segment = image.header().segment_blocks as u64;
+    for s in 0..image.segment_count() {
+        let seg = image.index_segment(s).unwrap();
+        for (i, e) in seg.entries.iter().enumerate() {
+            members.push(Member {
+                block: s * per_segment + i as u64,
+                offset: seg.member_offset(i),
+                len: e.member_len as u64,
+                zero: e.zero,
+            });
+        }
+        index_records.push(seg.data_end());
+    }
+    Layout {
+        members,
+        index_records,
+        data_start: image.data_start(),
+        directory: image.footer().directory_offset,
+        file_len: image.file_len(),
+    }
+}
+
+/// Bytes a record with a body of `body_len` takes in its container: the
+/// 16-byte record header (SPEC.md §4 "Record") inside a gzip member with a
+/// 16-byte head and a 10-byte empty-deflate suffix (§4.2), or a zstd
+/// skippable frame with an 8-byte head (§4.3).
+pub fn record_span(codec: &str, body_len: u64) -> u64 {
+    match codec {
+        "gzip" => 16 + 16 + body_len + 10,
+        "zstd" => 8 + 16 + body_len,
+        _ => panic!("unknown codec {codec}"),
+    }
+}
+
+/// Offset, from a record's first byte, of the most significant byte of the
+/// first length field a reader meets: the record's `body_len` in gzip
+/// (after the member head and the tag), the frame size in zstd.
+pub fn length_field_top_byte(codec: &str) -> u64 {
+    match codec {
+        "gzip" => 16 + 4 + 3,
+        "zstd" => 4 + 3,
+        _ => panic!("unknown codec {codec}"),
+    }
+}
+
+/// The number right after `word ` in `text`, such as 17 for `block 17:`.
+pub fn number_after(text: &str, word: &str) -> Option<u64> {
+    let pattern = format!("{word} ");
+    text.match_indices(&pattern).find_map(|(at, _)| {
+        let rest = &text[at + pattern.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
+/// Seconds since the Unix epoch for a `YYYYMMDDTHHMMSSZ` stamp, counted
+/// day by day rather than with the formula `sdar` uses, so the two check
+/// each other. None when the text is not such a stamp.
+pub fn stamp_to_unix(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = stamp.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_len = |y: i64, m: i64| match m {
+        2 if leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > month_len(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut days = 0;
+    for y in 1970..year {
+        days += if leap(y) { 366 } else { 365 };
+    }
+    for m in 1..month {
+        days += month_len(year, m);
+    }
+    days += day - 1;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
