@@ -12,12 +12,13 @@
 //! let mut image = FullImage::open(file, "disk.full.gz", &Limits::default())?;
 //! let report = verify_full(&mut image, 0, &mut |_done| {})?;
 //! println!("{} blocks verified", report.blocks);
-//! # Ok::<(), archive_format::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 
 mod archive_file;
 mod codec;
+pub mod delta;
 pub mod error;
 mod footer;
 pub mod full;
@@ -31,6 +32,8 @@ mod limits;
 mod meta;
 mod pipeline;
 mod record;
+pub mod restore;
+mod trailer;
 mod source;
 mod verify;
 pub mod vmdk;
@@ -47,4 +50,6 @@ pub use index::{BlockEntry, IndexSegment};
 pub use limits::Limits;
 pub use meta::{Geometry, Metadata, MAX_META_TEXT_LEN};
 pub use source::DiskSource;
+pub use trailer::Trailer;
+pub use delta::{write_delta, ChangeEntry, ChangeKind, DeltaArchive, DeltaHeader, DeltaOptions, DeltaSummary, DeltaWriter};
 pub use verify::{verify_full, VerifyReport};

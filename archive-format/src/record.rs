@@ -117,3 +117,56 @@ pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
 pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
+
+/// Reads a record stored without a container (delta payloads, SPEC.md
+/// §14) at absolute `offset`; returns its body and the bytes it spans.
+pub(crate) fn read_plain_record<R: std::io::Read + std::io::Seek>(
+    file: &mut crate::archive_file::ArchiveFile<R>,
+    offset: u64,
+    tag: [u8; 4],
+    max_body: u32,
+) -> Result<(Vec<u8>, u64)> {
+    let what = format!("{} record", tag_name(tag));
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    file.read_at(offset, &mut head, &what)?;
+    let body_len = declared_body_len(&head);
+    if body_len > max_body {
+        let span = RECORD_HEADER_LEN as u64 + body_len as u64;
+        return Err(oversized(file, offset, tag, body_len, max_body, span));
+    }
+    let mut rec = file.read_vec_at(offset, RECORD_HEADER_LEN + body_len as usize, &what)?;
+    let span = rec.len() as u64;
+    rec.truncate(RECORD_HEADER_LEN + body_len as usize);
+    let body = decode_record(file.name(), offset, rec, tag)?;
+    Ok((body, span))
+}
+
+/// The error for a record longer than `max_body`. Only META's bound is the
+/// caller's choice (`Limits::max_record_len`): a META record that fits in
+/// the file is a limit the caller may raise. Every other record has a
+/// length fixed by the format, and one that runs past the end of the file
+/// cannot be right either: both are corruption.
+pub(crate) fn oversized<R: std::io::Read + std::io::Seek>(
+    file: &crate::archive_file::ArchiveFile<R>,
+    offset: u64,
+    tag: [u8; 4],
+    body_len: u32,
+    max_body: u32,
+    span: u64,
+) -> Error {
+    let fits = offset.checked_add(span).is_some_and(|end| end <= file.len());
+    if tag == TAG_META && fits {
+        Error::LimitExceeded {
+            file: file.name().to_path_buf(),
+            what: "metadata record length",
+            value: body_len as u64,
+            limit: max_body as u64,
+        }
+    } else {
+        Error::corrupt(
+            file.name(),
+            offset,
+            format!("{} record claims {body_len} bytes, more than the {max_body} that fit here", tag_name(tag)),
+        )
+    }
+}

@@ -43,16 +43,9 @@ pub(super) fn read_record<R: Read + Seek>(
         });
     }
     let n = le_u32(&head, 4);
-    let max = max_body.saturating_add(RECORD_HEADER_LEN as u32);
-    if n > max {
-        return Err(Error::corrupt(
-            file.name(),
-            offset,
-            format!(
-                "{} record claims {n} bytes, more than the {max} that fit here",
-                record::tag_name(tag)
-            ),
-        ));
+    let body_len = n.saturating_sub(RECORD_HEADER_LEN as u32);
+    if body_len > max_body {
+        return Err(record::oversized(file, offset, tag, body_len, max_body, wrapped_len(n as u64)));
     }
     let rec = file.read_vec_at(offset + ZSTD_RECORD_HEAD_LEN as u64, n as usize, &what)?;
     Ok((rec, wrapped_len(n as u64)))
