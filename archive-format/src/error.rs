@@ -62,6 +62,12 @@ pub enum Error {
         expected: Hash,
         actual: Hash,
     },
+    /// The full image offered for a delta is not the one it was made from.
+    WrongFull {
+        file: FileName,
+        expected: Hash,
+        found: Hash,
+    },
     /// A size, count or length is larger than the configured `Limits` allow.
     LimitExceeded {
         file: FileName,
@@ -88,6 +94,7 @@ impl Error {
                 | Error::Truncated { .. }
                 | Error::BlockMismatch { .. }
                 | Error::IdentityMismatch { .. }
+                | Error::WrongFull { .. }
         )
     }
 
@@ -200,6 +207,17 @@ impl fmt::Display for Error {
                 file.display(),
                 hex(actual),
                 hex(expected)
+            ),
+            Error::WrongFull {
+                file,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: wrong full image: this delta needs the full with identity {}, this file has identity {}",
+                file.display(),
+                hex(expected),
+                hex(found)
             ),
             Error::LimitExceeded {
                 file,

@@ -129,3 +129,67 @@ pub const ZSTD_RECORD_MAGIC: u32 = 0x184D_2A5D;
 pub const ZSTD_RECORD_HEAD_LEN: usize = 8;
 /// SPEC.md §3.2: every zstd frame starts with this magic.
 pub const ZSTD_FRAME_MAGIC: u32 = 0xFD2F_B528;
+
+/// SPEC.md §5: `kind` of a delta payload's DHED record.
+pub const KIND_DELTA: u8 = 2;
+
+/// SPEC.md §13 "Archive trailer": the last bytes of every delta archive.
+pub const TRAILER_LEN: usize = 32;
+pub const TRAILER_MAGIC: [u8; 8] = *b"\x89SDDLT\r\n";
+pub const TRAILER_PAYLOAD_OFFSET_OFFSET: usize = 8;
+pub const TRAILER_PAYLOAD_LEN_OFFSET: usize = 16;
+pub const TRAILER_VERSION_MAJOR_OFFSET: usize = 24;
+pub const TRAILER_VERSION_MINOR_OFFSET: usize = 26;
+pub const TRAILER_CRC_OFFSET: usize = 28;
+const _: () = assert!(TRAILER_CRC_OFFSET + 4 == TRAILER_LEN);
+
+/// SPEC.md §14.1 "Delta record tags".
+pub const TAG_DELTA_HEAD: [u8; 4] = *b"DHED";
+pub const TAG_DELTA_MAP: [u8; 4] = *b"DMAP";
+pub const TAG_DELTA_DIRECTORY: [u8; 4] = *b"DDIR";
+pub const TAG_DELTA_FOOT: [u8; 4] = *b"DFOT";
+
+/// SPEC.md §15 "DHED record".
+pub const DHED_LEN: usize = 96;
+pub const DHED_BLOCK_SIZE_OFFSET: usize = 24;
+pub const DHED_MAP_ENTRIES_OFFSET: usize = 28;
+pub const DHED_IMAGE_SIZE_OFFSET: usize = 32;
+pub const DHED_BASE_IMAGE_SIZE_OFFSET: usize = 40;
+pub const DHED_BASE_IDENTITY_OFFSET: usize = 48;
+pub const DHED_RESERVED2_OFFSET: usize = 80;
+const _: () = assert!(DHED_RESERVED2_OFFSET + 16 == DHED_LEN);
+/// SPEC.md §15: changed-block entries per DMAP record written by sdar.
+pub const DEFAULT_MAP_ENTRIES: u32 = 4096;
+pub const MAX_MAP_ENTRIES: u32 = 65536;
+
+/// SPEC.md §16 "DMAP record".
+pub const DMAP_HEADER_LEN: usize = 24;
+pub const DMAP_ENTRY_LEN: usize = 64;
+pub const DMAP_ENTRY_BLOCK_OFFSET: usize = 0;
+pub const DMAP_ENTRY_KIND_OFFSET: usize = 8;
+pub const DMAP_ENTRY_PAGES_OFFSET: usize = 12;
+pub const DMAP_ENTRY_DATA_OFFSET_OFFSET: usize = 16;
+pub const DMAP_ENTRY_MEMBER_LEN_OFFSET: usize = 24;
+pub const DMAP_ENTRY_MEMBER_CRC_OFFSET: usize = 28;
+pub const DMAP_ENTRY_HASH_OFFSET: usize = 32;
+/// SPEC.md §16.1: how a changed block is stored.
+pub const ENTRY_KIND_DATA: u8 = 1;
+pub const ENTRY_KIND_ZERO: u8 = 2;
+pub const ENTRY_KIND_PATCH: u8 = 3;
+/// SPEC.md §16.1: a PATCH replaces whole pages of this size.
+pub const PATCH_PAGE: usize = 4096;
+/// SPEC.md §16.1: pages per block a PATCH can name (one bit each in a u32).
+pub const PATCH_MAX_PAGES: usize = 32;
+
+/// SPEC.md §17 "DDIR record": group count, then per group its DMAP offset
+/// and first block.
+pub const DDIR_HEADER_LEN: usize = 8;
+pub const DDIR_ENTRY_LEN: usize = 16;
+
+/// SPEC.md §18 "DFOT record".
+pub const DFOT_LEN: usize = 64;
+pub const DFOT_IDENTITY_OFFSET: usize = 0;
+pub const DFOT_DIRECTORY_OFFSET_OFFSET: usize = 32;
+pub const DFOT_GROUP_COUNT_OFFSET: usize = 40;
+pub const DFOT_ENTRY_COUNT_OFFSET: usize = 48;
+pub const DFOT_RESERVED_OFFSET: usize = 56;

@@ -272,6 +272,18 @@ impl<R: Read + Seek> FullImage<R> {
         ))
     }
 
+    /// Reads the stored member of `block` without decoding it: its index
+    /// entry, its file offset and its bytes. `MemberCheck::check` proves it.
+    pub fn read_member(&mut self, block: u64) -> Result<(BlockEntry, u64, Vec<u8>)> {
+        let (seg, i) = self.locate(block)?;
+        let entry = seg.entries[i];
+        let offset = seg.member_offset(i);
+        let member = self
+            .file
+            .read_vec_at(offset, entry.member_len as usize, &format!("member of block {block}"))?;
+        Ok((entry, offset, member))
+    }
+
     /// Reads block `block` into `out` (resized to the block's length) and
     /// checks it against its hash: one seek once its segment is loaded.
     pub fn read_block(
@@ -280,14 +292,7 @@ impl<R: Read + Seek> FullImage<R> {
         out: &mut Vec<u8>,
         check: &mut MemberCheck,
     ) -> Result<()> {
-        let (seg, i) = self.locate(block)?;
-        let entry = seg.entries[i];
-        let offset = seg.member_offset(i);
-        let member = self.file.read_vec_at(
-            offset,
-            entry.member_len as usize,
-            &format!("member of block {block}"),
-        )?;
+        let (entry, offset, member) = self.read_member(block)?;
         out.resize(self.header.block_len(block), 0);
         check.check(self.file.name(), block, offset, &entry, &member, out)?;
         Ok(())

@@ -1,0 +1,272 @@
+//! Reading a delta archive: find the payload from the trailer, check the
+//! header, footer and directory, and read change maps and members on demand.
+
+use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
+use crate::archive_file::ArchiveFile;
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::limits::Limits;
+use crate::meta::Metadata;
+use crate::record::{le_u32, le_u64, read_plain_record};
+use crate::trailer::Trailer;
+use std::io::{Read, Seek};
+use std::path::Path;
+
+/// An open delta archive.
+#[derive(Debug)]
+pub struct DeltaArchive<R> {
+    file: ArchiveFile<R>,
+    trailer: Trailer,
+    header: DeltaHeader,
+    meta: Metadata,
+    footer: DeltaFooter,
+    /// Per DMAP record: its payload offset and first block.
+    groups: Vec<(u64, u64)>,
+    /// Payload offset where the first group's members start.
+    data_start: u64,
+}
+
+impl<R: Read + Seek> DeltaArchive<R> {
+    /// Opens `reader` (the whole archive file, runtime included).
+    pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
+        let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        let trailer = Trailer::read(&mut file)?;
+        let base = trailer.payload_offset;
+        let end = base + trailer.payload_len;
+        let (head, head_span) = read_plain_record(&mut file, base, TAG_DELTA_HEAD, DHED_LEN as u32 * 16)?;
+        let header = DeltaHeader::decode(file.name(), base, &head, limits)?;
+        let (meta_body, meta_span) = read_plain_record(&mut file, base + head_span, TAG_META, limits.max_record_len)?;
+        let meta = Metadata::decode(file.name(), base + head_span, &meta_body, limits)?;
+        let data_start = head_span + meta_span;
+
+        let foot_span = (RECORD_HEADER_LEN + DFOT_LEN) as u64;
+        let foot_at = end
+            .checked_sub(foot_span)
+            .filter(|&at| at >= base + data_start)
+            .ok_or_else(|| Error::truncated(file.name(), end, "DFOT record"))?;
+        let (foot, _) = read_plain_record(&mut file, foot_at, TAG_DELTA_FOOT, DFOT_LEN as u32)?;
+        let footer = DeltaFooter::decode(file.name(), foot_at, &foot)?;
+        let dir_len = (DDIR_HEADER_LEN as u64).saturating_add(footer.group_count.saturating_mul(DDIR_ENTRY_LEN as u64));
+        if dir_len > limits.max_record_len as u64 {
+            return Err(Error::LimitExceeded {
+                file: file.name().to_path_buf(),
+                what: "delta directory length",
+                value: dir_len,
+                limit: limits.max_record_len as u64,
+            });
+        }
+        if base
+            .checked_add(footer.directory_offset)
+            .and_then(|d| d.checked_add(RECORD_HEADER_LEN as u64 + dir_len))
+            != Some(foot_at)
+        {
+            return Err(Error::corrupt(file.name(), foot_at, "the footer's directory offset does not lead to the footer"));
+        }
+        let dir_at = base + footer.directory_offset;
+        let (dir, _) = read_plain_record(&mut file, dir_at, TAG_DELTA_DIRECTORY, dir_len as u32)?;
+        let corrupt = |what: String| Error::corrupt(file.name(), dir_at, format!("DDIR record: {what}"));
+        if le_u64(&dir, 0) != footer.group_count {
+            return Err(corrupt("group count disagrees with the footer".into()));
+        }
+        let groups: Vec<(u64, u64)> = dir[DDIR_HEADER_LEN..]
+            .chunks_exact(DDIR_ENTRY_LEN)
+            .map(|c| (le_u64(c, 0), le_u64(c, 8)))
+            .collect();
+        let increasing = groups.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        if !increasing || groups.last().is_some_and(|g| g.0 >= footer.directory_offset || g.1 >= header.block_count()) {
+            return Err(corrupt("groups are not in order inside the payload and image".into()));
+        }
+        let max_entries = footer.group_count.saturating_mul(header.map_entries as u64);
+        if footer.entry_count > max_entries || footer.entry_count > header.block_count() {
+            return Err(corrupt(format!("{} changed blocks cannot fit", footer.entry_count)));
+        }
+        Ok(DeltaArchive {
+            file,
+            trailer,
+            header,
+            meta,
+            footer,
+            groups,
+            data_start,
+        })
+    }
+
+    pub fn name(&self) -> &Path {
+        self.file.name()
+    }
+
+    pub fn header(&self) -> &DeltaHeader {
+        &self.header
+    }
+
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn footer(&self) -> &DeltaFooter {
+        &self.footer
+    }
+
+    pub fn trailer(&self) -> &Trailer {
+        &self.trailer
+    }
+
+    /// Identity of the image this delta rebuilds.
+    pub fn identity(&self) -> crate::Hash {
+        self.footer.identity
+    }
+
+    /// Length of the restore runtime in front of the payload.
+    pub fn runtime_len(&self) -> u64 {
+        self.trailer.payload_offset
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.file.len()
+    }
+
+    pub fn group_count(&self) -> u64 {
+        self.groups.len() as u64
+    }
+
+    pub fn into_inner(self) -> R {
+        self.file.into_inner()
+    }
+
+    /// Reads and checks DMAP record `g`: entries in block order, members
+    /// back to back from where the previous group ended, kinds and lengths
+    /// that make sense for their blocks.
+    pub fn group(&mut self, g: u64) -> Result<Vec<ChangeEntry>> {
+        let &(rel, first_block) = self
+            .groups
+            .get(g as usize)
+            .ok_or_else(|| Error::invalid(format!("group {g} does not exist")))?;
+        let base = self.trailer.payload_offset;
+        let at = base + rel;
+        let max_body = (DMAP_HEADER_LEN + self.header.map_entries as usize * DMAP_ENTRY_LEN) as u32;
+        let (body, _) = read_plain_record(&mut self.file, at, TAG_DELTA_MAP, max_body)?;
+        let name = self.file.name().to_path_buf();
+        let corrupt = |what: String| Error::corrupt(&name, at, format!("DMAP record {g}: {what}"));
+        if body.len() < DMAP_HEADER_LEN {
+            return Err(corrupt("shorter than its header".into()));
+        }
+        let count = le_u32(&body, 16) as usize;
+        if le_u64(&body, 0) != g || le_u32(&body, 20) != 0 || count == 0 || body.len() != DMAP_HEADER_LEN + count * DMAP_ENTRY_LEN {
+            return Err(corrupt("header does not match its place or length".into()));
+        }
+        let group_data_start = le_u64(&body, 8);
+        let expected_start = match g {
+            0 => self.data_start,
+            _ => {
+                let (prev_rel, _) = self.groups[g as usize - 1];
+                let prev_count_len = self.map_record_len(g - 1)?;
+                prev_rel + prev_count_len
+            }
+        };
+        if group_data_start != expected_start {
+            return Err(corrupt(format!("its members start at {group_data_start}, they must start at {expected_start}")));
+        }
+        let next_first = self.groups.get(g as usize + 1).map_or(self.header.block_count(), |n| n.1);
+        let mut entries = Vec::with_capacity(count);
+        let mut pos = group_data_start;
+        for raw in body[DMAP_HEADER_LEN..].chunks_exact(DMAP_ENTRY_LEN) {
+            let e = ChangeEntry::decode(raw, &corrupt)?;
+            let prev = entries.last().map(|p: &ChangeEntry| p.block);
+            let in_range = match prev {
+                None => e.block == first_block,
+                Some(p) => e.block > p,
+            } && e.block < next_first;
+            if !in_range {
+                return Err(corrupt(format!("block {} is out of order", e.block)));
+            }
+            let block_len = self.header.block_len(e.block);
+            let expected_len = match e.kind {
+                ChangeKind::Zero => 0,
+                ChangeKind::Data => block_len,
+                ChangeKind::Patch { pages } => {
+                    if !self.header.base_has_same_block(e.block)
+                        || self.header.patch_pages() == 0
+                        || (self.header.patch_pages() < 32 && pages >> self.header.patch_pages() != 0)
+                    {
+                        return Err(corrupt(format!("block {}: a patch is not possible here", e.block)));
+                    }
+                    patch_len(pages, block_len)
+                }
+            };
+            let bound = if expected_len == 0 { 0 } else { self.header.codec.member_bound(expected_len) };
+            if e.kind == ChangeKind::Zero {
+                if e.member_len != 0 || e.data_offset != 0 || e.member_crc != 0 {
+                    return Err(corrupt(format!("block {}: a zero block has no member", e.block)));
+                }
+                if e.hash != crate::identity::ZeroHashes::new(self.header.block_size, self.header.image_size).get(block_len) {
+                    return Err(corrupt(format!("block {}: zero block with a non-zero hash", e.block)));
+                }
+            } else {
+                if e.member_len == 0 || e.member_len as usize > bound || e.data_offset != pos {
+                    return Err(corrupt(format!("block {}: member at {} of {} bytes is not where or what it should be", e.block, e.data_offset, e.member_len)));
+                }
+                pos += e.member_len as u64;
+            }
+            entries.push(e);
+        }
+        if pos != rel {
+            return Err(corrupt(format!("members end at {pos}, the record is at {rel}")));
+        }
+        Ok(entries)
+    }
+
+    /// Bytes a DMAP record of group `g` spans, from its entry count, which
+    /// is only known by reading its header.
+    fn map_record_len(&mut self, g: u64) -> Result<u64> {
+        let at = self.trailer.payload_offset + self.groups[g as usize].0;
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        self.file.read_at(at, &mut head, "DMAP record")?;
+        Ok(RECORD_HEADER_LEN as u64 + le_u32(&head, RECORD_BODY_LEN_OFFSET) as u64)
+    }
+
+    /// Reads the stored member of `entry` (empty for zero blocks).
+    pub fn read_member(&mut self, entry: &ChangeEntry) -> Result<Vec<u8>> {
+        if entry.member_len == 0 {
+            return Ok(Vec::new());
+        }
+        let at = self.trailer.payload_offset + entry.data_offset;
+        let member = self.file.read_vec_at(at, entry.member_len as usize, &format!("member of block {}", entry.block))?;
+        if crc32fast::hash(&member) != entry.member_crc {
+            return Err(Error::corrupt(
+                self.file.name(),
+                at,
+                format!("block {}: its stored bytes fail their CRC-32", entry.block),
+            ));
+        }
+        Ok(member)
+    }
+
+    /// Absolute file offset of a member, for messages.
+    pub fn member_file_offset(&self, entry: &ChangeEntry) -> u64 {
+        self.trailer.payload_offset + entry.data_offset
+    }
+
+    /// The end of the last group, which must be where DDIR starts.
+    pub fn check_layout_end(&mut self) -> Result<()> {
+        let expected = match self.groups.len() as u64 {
+            0 => self.data_start,
+            n => self.groups[n as usize - 1].0 + self.map_record_len(n - 1)?,
+        };
+        if expected != self.footer.directory_offset {
+            return Err(Error::corrupt(
+                self.file.name(),
+                self.trailer.payload_offset + self.footer.directory_offset,
+                "the directory does not follow the last change map",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a patch with page mask `pages` carries for a block of `block_len`.
+pub(crate) fn patch_len(pages: u32, block_len: usize) -> usize {
+    (0..32)
+        .filter(|p| pages & (1 << p) != 0)
+        .map(|p| block_len.saturating_sub(p * PATCH_PAGE).min(PATCH_PAGE))
+        .sum()
+}

@@ -1,0 +1,408 @@
+//! Writing a delta archive: the runtime, then the payload, then the trailer.
+
+use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
+use crate::archive_file::read_full;
+use crate::codec::{BlockEncoder, Codec};
+use crate::error::{Error, Hash, Result};
+use crate::full::{FullImage, MemberCheck};
+use crate::identity::{block_hash, is_zero, IdentityHasher};
+use crate::index::BlockEntry;
+use crate::layout::*;
+use crate::meta::Metadata;
+use crate::pipeline::run_ordered;
+use crate::record::encode_record;
+use crate::trailer::Trailer;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// How to make a delta.
+#[derive(Clone, Debug)]
+pub struct DeltaOptions {
+    /// Compression of changed blocks.
+    pub codec: Codec,
+    pub level: Option<i32>,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Never read the full's block data: store changed blocks whole.
+    pub index_only: bool,
+}
+
+impl Default for DeltaOptions {
+    fn default() -> Self {
+        DeltaOptions {
+            codec: Codec::Zstd,
+            level: None,
+            threads: 0,
+            index_only: false,
+        }
+    }
+}
+
+/// What a finished delta archive holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeltaSummary {
+    /// Identity of the image the delta rebuilds.
+    pub identity: Hash,
+    pub image_size: u64,
+    pub blocks: u64,
+    pub data_blocks: u64,
+    pub zero_blocks: u64,
+    pub patch_blocks: u64,
+    /// Bytes of changed-block members.
+    pub data_bytes: u64,
+    pub runtime_len: u64,
+    pub payload_len: u64,
+    pub file_len: u64,
+}
+
+/// Writes a delta archive change by change. `finish` completes it; a
+/// writer dropped without `finish` leaves no trailer, and no reader or
+/// runtime accepts the file.
+pub struct DeltaWriter<W: Write> {
+    out: W,
+    name: PathBuf,
+    pos: u64,
+    header: DeltaHeader,
+    group: Vec<ChangeEntry>,
+    groups: Vec<(u64, u64)>,
+    next_block: u64,
+    summary: DeltaSummary,
+}
+
+impl<W: Write> DeltaWriter<W> {
+    /// Writes `runtime` (the restore program; may be empty), then DHED and META.
+    pub fn new(out: W, name: impl Into<PathBuf>, runtime: &[u8], header: DeltaHeader, meta: &Metadata) -> Result<Self> {
+        if header.map_entries == 0 || header.map_entries > MAX_MAP_ENTRIES {
+            return Err(Error::invalid(format!("map_entries must be 1..={MAX_MAP_ENTRIES}")));
+        }
+        let mut w = DeltaWriter {
+            out,
+            name: name.into(),
+            pos: 0,
+            group: Vec::new(),
+            groups: Vec::new(),
+            next_block: 0,
+            summary: DeltaSummary {
+                image_size: header.image_size,
+                blocks: header.block_count(),
+                runtime_len: runtime.len() as u64,
+                ..DeltaSummary::default()
+            },
+            header,
+        };
+        w.write_all(runtime)?;
+        let head = w.header.encode();
+        w.write_record(TAG_DELTA_HEAD, &head)?;
+        w.write_record(TAG_META, &meta.encode()?)?;
+        Ok(w)
+    }
+
+    pub fn header(&self) -> &DeltaHeader {
+        &self.header
+    }
+
+    /// Records that `block` differs from the base. Blocks come in
+    /// increasing order; `member` is empty for `ChangeKind::Zero`.
+    pub fn push_change(&mut self, block: u64, kind: ChangeKind, member: &[u8], hash: Hash) -> Result<()> {
+        if block < self.next_block || block >= self.header.block_count() {
+            return Err(Error::invalid(format!("block {block} is out of order or past the image end")));
+        }
+        if (kind == ChangeKind::Zero) != member.is_empty() {
+            return Err(Error::invalid(format!("block {block}: a zero block has no member, others have one")));
+        }
+        if let ChangeKind::Patch { pages } = kind {
+            let allowed = self.header.patch_pages();
+            if pages == 0 || allowed == 0 || (allowed < 32 && pages >> allowed != 0) || !self.header.base_has_same_block(block) {
+                return Err(Error::invalid(format!("block {block}: patch pages {pages:#x} are not valid here")));
+            }
+        }
+        self.next_block = block + 1;
+        let data_offset = self.payload_pos();
+        self.write_all(member)?;
+        match kind {
+            ChangeKind::Data => self.summary.data_blocks += 1,
+            ChangeKind::Zero => self.summary.zero_blocks += 1,
+            ChangeKind::Patch { .. } => self.summary.patch_blocks += 1,
+        }
+        self.summary.data_bytes += member.len() as u64;
+        self.group.push(ChangeEntry {
+            block,
+            kind,
+            data_offset: if member.is_empty() { 0 } else { data_offset },
+            member_len: member.len() as u32,
+            member_crc: if member.is_empty() { 0 } else { crc32fast::hash(member) },
+            hash,
+        });
+        if self.group.len() == self.header.map_entries as usize {
+            self.end_group()?;
+        }
+        Ok(())
+    }
+
+    fn payload_pos(&self) -> u64 {
+        self.pos - self.summary.runtime_len
+    }
+
+    fn end_group(&mut self) -> Result<()> {
+        let entries = std::mem::take(&mut self.group);
+        let Some(first) = entries.first() else { return Ok(()) };
+        let mut body = Vec::with_capacity(DMAP_HEADER_LEN + entries.len() * DMAP_ENTRY_LEN);
+        body.extend_from_slice(&(self.groups.len() as u64).to_le_bytes());
+        let data_start = entries
+            .iter()
+            .find(|e| e.member_len > 0)
+            .map_or(self.payload_pos(), |e| e.data_offset);
+        body.extend_from_slice(&data_start.to_le_bytes());
+        body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        for e in &entries {
+            e.encode(&mut body);
+        }
+        self.groups.push((self.payload_pos(), first.block));
+        self.write_record(TAG_DELTA_MAP, &body)
+    }
+
+    /// Writes the last map, the directory, the footer and the trailer, and
+    /// returns the output. `identity` is the rebuilt image's identity.
+    pub fn finish(mut self, identity: Hash) -> Result<(W, DeltaSummary)> {
+        self.end_group()?;
+        let directory_offset = self.payload_pos();
+        let mut dir = Vec::with_capacity(DDIR_HEADER_LEN + self.groups.len() * DDIR_ENTRY_LEN);
+        dir.extend_from_slice(&(self.groups.len() as u64).to_le_bytes());
+        for (offset, first) in &self.groups {
+            dir.extend_from_slice(&offset.to_le_bytes());
+            dir.extend_from_slice(&first.to_le_bytes());
+        }
+        self.write_record(TAG_DELTA_DIRECTORY, &dir)?;
+        let entry_count = self.summary.data_blocks + self.summary.zero_blocks + self.summary.patch_blocks;
+        let footer = DeltaFooter {
+            identity,
+            directory_offset,
+            group_count: self.groups.len() as u64,
+            entry_count,
+        };
+        self.write_record(TAG_DELTA_FOOT, &footer.encode())?;
+        let trailer = Trailer {
+            payload_offset: self.summary.runtime_len,
+            payload_len: self.payload_pos(),
+            version_major: VERSION_MAJOR,
+            version_minor: VERSION_MINOR,
+        };
+        self.write_all(&trailer.encode())?;
+        self.out.flush().map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.summary.identity = identity;
+        self.summary.payload_len = trailer.payload_len;
+        self.summary.file_len = self.pos;
+        Ok((self.out, self.summary))
+    }
+
+    fn write_record(&mut self, tag: [u8; 4], body: &[u8]) -> Result<()> {
+        let mut buf = Vec::with_capacity(body.len() + RECORD_HEADER_LEN);
+        encode_record(tag, body, &mut buf)?;
+        self.write_all(&buf)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// One source block and what the base has at the same place.
+struct Job {
+    first_block: u64,
+    data: Vec<u8>,
+    base: Vec<Option<BlockEntry>>,
+}
+
+enum Change {
+    Unchanged(Hash),
+    Stored(ChangeKind, Hash, Vec<u8>),
+}
+
+struct Worker<B> {
+    encoder: BlockEncoder,
+    base: Option<(FullImage<B>, MemberCheck)>,
+    base_block: Vec<u8>,
+    pages: Vec<u8>,
+}
+
+/// Proves the base's index against its identity: every INDX record read,
+/// every hash folded in, the result compared with the footer. After this the
+/// base's hashes can be trusted to say which blocks are unchanged.
+pub(crate) fn prove_base_index<B: Read + Seek>(base: &mut FullImage<B>) -> Result<()> {
+    let h = base.header().clone();
+    let mut identity = IdentityHasher::new(h.image_size, h.block_size);
+    for s in 0..base.segment_count() {
+        for e in &base.index_segment(s)?.entries {
+            identity.update(&e.hash);
+        }
+    }
+    let actual = identity.finalize();
+    if actual != base.identity() {
+        return Err(Error::IdentityMismatch {
+            file: base.name().to_path_buf(),
+            expected: base.identity(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the new image from `source` once and writes, through `writer`,
+/// every block that differs from `base`. Of the base it reads the index, and
+/// (unless `index_only`) the data of changed blocks to store only their
+/// changed 4 KiB pages. `open_base` opens another handle on the base for
+/// each worker thread.
+pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
+    mut source: R,
+    source_name: &Path,
+    base: &mut FullImage<B>,
+    open_base: &(dyn Fn() -> Result<FullImage<B>> + Sync),
+    mut writer: DeltaWriter<W>,
+    options: &DeltaOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(W, DeltaSummary)> {
+    let header = writer.header().clone();
+    if base.identity() != header.base_identity || base.header().block_size != header.block_size {
+        return Err(Error::invalid("the delta header does not describe this base"));
+    }
+    prove_base_index(base)?;
+    let level = options.level.unwrap_or_else(|| options.codec.default_level());
+    let workers = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let states = (0..workers)
+        .map(|_| {
+            Ok(Worker {
+                encoder: BlockEncoder::new(options.codec, level)?,
+                base: None,
+                base_block: Vec::new(),
+                pages: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let block_size = header.block_size as usize;
+    let batch_blocks = ((1 << 20) / block_size).max(1);
+    let image_size = header.image_size;
+    let base_name = base.name().to_path_buf();
+    let mut identity = IdentityHasher::new(image_size, header.block_size);
+    let mut read = 0u64;
+    let mut next_block = 0u64;
+    let mut done = 0u64;
+    run_ordered(
+        states,
+        workers * 3,
+        || {
+            let want = (image_size - read).min((batch_blocks * block_size) as u64) as usize;
+            if want == 0 {
+                return Ok(None);
+            }
+            let mut data = vec![0u8; want];
+            let n = read_full(&mut source, &mut data).map_err(|e| Error::io(source_name, Some(read), e))?;
+            if n < want {
+                return Err(Error::Source {
+                    file: source_name.to_path_buf(),
+                    what: format!("ended at byte {}, but the disk is {image_size} bytes", read + n as u64),
+                });
+            }
+            read += want as u64;
+            let first_block = next_block;
+            let count = want.div_ceil(block_size) as u64;
+            next_block += count;
+            let base_entries = (first_block..first_block + count)
+                .map(|b| header.base_has_same_block(b).then(|| base.entry(b)).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some(Job {
+                first_block,
+                data,
+                base: base_entries,
+            }))
+        },
+        |w: &mut Worker<B>, job: Job| {
+            let mut out = Vec::with_capacity(job.base.len());
+            for (i, raw) in job.data.chunks(block_size).enumerate() {
+                let block = job.first_block + i as u64;
+                let hash = block_hash(raw);
+                let base_entry = job.base[i];
+                if base_entry.is_some_and(|e| e.hash == hash) {
+                    out.push(Change::Unchanged(hash));
+                } else if is_zero(raw) {
+                    out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
+                } else {
+                    out.push(encode_change(w, &header, options, open_base, &base_name, block, raw, hash, base_entry.is_some())?);
+                }
+            }
+            Ok((out, job.data.len() as u64))
+        },
+        |(changes, raw_len): (Vec<Change>, u64)| {
+            for change in changes {
+                let block = identity.blocks();
+                match change {
+                    Change::Unchanged(hash) => identity.update(&hash),
+                    Change::Stored(kind, hash, member) => {
+                        identity.update(&hash);
+                        writer.push_change(block, kind, &member, hash)?;
+                    }
+                }
+            }
+            done += raw_len;
+            progress(done);
+            Ok(())
+        },
+    )?;
+    writer.finish(identity.finalize())
+}
+
+/// Stores a changed, non-zero block: as a PATCH of its changed pages when
+/// the base's block is at hand and less than half of it changed, else whole.
+#[allow(clippy::too_many_arguments)]
+fn encode_change<B: Read + Seek>(
+    w: &mut Worker<B>,
+    header: &DeltaHeader,
+    options: &DeltaOptions,
+    open_base: &(dyn Fn() -> Result<FullImage<B>> + Sync),
+    base_name: &Path,
+    block: u64,
+    raw: &[u8],
+    hash: Hash,
+    base_has_block: bool,
+) -> Result<Change> {
+    let pages = header.patch_pages();
+    if base_has_block && !options.index_only && pages > 0 {
+        if w.base.is_none() {
+            let img = open_base()?;
+            let check = MemberCheck::new(img.header().codec, img.header())?;
+            w.base = Some((img, check));
+        }
+        let (img, check) = w.base.as_mut().expect("opened above");
+        img.read_block(block, &mut w.base_block, check)?;
+        let mut mask = 0u32;
+        w.pages.clear();
+        for (p, (new, old)) in raw.chunks(PATCH_PAGE).zip(w.base_block.chunks(PATCH_PAGE)).enumerate() {
+            if new != old {
+                mask |= 1 << p;
+                w.pages.extend_from_slice(new);
+            }
+        }
+        if mask == 0 {
+            return Err(Error::corrupt(
+                base_name,
+                0,
+                format!("block {block}: its index hash differs from the data it holds"),
+            ));
+        }
+        if w.pages.len() * 2 <= raw.len() {
+            let mut member = Vec::new();
+            w.encoder.encode(&w.pages, &mut member)?;
+            return Ok(Change::Stored(ChangeKind::Patch { pages: mask }, hash, member));
+        }
+    }
+    let mut member = Vec::new();
+    w.encoder.encode(raw, &mut member)?;
+    Ok(Change::Stored(ChangeKind::Data, hash, member))
+}

@@ -1,0 +1,365 @@
+//! Restoring: rebuild the image a delta describes from the delta and its
+//! full, proving every block against its hash before it is handed on, and
+//! the whole against the delta's identity at the end (SPEC.md §19).
+
+use crate::codec::BlockDecoder;
+use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};
+use crate::error::{Error, Hash, Result};
+use crate::full::{FullImage, MemberCheck};
+use crate::identity::{block_hash, IdentityHasher};
+use crate::index::BlockEntry;
+use crate::layout::PATCH_PAGE;
+use crate::pipeline::run_ordered;
+use std::io::{Read, Seek};
+use std::path::PathBuf;
+
+/// Where proven blocks go, in block order.
+pub trait BlockSink {
+    /// `data` is the block's bytes, or `None` for a block of zeros (which a
+    /// preallocated target already holds).
+    fn put(&mut self, block: u64, offset: u64, data: Option<&[u8]>) -> Result<()>;
+}
+
+/// A sink that keeps nothing: verification.
+pub struct DiscardSink;
+
+impl BlockSink for DiscardSink {
+    fn put(&mut self, _: u64, _: u64, _: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Counters a restore reports as it goes and at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// Image bytes proven and handed to the sink so far.
+    pub done: u64,
+    pub image_size: u64,
+    /// Image bytes that came from the full and from the delta.
+    pub from_full: u64,
+    pub from_delta: u64,
+    /// Blocks of zeros (not written).
+    pub zero_blocks: u64,
+    pub zero_bytes: u64,
+    /// Bytes of stored data read from the full and from the delta.
+    pub full_read: u64,
+    pub delta_read: u64,
+}
+
+/// What a finished restore proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub identity: Hash,
+    pub blocks: u64,
+    pub progress: RestoreProgress,
+}
+
+/// Checks, before anything is written, that `base` is the full `delta`
+/// needs: its recorded identity, its shape, and its index proven against
+/// that identity.
+pub fn check_base<D: Read + Seek, B: Read + Seek>(delta: &DeltaArchive<D>, base: &mut FullImage<B>) -> Result<()> {
+    let h = delta.header();
+    if base.identity() != h.base_identity {
+        return Err(Error::WrongFull {
+            file: base.name().to_path_buf(),
+            expected: h.base_identity,
+            found: base.identity(),
+        });
+    }
+    if base.header().image_size != h.base_image_size || base.header().block_size != h.block_size {
+        return Err(Error::corrupt(
+            base.name(),
+            0,
+            "the full's size or block size disagrees with its identity as the delta records it",
+        ));
+    }
+    crate::delta::prove_base_index(base)
+}
+
+enum Task {
+    Base {
+        block: u64,
+        entry: BlockEntry,
+        offset: u64,
+        member: Vec<u8>,
+    },
+    Zero {
+        block: u64,
+        hash: Hash,
+    },
+    Data {
+        entry: ChangeEntry,
+        offset: u64,
+        member: Vec<u8>,
+    },
+    Patch {
+        entry: ChangeEntry,
+        offset: u64,
+        member: Vec<u8>,
+        base_entry: BlockEntry,
+        base_offset: u64,
+        base_member: Vec<u8>,
+    },
+}
+
+struct Done {
+    block: u64,
+    hash: Hash,
+    data: Option<Vec<u8>>,
+    from_delta: bool,
+    stored: u64,
+}
+
+struct Worker {
+    check: MemberCheck,
+    decoder: BlockDecoder,
+    pages: Vec<u8>,
+}
+
+/// Rebuilds the image of `delta` from `base` into `sink`. `base` must have
+/// passed `check_base`. Every block is proven before `sink` sees it; the
+/// identity of everything handed on is compared with the delta's at the end.
+pub fn restore<D: Read + Seek, B: Read + Seek>(
+    delta: &mut DeltaArchive<D>,
+    base: &mut FullImage<B>,
+    sink: &mut dyn BlockSink,
+    threads: usize,
+    progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<RestoreReport> {
+    delta.check_layout_end()?;
+    let h = delta.header().clone();
+    let block_count = h.block_count();
+    let block_size = h.block_size as u64;
+    let base_name: PathBuf = base.name().to_path_buf();
+    let delta_name: PathBuf = delta.name().to_path_buf();
+    let workers = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let states = (0..workers)
+        .map(|_| {
+            Ok(Worker {
+                check: MemberCheck::new(base.header().codec, base.header())?,
+                decoder: BlockDecoder::new(h.codec)?,
+                pages: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut next_block = 0u64;
+    let mut changes: std::vec::IntoIter<ChangeEntry> = Vec::new().into_iter();
+    let mut pending: Option<ChangeEntry> = None;
+    let mut next_group = 0u64;
+    let mut seen_entries = 0u64;
+    let mut identity = IdentityHasher::new(h.image_size, h.block_size);
+    let mut stats = RestoreProgress {
+        image_size: h.image_size,
+        ..RestoreProgress::default()
+    };
+    const BATCH_BYTES: u64 = 1 << 20;
+
+    run_ordered(
+        states,
+        workers * 3,
+        || {
+            let mut tasks = Vec::new();
+            let mut bytes = 0u64;
+            while next_block < block_count && bytes < BATCH_BYTES {
+                let b = next_block;
+                if pending.is_none() {
+                    pending = changes.next();
+                    if pending.is_none() && next_group < delta.group_count() {
+                        changes = delta.group(next_group)?.into_iter();
+                        next_group += 1;
+                        pending = changes.next();
+                    }
+                    seen_entries += pending.is_some() as u64;
+                }
+                let task = match pending {
+                    Some(e) if e.block == b => {
+                        pending = None;
+                        let offset = delta.member_file_offset(&e);
+                        match e.kind {
+                            ChangeKind::Zero => Task::Zero { block: b, hash: e.hash },
+                            ChangeKind::Data => Task::Data {
+                                entry: e,
+                                offset,
+                                member: delta.read_member(&e)?,
+                            },
+                            ChangeKind::Patch { .. } => {
+                                let (base_entry, base_offset, base_member) = base.read_member(b)?;
+                                Task::Patch {
+                                    entry: e,
+                                    offset,
+                                    member: delta.read_member(&e)?,
+                                    base_entry,
+                                    base_offset,
+                                    base_member,
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        if !h.base_has_same_block(b) {
+                            return Err(Error::corrupt(
+                                &delta_name,
+                                delta.trailer().payload_offset,
+                                format!("block {b} is not in the delta and the full has no block of its length there"),
+                            ));
+                        }
+                        let (entry, offset, member) = base.read_member(b)?;
+                        Task::Base {
+                            block: b,
+                            entry,
+                            offset,
+                            member,
+                        }
+                    }
+                };
+                bytes += match &task {
+                    Task::Base { member, .. } | Task::Data { member, .. } => member.len() as u64,
+                    Task::Patch { member, base_member, .. } => (member.len() + base_member.len()) as u64,
+                    Task::Zero { .. } => 4096,
+                };
+                tasks.push(task);
+                next_block += 1;
+            }
+            Ok((!tasks.is_empty()).then_some(tasks))
+        },
+        |w: &mut Worker, tasks: Vec<Task>| {
+            tasks
+                .into_iter()
+                .map(|task| prove(w, task, &h, &base_name, &delta_name))
+                .collect::<Result<Vec<_>>>()
+        },
+        |done: Vec<Done>| {
+            for d in done {
+                identity.update(&d.hash);
+                let len = h.block_len(d.block) as u64;
+                sink.put(d.block, d.block * block_size, d.data.as_deref())?;
+                if d.data.is_none() {
+                    stats.zero_blocks += 1;
+                    stats.zero_bytes += len;
+                }
+                if d.from_delta {
+                    stats.from_delta += len;
+                    stats.delta_read += d.stored;
+                } else {
+                    stats.from_full += len;
+                    stats.full_read += d.stored;
+                }
+                stats.done += len;
+            }
+            progress(&stats);
+            Ok(())
+        },
+    )?;
+    if seen_entries != delta.footer().entry_count || next_group != delta.group_count() || pending.is_some() {
+        return Err(Error::corrupt(
+            &delta_name,
+            delta.trailer().payload_offset,
+            "the change maps hold blocks past the image end or fewer entries than the footer counts",
+        ));
+    }
+    let actual = identity.finalize();
+    if actual != delta.identity() {
+        return Err(Error::IdentityMismatch {
+            file: delta_name,
+            expected: delta.identity(),
+            actual,
+        });
+    }
+    Ok(RestoreReport {
+        identity: actual,
+        blocks: block_count,
+        progress: stats,
+    })
+}
+
+fn prove(w: &mut Worker, task: Task, h: &crate::DeltaHeader, base_name: &std::path::Path, delta_name: &std::path::Path) -> Result<Done> {
+    match task {
+        Task::Base {
+            block,
+            entry,
+            offset,
+            member,
+        } => {
+            let mut out = vec![0u8; h.block_len(block)];
+            w.check.check(base_name, block, offset, &entry, &member, &mut out)?;
+            Ok(Done {
+                block,
+                hash: entry.hash,
+                data: (!entry.zero).then_some(out),
+                from_delta: false,
+                stored: member.len() as u64,
+            })
+        }
+        Task::Zero { block, hash } => Ok(Done {
+            block,
+            hash,
+            data: None,
+            from_delta: true,
+            stored: 0,
+        }),
+        Task::Data { entry, offset, member } => {
+            let mut out = vec![0u8; h.block_len(entry.block)];
+            w.decoder
+                .decode(&member, &mut out)
+                .map_err(|why| Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block)))?;
+            check_hash(delta_name, &entry, offset, &out)?;
+            Ok(Done {
+                block: entry.block,
+                hash: entry.hash,
+                data: Some(out),
+                from_delta: true,
+                stored: member.len() as u64,
+            })
+        }
+        Task::Patch {
+            entry,
+            offset,
+            member,
+            base_entry,
+            base_offset,
+            base_member,
+        } => {
+            let ChangeKind::Patch { pages } = entry.kind else { unreachable!("patch task") };
+            let len = h.block_len(entry.block);
+            let mut out = vec![0u8; len];
+            w.check.check(base_name, entry.block, base_offset, &base_entry, &base_member, &mut out)?;
+            w.pages.resize(crate::delta::patch_len(pages, len), 0);
+            w.decoder
+                .decode(&member, &mut w.pages)
+                .map_err(|why| Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block)))?;
+            let mut at = 0;
+            for p in (0..32).filter(|p| pages & (1 << p) != 0) {
+                let start = p * PATCH_PAGE;
+                let n = len.saturating_sub(start).min(PATCH_PAGE);
+                out[start..start + n].copy_from_slice(&w.pages[at..at + n]);
+                at += n;
+            }
+            check_hash(delta_name, &entry, offset, &out)?;
+            Ok(Done {
+                block: entry.block,
+                hash: entry.hash,
+                data: Some(out),
+                from_delta: true,
+                stored: (member.len() + base_member.len()) as u64,
+            })
+        }
+    }
+}
+
+fn check_hash(file: &std::path::Path, entry: &ChangeEntry, offset: u64, data: &[u8]) -> Result<()> {
+    let actual = block_hash(data);
+    if actual != entry.hash {
+        return Err(Error::BlockMismatch {
+            file: file.to_path_buf(),
+            block: entry.block,
+            offset,
+            expected: entry.hash,
+            actual,
+        });
+    }
+    Ok(())
+}
