@@ -16,10 +16,10 @@ use crate::limits::Limits;
 use crate::record::{le_u16, le_u32, le_u64};
 use std::path::Path;
 
-pub use read::DeltaArchive;
-pub use write::{write_delta, DeltaOptions, DeltaSummary, DeltaWriter};
 pub(crate) use read::patch_len;
+pub use read::DeltaArchive;
 pub(crate) use write::prove_base_index;
+pub use write::{write_delta, DeltaOptions, DeltaSummary, DeltaWriter};
 
 /// The fixed facts of a delta: the image it rebuilds and the full it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,8 @@ impl DeltaHeader {
     /// The length of block `block` of the base image, if it has one.
     pub fn base_block_len(&self, block: u64) -> Option<usize> {
         let start = block.checked_mul(self.block_size as u64)?;
-        (start < self.base_image_size).then(|| (self.base_image_size - start).min(self.block_size as u64) as usize)
+        (start < self.base_image_size)
+            .then(|| (self.base_image_size - start).min(self.block_size as u64) as usize)
     }
 
     /// True when an unchanged block `block` can be taken from the base:
@@ -110,7 +111,10 @@ impl DeltaHeader {
             });
         }
         if body.len() < DHED_LEN {
-            return Err(corrupt(format!("{} bytes, expected {DHED_LEN}", body.len())));
+            return Err(corrupt(format!(
+                "{} bytes, expected {DHED_LEN}",
+                body.len()
+            )));
         }
         let incompat = le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET);
         if incompat & !INCOMPAT_FLAGS_KNOWN != 0 {
@@ -120,24 +124,33 @@ impl DeltaHeader {
             });
         }
         if body[HEAD_KIND_OFFSET] != KIND_DELTA {
-            return Err(corrupt(format!("kind {} is not a delta", body[HEAD_KIND_OFFSET])));
+            return Err(corrupt(format!(
+                "kind {} is not a delta",
+                body[HEAD_KIND_OFFSET]
+            )));
         }
-        let codec = Codec::from_byte(body[HEAD_CODEC_OFFSET]).ok_or_else(|| Error::UnsupportedFeature {
-            file: file.to_path_buf(),
-            what: format!("codec {}", body[HEAD_CODEC_OFFSET]),
-        })?;
+        let codec =
+            Codec::from_byte(body[HEAD_CODEC_OFFSET]).ok_or_else(|| Error::UnsupportedFeature {
+                file: file.to_path_buf(),
+                what: format!("codec {}", body[HEAD_CODEC_OFFSET]),
+            })?;
         if body[HEAD_RESERVED1_OFFSET..HEAD_RESERVED1_OFFSET + 2] != [0, 0]
-            || body[DHED_RESERVED2_OFFSET..DHED_LEN].iter().any(|&b| b != 0)
+            || body[DHED_RESERVED2_OFFSET..DHED_LEN]
+                .iter()
+                .any(|&b| b != 0)
         {
             return Err(corrupt("reserved bytes are not zero".into()));
         }
         let block_size = le_u32(body, DHED_BLOCK_SIZE_OFFSET);
-        if !block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
+        if !block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
+        {
             return Err(corrupt(format!("block size {block_size} is not allowed")));
         }
         let map_entries = le_u32(body, DHED_MAP_ENTRIES_OFFSET);
         if map_entries == 0 || map_entries > MAX_MAP_ENTRIES {
-            return Err(corrupt(format!("map_entries {map_entries} is outside 1..={MAX_MAP_ENTRIES}")));
+            return Err(corrupt(format!(
+                "map_entries {map_entries} is outside 1..={MAX_MAP_ENTRIES}"
+            )));
         }
         let image_size = le_u64(body, DHED_IMAGE_SIZE_OFFSET);
         let base_image_size = le_u64(body, DHED_BASE_IMAGE_SIZE_OFFSET);
@@ -160,7 +173,9 @@ impl DeltaHeader {
             map_entries,
             image_size,
             base_image_size,
-            base_identity: body[DHED_BASE_IDENTITY_OFFSET..][..32].try_into().expect("32 bytes"),
+            base_identity: body[DHED_BASE_IDENTITY_OFFSET..][..32]
+                .try_into()
+                .expect("32 bytes"),
         })
     }
 }
@@ -211,13 +226,19 @@ impl ChangeEntry {
         let block = le_u64(raw, DMAP_ENTRY_BLOCK_OFFSET);
         let pages = le_u32(raw, DMAP_ENTRY_PAGES_OFFSET);
         if raw[DMAP_ENTRY_KIND_OFFSET + 1..DMAP_ENTRY_PAGES_OFFSET] != [0, 0, 0] {
-            return Err(corrupt(format!("block {block}: reserved bytes are not zero")));
+            return Err(corrupt(format!(
+                "block {block}: reserved bytes are not zero"
+            )));
         }
         let kind = match raw[DMAP_ENTRY_KIND_OFFSET] {
             ENTRY_KIND_DATA if pages == 0 => ChangeKind::Data,
             ENTRY_KIND_ZERO if pages == 0 => ChangeKind::Zero,
             ENTRY_KIND_PATCH if pages != 0 => ChangeKind::Patch { pages },
-            k => return Err(corrupt(format!("block {block}: kind {k} with page mask {pages:#x} is not valid"))),
+            k => {
+                return Err(corrupt(format!(
+                    "block {block}: kind {k} with page mask {pages:#x} is not valid"
+                )))
+            }
         };
         Ok(ChangeEntry {
             block,
@@ -225,7 +246,9 @@ impl ChangeEntry {
             data_offset: le_u64(raw, DMAP_ENTRY_DATA_OFFSET_OFFSET),
             member_len: le_u32(raw, DMAP_ENTRY_MEMBER_LEN_OFFSET),
             member_crc: le_u32(raw, DMAP_ENTRY_MEMBER_CRC_OFFSET),
-            hash: raw[DMAP_ENTRY_HASH_OFFSET..][..32].try_into().expect("32 bytes"),
+            hash: raw[DMAP_ENTRY_HASH_OFFSET..][..32]
+                .try_into()
+                .expect("32 bytes"),
         })
     }
 }
@@ -247,7 +270,8 @@ impl DeltaFooter {
     pub(crate) fn encode(&self) -> [u8; DFOT_LEN] {
         let mut b = [0u8; DFOT_LEN];
         b[DFOT_IDENTITY_OFFSET..][..32].copy_from_slice(&self.identity);
-        b[DFOT_DIRECTORY_OFFSET_OFFSET..][..8].copy_from_slice(&self.directory_offset.to_le_bytes());
+        b[DFOT_DIRECTORY_OFFSET_OFFSET..][..8]
+            .copy_from_slice(&self.directory_offset.to_le_bytes());
         b[DFOT_GROUP_COUNT_OFFSET..][..8].copy_from_slice(&self.group_count.to_le_bytes());
         b[DFOT_ENTRY_COUNT_OFFSET..][..8].copy_from_slice(&self.entry_count.to_le_bytes());
         b

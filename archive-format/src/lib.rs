@@ -29,18 +29,24 @@ mod identity;
 mod index;
 pub mod layout;
 mod limits;
+pub mod locate;
 mod meta;
 mod pipeline;
 mod record;
 pub mod restore;
-mod trailer;
 mod source;
+pub mod target;
+mod trailer;
 mod verify;
 pub mod vmdk;
 pub mod vmx;
 
 pub use archive_file::ArchiveFile;
 pub use codec::Codec;
+pub use delta::{
+    write_delta, ChangeEntry, ChangeKind, DeltaArchive, DeltaHeader, DeltaOptions, DeltaSummary,
+    DeltaWriter,
+};
 pub use error::{hex, Error, Hash, Result};
 pub use footer::Footer;
 pub use full::{write_full, FullImage, FullOptions, FullSummary, FullWriter, MemberCheck};
@@ -51,5 +57,4 @@ pub use limits::Limits;
 pub use meta::{Geometry, Metadata, MAX_META_TEXT_LEN};
 pub use source::DiskSource;
 pub use trailer::Trailer;
-pub use delta::{write_delta, ChangeEntry, ChangeKind, DeltaArchive, DeltaHeader, DeltaOptions, DeltaSummary, DeltaWriter};
 pub use verify::{verify_full, VerifyReport};

@@ -40,6 +40,9 @@ pub struct Metadata {
     pub created_unix: Option<i64>,
     /// The program that made the image, such as `sdar 0.1.0`.
     pub tool: Option<String>,
+    /// In a delta: the file name of the full it was made against, a hint
+    /// for finding it (the full is accepted by identity, never by name).
+    pub base_name: Option<String>,
 }
 
 /// SPEC.md §6.1 "Metadata keys".
@@ -56,6 +59,7 @@ mod key {
     pub const VMX: u16 = 10;
     pub const CREATED: u16 = 11;
     pub const TOOL: u16 = 12;
+    pub const BASE_NAME: u16 = 13;
 }
 
 /// SPEC.md §6.1: the longest text value.
@@ -120,6 +124,10 @@ impl Metadata {
         if let Some(v) = &self.tool {
             check_text_len("tool", v)?;
             put(key::TOOL, v.as_bytes());
+        }
+        if let Some(v) = &self.base_name {
+            check_text_len("base name", v)?;
+            put(key::BASE_NAME, v.as_bytes());
         }
         Ok(out)
     }
@@ -204,6 +212,7 @@ impl Metadata {
                     m.created_unix = Some(le_u64(v, 0) as i64);
                 }
                 key::TOOL => m.tool = Some(text("tool")?),
+                key::BASE_NAME => m.base_name = Some(text("base name")?),
                 k if k >= META_KEY_MUST_UNDERSTAND => {
                     return Err(Error::UnsupportedFeature {
                         file: file.to_path_buf(),

@@ -154,7 +154,9 @@ pub(crate) fn oversized<R: std::io::Read + std::io::Seek>(
     max_body: u32,
     span: u64,
 ) -> Error {
-    let fits = offset.checked_add(span).is_some_and(|end| end <= file.len());
+    let fits = offset
+        .checked_add(span)
+        .is_some_and(|end| end <= file.len());
     if tag == TAG_META && fits {
         Error::LimitExceeded {
             file: file.name().to_path_buf(),
@@ -166,7 +168,10 @@ pub(crate) fn oversized<R: std::io::Read + std::io::Seek>(
         Error::corrupt(
             file.name(),
             offset,
-            format!("{} record claims {body_len} bytes, more than the {max_body} that fit here", tag_name(tag)),
+            format!(
+                "{} record claims {body_len} bytes, more than the {max_body} that fit here",
+                tag_name(tag)
+            ),
         )
     }
 }

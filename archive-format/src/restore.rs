@@ -57,7 +57,10 @@ pub struct RestoreReport {
 /// Checks, before anything is written, that `base` is the full `delta`
 /// needs: its recorded identity, its shape, and its index proven against
 /// that identity.
-pub fn check_base<D: Read + Seek, B: Read + Seek>(delta: &DeltaArchive<D>, base: &mut FullImage<B>) -> Result<()> {
+pub fn check_base<D: Read + Seek, B: Read + Seek>(
+    delta: &DeltaArchive<D>,
+    base: &mut FullImage<B>,
+) -> Result<()> {
     let h = delta.header();
     if base.identity() != h.base_identity {
         return Err(Error::WrongFull {
@@ -180,7 +183,10 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                         pending = None;
                         let offset = delta.member_file_offset(&e);
                         match e.kind {
-                            ChangeKind::Zero => Task::Zero { block: b, hash: e.hash },
+                            ChangeKind::Zero => Task::Zero {
+                                block: b,
+                                hash: e.hash,
+                            },
                             ChangeKind::Data => Task::Data {
                                 entry: e,
                                 offset,
@@ -218,7 +224,11 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                 };
                 bytes += match &task {
                     Task::Base { member, .. } | Task::Data { member, .. } => member.len() as u64,
-                    Task::Patch { member, base_member, .. } => (member.len() + base_member.len()) as u64,
+                    Task::Patch {
+                        member,
+                        base_member,
+                        ..
+                    } => (member.len() + base_member.len()) as u64,
                     Task::Zero { .. } => 4096,
                 };
                 tasks.push(task);
@@ -254,7 +264,10 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             Ok(())
         },
     )?;
-    if seen_entries != delta.footer().entry_count || next_group != delta.group_count() || pending.is_some() {
+    if seen_entries != delta.footer().entry_count
+        || next_group != delta.group_count()
+        || pending.is_some()
+    {
         return Err(Error::corrupt(
             &delta_name,
             delta.trailer().payload_offset,
@@ -276,7 +289,13 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
     })
 }
 
-fn prove(w: &mut Worker, task: Task, h: &crate::DeltaHeader, base_name: &std::path::Path, delta_name: &std::path::Path) -> Result<Done> {
+fn prove(
+    w: &mut Worker,
+    task: Task,
+    h: &crate::DeltaHeader,
+    base_name: &std::path::Path,
+    delta_name: &std::path::Path,
+) -> Result<Done> {
     match task {
         Task::Base {
             block,
@@ -285,7 +304,8 @@ fn prove(w: &mut Worker, task: Task, h: &crate::DeltaHeader, base_name: &std::pa
             member,
         } => {
             let mut out = vec![0u8; h.block_len(block)];
-            w.check.check(base_name, block, offset, &entry, &member, &mut out)?;
+            w.check
+                .check(base_name, block, offset, &entry, &member, &mut out)?;
             Ok(Done {
                 block,
                 hash: entry.hash,
@@ -301,11 +321,15 @@ fn prove(w: &mut Worker, task: Task, h: &crate::DeltaHeader, base_name: &std::pa
             from_delta: true,
             stored: 0,
         }),
-        Task::Data { entry, offset, member } => {
+        Task::Data {
+            entry,
+            offset,
+            member,
+        } => {
             let mut out = vec![0u8; h.block_len(entry.block)];
-            w.decoder
-                .decode(&member, &mut out)
-                .map_err(|why| Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block)))?;
+            w.decoder.decode(&member, &mut out).map_err(|why| {
+                Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
+            })?;
             check_hash(delta_name, &entry, offset, &out)?;
             Ok(Done {
                 block: entry.block,
@@ -323,14 +347,23 @@ fn prove(w: &mut Worker, task: Task, h: &crate::DeltaHeader, base_name: &std::pa
             base_offset,
             base_member,
         } => {
-            let ChangeKind::Patch { pages } = entry.kind else { unreachable!("patch task") };
+            let ChangeKind::Patch { pages } = entry.kind else {
+                unreachable!("patch task")
+            };
             let len = h.block_len(entry.block);
             let mut out = vec![0u8; len];
-            w.check.check(base_name, entry.block, base_offset, &base_entry, &base_member, &mut out)?;
+            w.check.check(
+                base_name,
+                entry.block,
+                base_offset,
+                &base_entry,
+                &base_member,
+                &mut out,
+            )?;
             w.pages.resize(crate::delta::patch_len(pages, len), 0);
-            w.decoder
-                .decode(&member, &mut w.pages)
-                .map_err(|why| Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block)))?;
+            w.decoder.decode(&member, &mut w.pages).map_err(|why| {
+                Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
+            })?;
             let mut at = 0;
             for p in (0..32).filter(|p| pages & (1 << p) != 0) {
                 let start = p * PATCH_PAGE;

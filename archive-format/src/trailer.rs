@@ -35,7 +35,11 @@ impl Trailer {
     pub fn read<R: Read + Seek>(file: &mut ArchiveFile<R>) -> Result<Self> {
         let len = file.len();
         let at = len.checked_sub(TRAILER_LEN as u64).ok_or_else(|| {
-            Error::truncated(file.name(), 0, "archive trailer (the file is too short to be a delta archive)")
+            Error::truncated(
+                file.name(),
+                0,
+                "archive trailer (the file is too short to be a delta archive)",
+            )
         })?;
         let mut b = [0u8; TRAILER_LEN];
         file.read_at(at, &mut b, "archive trailer")?;
@@ -47,7 +51,11 @@ impl Trailer {
             });
         }
         if crc32fast::hash(&b[..TRAILER_CRC_OFFSET]) != le_u32(&b, TRAILER_CRC_OFFSET) {
-            return Err(Error::corrupt(file.name(), at, "archive trailer fails its checksum"));
+            return Err(Error::corrupt(
+                file.name(),
+                at,
+                "archive trailer fails its checksum",
+            ));
         }
         let t = Trailer {
             payload_offset: le_u64(&b, TRAILER_PAYLOAD_OFFSET_OFFSET),

@@ -171,3 +171,88 @@ fn unquote(v: &str) -> &str {
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(v)
 }
+
+/// What a restored descriptor says about the disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorSpec {
+    /// `vmfs` (VMware datastores) or `monolithicFlat`.
+    pub vmfs: bool,
+    pub size: u64,
+    pub flat_name: String,
+    pub adapter_type: String,
+    pub geometry: Geometry,
+    pub disk_uuid: Option<String>,
+    pub hw_version: String,
+    /// Content id: any 32-bit value that changes when the content does.
+    pub cid: u32,
+}
+
+impl DescriptorSpec {
+    /// A spec for `size` bytes: adapter, geometry, UUID and hardware version
+    /// from the backup's metadata when it has them, usual defaults otherwise.
+    pub fn new(size: u64, flat_name: String, vmfs: bool, meta: &crate::Metadata, cid: u32) -> Self {
+        let adapter_type = meta
+            .adapter_type
+            .clone()
+            .filter(|a| a.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| "lsilogic".into());
+        let sectors = size.div_ceil(SECTOR);
+        let default_geometry = {
+            let (heads, secs) = if adapter_type == "ide" {
+                (16, 63)
+            } else {
+                (255, 63)
+            };
+            Geometry {
+                cylinders: (sectors / (heads as u64 * secs as u64)).clamp(1, u32::MAX as u64)
+                    as u32,
+                heads,
+                sectors: secs,
+            }
+        };
+        DescriptorSpec {
+            vmfs,
+            size,
+            flat_name,
+            geometry: meta.geometry.unwrap_or(default_geometry),
+            disk_uuid: meta.disk_uuid.clone().filter(|u| {
+                u.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ' ' || c == '-')
+            }),
+            hw_version: meta
+                .hw_version
+                .clone()
+                .filter(|v| v.chars().all(|c| c.is_ascii_digit()))
+                .unwrap_or_else(|| "4".into()),
+            adapter_type,
+            cid,
+        }
+    }
+
+    /// The descriptor text. Every value is checked or made by sdar, so
+    /// nothing from the backup's metadata can add lines.
+    pub fn render(&self) -> String {
+        let sectors = self.size.div_ceil(SECTOR);
+        let (create_type, extent) = if self.vmfs {
+            ("vmfs", format!("RW {sectors} VMFS \"{}\"", self.flat_name))
+        } else {
+            (
+                "monolithicFlat",
+                format!("RW {sectors} FLAT \"{}\" 0", self.flat_name),
+            )
+        };
+        let mut t = format!(
+            "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID={:08x}\nparentCID=ffffffff\ncreateType=\"{create_type}\"\n\n# Extent description\n{extent}\n\n# The Disk Data Base\n#DDB\n\n",
+            self.cid
+        );
+        t += &format!("ddb.adapterType = \"{}\"\n", self.adapter_type);
+        t += &format!("ddb.geometry.cylinders = \"{}\"\n", self.geometry.cylinders);
+        t += &format!("ddb.geometry.heads = \"{}\"\n", self.geometry.heads);
+        t += &format!("ddb.geometry.sectors = \"{}\"\n", self.geometry.sectors);
+        if let Some(u) = &self.disk_uuid {
+            t += &format!("ddb.uuid = \"{u}\"\n");
+        }
+        t += &format!("ddb.virtualHWVersion = \"{}\"\n", self.hw_version);
+        t
+    }
+}

@@ -16,10 +16,17 @@ pub struct Cli {
 pub enum Command {
     /// Write a full image of a disk (raw image or VMDK descriptor)
     Full(FullArgs),
-    /// Check every block and the identity of a full image; writes nothing
+    /// Write a delta archive: the blocks that differ from a full, as a
+    /// self-restoring executable
+    Delta(DeltaArgs),
+    /// Restore the disk a delta archive describes (as running the archive does)
+    Restore(RuntimeArgs),
+    /// Check every block of a full image, or of a delta archive and its full; writes nothing
     Verify(VerifyArgs),
-    /// Show the metadata and layout of a full image
+    /// Show the metadata and layout of a full image or delta archive
     Info(InfoArgs),
+    /// Write the .vmx file a delta archive carries
+    ExtractVmx(RuntimeArgs),
     /// Run the whole story on a built-in sample disk, printing each command
     Demo(DemoArgs),
     /// Write a deterministic sample disk (for tests and benchmarks)
@@ -68,6 +75,43 @@ pub struct FullArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct DeltaArgs {
+    /// The disk now: a raw image, or a VMDK descriptor
+    pub source: PathBuf,
+    /// The full image the delta is made against
+    #[arg(long)]
+    pub full: PathBuf,
+    /// Where to write the archive [default: a name in the current folder]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Compression of changed blocks
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub codec: CodecArg,
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Read only the full's index, never its data: changed blocks are
+    /// stored whole (for a full on slow or offline storage)
+    #[arg(long)]
+    pub index_only: bool,
+    #[command(flatten)]
+    pub meta: MetaArgs,
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// A delta archive and the runtime's own arguments, passed through.
+#[derive(Args, Debug)]
+pub struct RuntimeArgs {
+    /// A delta archive (.sdar)
+    pub archive: PathBuf,
+    /// Arguments as the archive takes them (see `ARCHIVE --help`)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
 pub struct MetaArgs {
     /// VM name [default: displayName from --vmx]
     #[arg(long)]
@@ -95,15 +139,18 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// A full image
+    /// A full image or a delta archive
     pub file: PathBuf,
+    /// For a delta archive: its full image [default: found by identity]
+    #[arg(long)]
+    pub full: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// A full image
+    /// A full image or a delta archive
     pub file: PathBuf,
     /// Print JSON instead of text
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! `sdar full`: a disk in, a full image out.
 
-use crate::cli::FullArgs;
+use crate::cli::{FullArgs, MetaArgs};
 use crate::output::{print, same_file, PendingOutput};
 use crate::progress;
 use anyhow::{bail, Context, Result};
@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub fn run(args: FullArgs) -> Result<()> {
     let mut source = DiskSource::open(&args.source)?;
-    let meta = metadata(&args, &source)?;
+    let meta = metadata(&args.meta, &args.source, &source)?;
     let codec = Codec::from(args.codec);
     let options = FullOptions {
         codec,
@@ -26,7 +26,7 @@ pub fn run(args: FullArgs) -> Result<()> {
     };
     let dest = match &args.output {
         Some(p) => p.clone(),
-        None => PathBuf::from(default_name(&meta, codec)),
+        None => PathBuf::from(default_name(&meta, codec.full_suffix())),
     };
     if same_file(&dest, &args.source) || same_file(&dest, &source.data_path) {
         bail!(crate::UsageError(format!(
@@ -34,7 +34,9 @@ pub fn run(args: FullArgs) -> Result<()> {
             dest.display()
         )));
     }
+    let delta_dest = crate::delta::beside_full(&dest);
     let pending = PendingOutput::create(&dest, args.force)?;
+    let pending_delta = PendingOutput::create(&delta_dest, args.force)?;
     let writer = FullWriter::new(pending.writer()?, &dest, &options, source.size, &meta).map_err(
         |e| match e {
             archive_format::Error::InvalidInput { what } => {
@@ -52,6 +54,14 @@ pub fn run(args: FullArgs) -> Result<()> {
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
     pending.commit(out)?;
+    crate::delta::write_empty(
+        pending_delta,
+        &delta_dest,
+        &dest,
+        &summary,
+        options.block_size,
+        &meta,
+    )?;
     let secs = started.elapsed().as_secs_f64();
     if !args.run.quiet {
         let percent = |part: u64, digits: usize| match summary.image_size {
@@ -59,8 +69,9 @@ pub fn run(args: FullArgs) -> Result<()> {
             size => format!("{:.*}%", digits, part as f64 / size as f64 * 100.0),
         };
         print(&format!(
-            "wrote {}\n  disk {} in {} blocks ({} zero), {:.1} MiB/s\n  file {} ({} of the disk), index {} ({} of the disk)\n  identity {}\n",
+            "wrote {}\n  and {}, the delta that restores it\n  disk {} in {} blocks ({} zero), {:.1} MiB/s\n  file {} ({} of the disk), index {} ({} of the disk)\n  identity {}\n",
             dest.display(),
+            delta_dest.display(),
             progress::human(summary.image_size),
             summary.blocks,
             summary.zero_blocks,
@@ -76,15 +87,14 @@ pub fn run(args: FullArgs) -> Result<()> {
 }
 
 /// Metadata from the options, then the .vmx, then the descriptor.
-fn metadata(args: &FullArgs, source: &DiskSource) -> Result<Metadata> {
-    let m = &args.meta;
+pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result<Metadata> {
     let mut meta = Metadata {
         vm_name: m.vm_name.clone(),
         vm_uuid: m.vm_uuid.clone(),
         scsi_id: m.scsi_id.clone(),
         ..Metadata::default()
     };
-    source.describe(&args.source, &mut meta);
+    source.describe(source_path, &mut meta);
     if let Some(path) = &m.vmx {
         let limit = Limits::default().max_vmx_len as u64;
         let len = std::fs::metadata(path)
@@ -114,7 +124,7 @@ fn metadata(args: &FullArgs, source: &DiskSource) -> Result<Metadata> {
 
 /// `VM_scsi0-0_DISK_20261122T013000Z.full.gz`, from what is known, with
 /// anything but letters, digits, `.`, `-` and `_` replaced.
-fn default_name(meta: &Metadata, codec: Codec) -> String {
+pub fn default_name(meta: &Metadata, suffix: &str) -> String {
     let mut parts = Vec::new();
     if let Some(vm) = &meta.vm_name {
         parts.push(vm.clone());
@@ -145,7 +155,7 @@ fn default_name(meta: &Metadata, codec: Codec) -> String {
         })
         .collect();
     let name = name.trim_start_matches('.').to_string();
-    format!("{name}{}", codec.full_suffix())
+    format!("{name}{suffix}")
 }
 
 /// `20261122T013000Z` for a Unix time, without a date crate: days to a
@@ -191,7 +201,7 @@ mod tests {
             ..Metadata::default()
         };
         assert_eq!(
-            default_name(&meta, Codec::Gzip),
+            default_name(&meta, Codec::Gzip.full_suffix()),
             "CRM_web_01_scsi0-1_CRM_1_19700101T000000Z.full.gz"
         );
         let bare = Metadata {
@@ -200,7 +210,7 @@ mod tests {
             ..Metadata::default()
         };
         assert_eq!(
-            default_name(&bare, Codec::Zstd),
+            default_name(&bare, Codec::Zstd.full_suffix()),
             "_19700101T000000Z.full.zst"
         );
     }

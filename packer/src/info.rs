@@ -9,6 +9,14 @@ use serde_json::json;
 use std::fs::File;
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    if crate::delta::is_delta(&args.file) {
+        let rest: Vec<std::ffi::OsString> = if args.json {
+            vec!["--json".into()]
+        } else {
+            vec![]
+        };
+        return crate::delta::run_runtime(&args.file, "info", &rest);
+    }
     let file =
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut image = FullImage::open(file, &args.file, &Limits::default())?;

@@ -1,11 +1,13 @@
 //! `sdar`: make and check full images of VM disks.
 
 mod cli;
+mod delta;
 mod demo;
 mod full;
 mod info;
 mod output;
 mod progress;
+mod runtime;
 mod sample;
 mod verify;
 
@@ -29,10 +31,25 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// The runtime ran and already reported its outcome; exit with its code.
+#[derive(Debug)]
+pub struct RuntimeExit(pub u8);
+
+impl std::fmt::Display for RuntimeExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for RuntimeExit {}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Full(args) => full::run(args),
+        cli::Command::Delta(args) => delta::run(args),
+        cli::Command::Restore(a) => delta::run_runtime(&a.archive, "restore", &a.args),
+        cli::Command::ExtractVmx(a) => delta::run_runtime(&a.archive, "extract-vmx", &a.args),
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Demo(args) => demo::run(args),
@@ -40,6 +57,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<RuntimeExit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<RuntimeExit>().map_or(EXIT_OTHER, |r| r.0))
+        }
         Err(e) => {
             eprintln!("sdar: error: {}", message(&e));
             ExitCode::from(exit_code(&e))

@@ -54,6 +54,14 @@ impl PendingOutput {
         Ok(BufWriter::with_capacity(1 << 20, f))
     }
 
+    /// Sets the permission bits the file will have (for example 0o755 for
+    /// an executable archive).
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", self.dest.display()))
+    }
+
     /// Syncs the data and gives the file its final name.
     pub fn commit(self, writer: BufWriter<File>) -> Result<()> {
         let f = writer

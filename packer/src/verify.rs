@@ -9,6 +9,17 @@ use std::fs::File;
 use std::time::Instant;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
+    if crate::delta::is_delta(&args.file) {
+        let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(f) = &args.full {
+            rest.extend(["--full".into(), f.into()]);
+        }
+        rest.extend(["--threads".into(), args.run.threads.to_string().into()]);
+        if args.run.quiet {
+            rest.push("-q".into());
+        }
+        return crate::delta::run_runtime(&args.file, "verify", &rest);
+    }
     let file =
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let started = Instant::now();

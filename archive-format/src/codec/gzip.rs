@@ -107,7 +107,9 @@ pub(super) fn read_record<R: Read + Seek>(
     let body_len = record::declared_body_len(&rec);
     if body_len > max_body {
         let span = wrapped_len(RECORD_HEADER_LEN as u64 + body_len as u64);
-        return Err(record::oversized(file, offset, tag, body_len, max_body, span));
+        return Err(record::oversized(
+            file, offset, tag, body_len, max_body, span,
+        ));
     }
     let total = RECORD_HEADER_LEN + body_len as usize;
     // Every fragment but the last is full, so the layout is canonical.

@@ -45,7 +45,14 @@ pub(super) fn read_record<R: Read + Seek>(
     let n = le_u32(&head, 4);
     let body_len = n.saturating_sub(RECORD_HEADER_LEN as u32);
     if body_len > max_body {
-        return Err(record::oversized(file, offset, tag, body_len, max_body, wrapped_len(n as u64)));
+        return Err(record::oversized(
+            file,
+            offset,
+            tag,
+            body_len,
+            max_body,
+            wrapped_len(n as u64),
+        ));
     }
     let rec = file.read_vec_at(offset + ZSTD_RECORD_HEAD_LEN as u64, n as usize, &what)?;
     Ok((rec, wrapped_len(n as u64)))

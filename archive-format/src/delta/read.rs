@@ -33,9 +33,11 @@ impl<R: Read + Seek> DeltaArchive<R> {
         let trailer = Trailer::read(&mut file)?;
         let base = trailer.payload_offset;
         let end = base + trailer.payload_len;
-        let (head, head_span) = read_plain_record(&mut file, base, TAG_DELTA_HEAD, DHED_LEN as u32 * 16)?;
+        let (head, head_span) =
+            read_plain_record(&mut file, base, TAG_DELTA_HEAD, DHED_LEN as u32 * 16)?;
         let header = DeltaHeader::decode(file.name(), base, &head, limits)?;
-        let (meta_body, meta_span) = read_plain_record(&mut file, base + head_span, TAG_META, limits.max_record_len)?;
+        let (meta_body, meta_span) =
+            read_plain_record(&mut file, base + head_span, TAG_META, limits.max_record_len)?;
         let meta = Metadata::decode(file.name(), base + head_span, &meta_body, limits)?;
         let data_start = head_span + meta_span;
 
@@ -46,7 +48,8 @@ impl<R: Read + Seek> DeltaArchive<R> {
             .ok_or_else(|| Error::truncated(file.name(), end, "DFOT record"))?;
         let (foot, _) = read_plain_record(&mut file, foot_at, TAG_DELTA_FOOT, DFOT_LEN as u32)?;
         let footer = DeltaFooter::decode(file.name(), foot_at, &foot)?;
-        let dir_len = (DDIR_HEADER_LEN as u64).saturating_add(footer.group_count.saturating_mul(DDIR_ENTRY_LEN as u64));
+        let dir_len = (DDIR_HEADER_LEN as u64)
+            .saturating_add(footer.group_count.saturating_mul(DDIR_ENTRY_LEN as u64));
         if dir_len > limits.max_record_len as u64 {
             return Err(Error::LimitExceeded {
                 file: file.name().to_path_buf(),
@@ -60,11 +63,16 @@ impl<R: Read + Seek> DeltaArchive<R> {
             .and_then(|d| d.checked_add(RECORD_HEADER_LEN as u64 + dir_len))
             != Some(foot_at)
         {
-            return Err(Error::corrupt(file.name(), foot_at, "the footer's directory offset does not lead to the footer"));
+            return Err(Error::corrupt(
+                file.name(),
+                foot_at,
+                "the footer's directory offset does not lead to the footer",
+            ));
         }
         let dir_at = base + footer.directory_offset;
         let (dir, _) = read_plain_record(&mut file, dir_at, TAG_DELTA_DIRECTORY, dir_len as u32)?;
-        let corrupt = |what: String| Error::corrupt(file.name(), dir_at, format!("DDIR record: {what}"));
+        let corrupt =
+            |what: String| Error::corrupt(file.name(), dir_at, format!("DDIR record: {what}"));
         if le_u64(&dir, 0) != footer.group_count {
             return Err(corrupt("group count disagrees with the footer".into()));
         }
@@ -72,13 +80,24 @@ impl<R: Read + Seek> DeltaArchive<R> {
             .chunks_exact(DDIR_ENTRY_LEN)
             .map(|c| (le_u64(c, 0), le_u64(c, 8)))
             .collect();
-        let increasing = groups.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
-        if !increasing || groups.last().is_some_and(|g| g.0 >= footer.directory_offset || g.1 >= header.block_count()) {
-            return Err(corrupt("groups are not in order inside the payload and image".into()));
+        let increasing = groups
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        if !increasing
+            || groups
+                .last()
+                .is_some_and(|g| g.0 >= footer.directory_offset || g.1 >= header.block_count())
+        {
+            return Err(corrupt(
+                "groups are not in order inside the payload and image".into(),
+            ));
         }
         let max_entries = footer.group_count.saturating_mul(header.map_entries as u64);
         if footer.entry_count > max_entries || footer.entry_count > header.block_count() {
-            return Err(corrupt(format!("{} changed blocks cannot fit", footer.entry_count)));
+            return Err(corrupt(format!(
+                "{} changed blocks cannot fit",
+                footer.entry_count
+            )));
         }
         Ok(DeltaArchive {
             file,
@@ -151,7 +170,11 @@ impl<R: Read + Seek> DeltaArchive<R> {
             return Err(corrupt("shorter than its header".into()));
         }
         let count = le_u32(&body, 16) as usize;
-        if le_u64(&body, 0) != g || le_u32(&body, 20) != 0 || count == 0 || body.len() != DMAP_HEADER_LEN + count * DMAP_ENTRY_LEN {
+        if le_u64(&body, 0) != g
+            || le_u32(&body, 20) != 0
+            || count == 0
+            || body.len() != DMAP_HEADER_LEN + count * DMAP_ENTRY_LEN
+        {
             return Err(corrupt("header does not match its place or length".into()));
         }
         let group_data_start = le_u64(&body, 8);
@@ -164,9 +187,14 @@ impl<R: Read + Seek> DeltaArchive<R> {
             }
         };
         if group_data_start != expected_start {
-            return Err(corrupt(format!("its members start at {group_data_start}, they must start at {expected_start}")));
+            return Err(corrupt(format!(
+                "its members start at {group_data_start}, they must start at {expected_start}"
+            )));
         }
-        let next_first = self.groups.get(g as usize + 1).map_or(self.header.block_count(), |n| n.1);
+        let next_first = self
+            .groups
+            .get(g as usize + 1)
+            .map_or(self.header.block_count(), |n| n.1);
         let mut entries = Vec::with_capacity(count);
         let mut pos = group_data_start;
         for raw in body[DMAP_HEADER_LEN..].chunks_exact(DMAP_ENTRY_LEN) {
@@ -186,31 +214,56 @@ impl<R: Read + Seek> DeltaArchive<R> {
                 ChangeKind::Patch { pages } => {
                     if !self.header.base_has_same_block(e.block)
                         || self.header.patch_pages() == 0
-                        || (self.header.patch_pages() < 32 && pages >> self.header.patch_pages() != 0)
+                        || (self.header.patch_pages() < 32
+                            && pages >> self.header.patch_pages() != 0)
                     {
-                        return Err(corrupt(format!("block {}: a patch is not possible here", e.block)));
+                        return Err(corrupt(format!(
+                            "block {}: a patch is not possible here",
+                            e.block
+                        )));
                     }
                     patch_len(pages, block_len)
                 }
             };
-            let bound = if expected_len == 0 { 0 } else { self.header.codec.member_bound(expected_len) };
+            let bound = if expected_len == 0 {
+                0
+            } else {
+                self.header.codec.member_bound(expected_len)
+            };
             if e.kind == ChangeKind::Zero {
                 if e.member_len != 0 || e.data_offset != 0 || e.member_crc != 0 {
-                    return Err(corrupt(format!("block {}: a zero block has no member", e.block)));
+                    return Err(corrupt(format!(
+                        "block {}: a zero block has no member",
+                        e.block
+                    )));
                 }
-                if e.hash != crate::identity::ZeroHashes::new(self.header.block_size, self.header.image_size).get(block_len) {
-                    return Err(corrupt(format!("block {}: zero block with a non-zero hash", e.block)));
+                if e.hash
+                    != crate::identity::ZeroHashes::new(
+                        self.header.block_size,
+                        self.header.image_size,
+                    )
+                    .get(block_len)
+                {
+                    return Err(corrupt(format!(
+                        "block {}: zero block with a non-zero hash",
+                        e.block
+                    )));
                 }
             } else {
                 if e.member_len == 0 || e.member_len as usize > bound || e.data_offset != pos {
-                    return Err(corrupt(format!("block {}: member at {} of {} bytes is not where or what it should be", e.block, e.data_offset, e.member_len)));
+                    return Err(corrupt(format!(
+                        "block {}: member at {} of {} bytes is not where or what it should be",
+                        e.block, e.data_offset, e.member_len
+                    )));
                 }
                 pos += e.member_len as u64;
             }
             entries.push(e);
         }
         if pos != rel {
-            return Err(corrupt(format!("members end at {pos}, the record is at {rel}")));
+            return Err(corrupt(format!(
+                "members end at {pos}, the record is at {rel}"
+            )));
         }
         Ok(entries)
     }
@@ -230,7 +283,11 @@ impl<R: Read + Seek> DeltaArchive<R> {
             return Ok(Vec::new());
         }
         let at = self.trailer.payload_offset + entry.data_offset;
-        let member = self.file.read_vec_at(at, entry.member_len as usize, &format!("member of block {}", entry.block))?;
+        let member = self.file.read_vec_at(
+            at,
+            entry.member_len as usize,
+            &format!("member of block {}", entry.block),
+        )?;
         if crc32fast::hash(&member) != entry.member_crc {
             return Err(Error::corrupt(
                 self.file.name(),

@@ -71,9 +71,17 @@ pub struct DeltaWriter<W: Write> {
 
 impl<W: Write> DeltaWriter<W> {
     /// Writes `runtime` (the restore program; may be empty), then DHED and META.
-    pub fn new(out: W, name: impl Into<PathBuf>, runtime: &[u8], header: DeltaHeader, meta: &Metadata) -> Result<Self> {
+    pub fn new(
+        out: W,
+        name: impl Into<PathBuf>,
+        runtime: &[u8],
+        header: DeltaHeader,
+        meta: &Metadata,
+    ) -> Result<Self> {
         if header.map_entries == 0 || header.map_entries > MAX_MAP_ENTRIES {
-            return Err(Error::invalid(format!("map_entries must be 1..={MAX_MAP_ENTRIES}")));
+            return Err(Error::invalid(format!(
+                "map_entries must be 1..={MAX_MAP_ENTRIES}"
+            )));
         }
         let mut w = DeltaWriter {
             out,
@@ -103,17 +111,33 @@ impl<W: Write> DeltaWriter<W> {
 
     /// Records that `block` differs from the base. Blocks come in
     /// increasing order; `member` is empty for `ChangeKind::Zero`.
-    pub fn push_change(&mut self, block: u64, kind: ChangeKind, member: &[u8], hash: Hash) -> Result<()> {
+    pub fn push_change(
+        &mut self,
+        block: u64,
+        kind: ChangeKind,
+        member: &[u8],
+        hash: Hash,
+    ) -> Result<()> {
         if block < self.next_block || block >= self.header.block_count() {
-            return Err(Error::invalid(format!("block {block} is out of order or past the image end")));
+            return Err(Error::invalid(format!(
+                "block {block} is out of order or past the image end"
+            )));
         }
         if (kind == ChangeKind::Zero) != member.is_empty() {
-            return Err(Error::invalid(format!("block {block}: a zero block has no member, others have one")));
+            return Err(Error::invalid(format!(
+                "block {block}: a zero block has no member, others have one"
+            )));
         }
         if let ChangeKind::Patch { pages } = kind {
             let allowed = self.header.patch_pages();
-            if pages == 0 || allowed == 0 || (allowed < 32 && pages >> allowed != 0) || !self.header.base_has_same_block(block) {
-                return Err(Error::invalid(format!("block {block}: patch pages {pages:#x} are not valid here")));
+            if pages == 0
+                || allowed == 0
+                || (allowed < 32 && pages >> allowed != 0)
+                || !self.header.base_has_same_block(block)
+            {
+                return Err(Error::invalid(format!(
+                    "block {block}: patch pages {pages:#x} are not valid here"
+                )));
             }
         }
         self.next_block = block + 1;
@@ -130,7 +154,11 @@ impl<W: Write> DeltaWriter<W> {
             kind,
             data_offset: if member.is_empty() { 0 } else { data_offset },
             member_len: member.len() as u32,
-            member_crc: if member.is_empty() { 0 } else { crc32fast::hash(member) },
+            member_crc: if member.is_empty() {
+                0
+            } else {
+                crc32fast::hash(member)
+            },
             hash,
         });
         if self.group.len() == self.header.map_entries as usize {
@@ -145,7 +173,9 @@ impl<W: Write> DeltaWriter<W> {
 
     fn end_group(&mut self) -> Result<()> {
         let entries = std::mem::take(&mut self.group);
-        let Some(first) = entries.first() else { return Ok(()) };
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         let mut body = Vec::with_capacity(DMAP_HEADER_LEN + entries.len() * DMAP_ENTRY_LEN);
         body.extend_from_slice(&(self.groups.len() as u64).to_le_bytes());
         let data_start = entries
@@ -174,7 +204,8 @@ impl<W: Write> DeltaWriter<W> {
             dir.extend_from_slice(&first.to_le_bytes());
         }
         self.write_record(TAG_DELTA_DIRECTORY, &dir)?;
-        let entry_count = self.summary.data_blocks + self.summary.zero_blocks + self.summary.patch_blocks;
+        let entry_count =
+            self.summary.data_blocks + self.summary.zero_blocks + self.summary.patch_blocks;
         let footer = DeltaFooter {
             identity,
             directory_offset,
@@ -189,7 +220,9 @@ impl<W: Write> DeltaWriter<W> {
             version_minor: VERSION_MINOR,
         };
         self.write_all(&trailer.encode())?;
-        self.out.flush().map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
         self.summary.identity = identity;
         self.summary.payload_len = trailer.payload_len;
         self.summary.file_len = self.pos;
@@ -268,10 +301,14 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
 ) -> Result<(W, DeltaSummary)> {
     let header = writer.header().clone();
     if base.identity() != header.base_identity || base.header().block_size != header.block_size {
-        return Err(Error::invalid("the delta header does not describe this base"));
+        return Err(Error::invalid(
+            "the delta header does not describe this base",
+        ));
     }
     prove_base_index(base)?;
-    let level = options.level.unwrap_or_else(|| options.codec.default_level());
+    let level = options
+        .level
+        .unwrap_or_else(|| options.codec.default_level());
     let workers = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -303,11 +340,15 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
                 return Ok(None);
             }
             let mut data = vec![0u8; want];
-            let n = read_full(&mut source, &mut data).map_err(|e| Error::io(source_name, Some(read), e))?;
+            let n = read_full(&mut source, &mut data)
+                .map_err(|e| Error::io(source_name, Some(read), e))?;
             if n < want {
                 return Err(Error::Source {
                     file: source_name.to_path_buf(),
-                    what: format!("ended at byte {}, but the disk is {image_size} bytes", read + n as u64),
+                    what: format!(
+                        "ended at byte {}, but the disk is {image_size} bytes",
+                        read + n as u64
+                    ),
                 });
             }
             read += want as u64;
@@ -315,7 +356,12 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
             let count = want.div_ceil(block_size) as u64;
             next_block += count;
             let base_entries = (first_block..first_block + count)
-                .map(|b| header.base_has_same_block(b).then(|| base.entry(b)).transpose())
+                .map(|b| {
+                    header
+                        .base_has_same_block(b)
+                        .then(|| base.entry(b))
+                        .transpose()
+                })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some(Job {
                 first_block,
@@ -334,7 +380,17 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
                 } else if is_zero(raw) {
                     out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
                 } else {
-                    out.push(encode_change(w, &header, options, open_base, &base_name, block, raw, hash, base_entry.is_some())?);
+                    out.push(encode_change(
+                        w,
+                        &header,
+                        options,
+                        open_base,
+                        &base_name,
+                        block,
+                        raw,
+                        hash,
+                        base_entry.is_some(),
+                    )?);
                 }
             }
             Ok((out, job.data.len() as u64))
@@ -383,7 +439,11 @@ fn encode_change<B: Read + Seek>(
         img.read_block(block, &mut w.base_block, check)?;
         let mut mask = 0u32;
         w.pages.clear();
-        for (p, (new, old)) in raw.chunks(PATCH_PAGE).zip(w.base_block.chunks(PATCH_PAGE)).enumerate() {
+        for (p, (new, old)) in raw
+            .chunks(PATCH_PAGE)
+            .zip(w.base_block.chunks(PATCH_PAGE))
+            .enumerate()
+        {
             if new != old {
                 mask |= 1 << p;
                 w.pages.extend_from_slice(new);
@@ -399,7 +459,11 @@ fn encode_change<B: Read + Seek>(
         if w.pages.len() * 2 <= raw.len() {
             let mut member = Vec::new();
             w.encoder.encode(&w.pages, &mut member)?;
-            return Ok(Change::Stored(ChangeKind::Patch { pages: mask }, hash, member));
+            return Ok(Change::Stored(
+                ChangeKind::Patch { pages: mask },
+                hash,
+                member,
+            ));
         }
     }
     let mut member = Vec::new();

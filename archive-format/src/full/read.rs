@@ -278,9 +278,11 @@ impl<R: Read + Seek> FullImage<R> {
         let (seg, i) = self.locate(block)?;
         let entry = seg.entries[i];
         let offset = seg.member_offset(i);
-        let member = self
-            .file
-            .read_vec_at(offset, entry.member_len as usize, &format!("member of block {block}"))?;
+        let member = self.file.read_vec_at(
+            offset,
+            entry.member_len as usize,
+            &format!("member of block {block}"),
+        )?;
         Ok((entry, offset, member))
     }
 

@@ -1,0 +1,202 @@
+//! What the runtime prints: info as text or JSON, progress and summaries.
+
+use archive_format::restore::RestoreProgress;
+use archive_format::{hex, DeltaArchive, Metadata};
+use std::fs::File;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+pub fn info_text(d: &DeltaArchive<File>) -> String {
+    let h = d.header();
+    let m = d.meta();
+    let f = d.footer();
+    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let mut t = String::new();
+    t += &format!("Archive:      {}\n", d.name().display());
+    t += &format!(
+        "Kind:         delta archive, format {}.{}, runtime {} bytes\n",
+        h.version_major,
+        h.version_minor,
+        d.runtime_len()
+    );
+    t += &format!("Identity:     {}\n", hex(&f.identity));
+    t += &format!("Disk size:    {} bytes\n", h.image_size);
+    t += &format!(
+        "Needs full:   {} ({} bytes)\n",
+        hex(&h.base_identity),
+        h.base_image_size
+    );
+    t += &format!("Full name:    {}\n", opt(&m.base_name));
+    t += &format!(
+        "Changed:      {} of {} blocks of {} bytes\n",
+        f.entry_count,
+        h.block_count(),
+        h.block_size
+    );
+    t += &format!(
+        "Payload:      {} bytes ({})\n",
+        d.trailer().payload_len,
+        h.codec.name()
+    );
+    t += &meta_text(m);
+    t
+}
+
+pub fn meta_text(m: &Metadata) -> String {
+    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let mut t = String::new();
+    t += &format!("VM name:      {}\n", opt(&m.vm_name));
+    t += &format!("VM UUID:      {}\n", opt(&m.vm_uuid));
+    t += &format!("SCSI id:      {}\n", opt(&m.scsi_id));
+    t += &format!("Disk name:    {}\n", opt(&m.disk_name));
+    t += &format!("Adapter:      {}\n", opt(&m.adapter_type));
+    let g = m
+        .geometry
+        .map(|g| format!("{}/{}/{} (C/H/S)", g.cylinders, g.heads, g.sectors));
+    t += &format!("Geometry:     {}\n", g.as_deref().unwrap_or("-"));
+    t += &format!("Disk UUID:    {}\n", opt(&m.disk_uuid));
+    t += &format!(
+        "VMX:          {}\n",
+        m.vmx
+            .as_ref()
+            .map_or("-".into(), |v| format!("{} bytes", v.len()))
+    );
+    t += &format!(
+        "Created:      {}\n",
+        m.created_unix.map_or("-".into(), |c| c.to_string())
+    );
+    t += &format!("Made by:      {}\n", opt(&m.tool));
+    t
+}
+
+pub fn info_json(d: &DeltaArchive<File>) -> String {
+    let h = d.header();
+    let m = d.meta();
+    let f = d.footer();
+    let s = |v: &Option<String>| v.as_deref().map_or("null".to_string(), json_string);
+    let n = |v: Option<u64>| v.map_or("null".to_string(), |x| x.to_string());
+    let mut fields = vec![
+        ("file", json_string(&d.name().display().to_string())),
+        ("kind", json_string("delta")),
+        (
+            "format_version",
+            json_string(&format!("{}.{}", h.version_major, h.version_minor)),
+        ),
+        ("codec", json_string(h.codec.name())),
+        ("identity", json_string(&hex(&f.identity))),
+        ("image_size", h.image_size.to_string()),
+        ("block_size", h.block_size.to_string()),
+        ("blocks", h.block_count().to_string()),
+        ("changed_blocks", f.entry_count.to_string()),
+        ("base_identity", json_string(&hex(&h.base_identity))),
+        ("base_image_size", h.base_image_size.to_string()),
+        ("runtime_bytes", d.runtime_len().to_string()),
+        ("payload_bytes", d.trailer().payload_len.to_string()),
+        ("file_size", d.file_len().to_string()),
+    ];
+    let g = m.geometry.map_or("null".to_string(), |g| {
+        format!(
+            "{{\"cylinders\":{},\"heads\":{},\"sectors\":{}}}",
+            g.cylinders, g.heads, g.sectors
+        )
+    });
+    let meta = [
+        ("vm_name", s(&m.vm_name)),
+        ("vm_uuid", s(&m.vm_uuid)),
+        ("scsi_id", s(&m.scsi_id)),
+        ("disk_name", s(&m.disk_name)),
+        ("disk_size", n(m.disk_size)),
+        ("adapter_type", s(&m.adapter_type)),
+        ("geometry", g),
+        ("hw_version", s(&m.hw_version)),
+        ("disk_uuid", s(&m.disk_uuid)),
+        ("vmx_bytes", n(m.vmx.as_ref().map(|v| v.len() as u64))),
+        (
+            "created_unix",
+            m.created_unix.map_or("null".to_string(), |c| c.to_string()),
+        ),
+        ("tool", s(&m.tool)),
+        ("base_name", s(&m.base_name)),
+    ];
+    fields.push(("meta", object(&meta)));
+    object(&fields) + "\n"
+}
+
+fn object(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json_string(k)))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// A JSON string literal, escaping quotes, backslashes and control characters.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Metadata comes from the file: never let it drive the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+pub fn progress_line(p: &RestoreProgress, secs: f64) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let rate = p.done as f64 / secs.max(1e-3);
+    let remain = (p.image_size - p.done) as f64 / rate.max(1.0);
+    eprint!(
+        "\r{} of {} MiB, {:.0} MiB/s, elapsed {}, remain {}   ",
+        p.done >> 20,
+        p.image_size >> 20,
+        rate / MIB,
+        clock(secs),
+        clock(remain)
+    );
+}
+
+pub fn clear_line() {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[K");
+    }
+}
+
+pub fn summary(p: &RestoreProgress, secs: f64) -> String {
+    format!(
+        "  {:.1} MiB from the full, {:.1} MiB from the delta, {} zero blocks ({:.1} MiB) skipped; {:.0} MiB/s, {}",
+        p.from_full as f64 / MIB,
+        p.from_delta as f64 / MIB,
+        p.zero_blocks,
+        p.zero_bytes as f64 / MIB,
+        p.image_size as f64 / MIB / secs.max(1e-3),
+        clock(secs)
+    )
+}
+
+fn clock(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
