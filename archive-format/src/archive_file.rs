@@ -113,3 +113,108 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
     }
     Ok(filled)
 }
+
+/// Reading at offsets, from a seekable file or from a stream read strictly
+/// in order: the record readers work on either.
+pub trait ReadAt {
+    fn name(&self) -> &Path;
+    /// The total length, when known (a stream's is not).
+    fn known_len(&self) -> Option<u64>;
+    fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()>;
+    /// Reads `len` bytes at `offset`; `len` is already checked against limits.
+    fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>>;
+}
+
+impl<R: Read + Seek> ReadAt for ArchiveFile<R> {
+    fn name(&self) -> &Path {
+        ArchiveFile::name(self)
+    }
+    fn known_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
+        ArchiveFile::read_at(self, offset, buf, what)
+    }
+    fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
+        ArchiveFile::read_vec_at(self, offset, len, what)
+    }
+}
+
+/// A stream (such as standard input) read front to back. Reads must come
+/// in file order; the offset of each is checked against the position.
+#[derive(Debug)]
+pub struct StreamFile<R> {
+    inner: R,
+    name: PathBuf,
+    pos: u64,
+}
+
+impl<R: Read> StreamFile<R> {
+    pub fn new(inner: R, name: impl Into<PathBuf>) -> Self {
+        StreamFile {
+            inner,
+            name: name.into(),
+            pos: 0,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Counts `n` bytes consumed through `get_mut`.
+    pub fn advance(&mut self, n: u64) {
+        self.pos += n;
+    }
+
+    /// True when the stream has no more bytes.
+    pub fn at_end(&mut self) -> Result<bool> {
+        let mut b = [0u8; 1];
+        match read_full(&mut self.inner, &mut b) {
+            Ok(0) => Ok(true),
+            Ok(_) => Err(Error::corrupt(
+                &self.name,
+                self.pos,
+                "bytes after the end of the image",
+            )),
+            Err(e) => Err(Error::io(&self.name, Some(self.pos), e)),
+        }
+    }
+}
+
+impl<R: Read> ReadAt for StreamFile<R> {
+    fn name(&self) -> &Path {
+        &self.name
+    }
+    fn known_len(&self) -> Option<u64> {
+        None
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
+        if offset != self.pos {
+            return Err(Error::corrupt(
+                &self.name,
+                self.pos,
+                format!(
+                    "{what} is expected at byte {offset}, but the stream is at {}",
+                    self.pos
+                ),
+            ));
+        }
+        let n =
+            read_full(&mut self.inner, buf).map_err(|e| Error::io(&self.name, Some(offset), e))?;
+        self.pos += n as u64;
+        if n < buf.len() {
+            return Err(Error::truncated(&self.name, offset, what));
+        }
+        Ok(())
+    }
+    fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; len];
+        ReadAt::read_at(self, offset, &mut v, what)?;
+        Ok(v)
+    }
+}

@@ -4,11 +4,10 @@
 mod gzip;
 mod zstd;
 
-use crate::archive_file::ArchiveFile;
+use crate::archive_file::ReadAt;
 use crate::error::{Error, Result};
 use crate::layout::{CODEC_GZIP, CODEC_ZSTD};
 use crate::record;
-use std::io::{Read, Seek};
 
 /// How block data is compressed, and so which stock tool reads the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,9 +107,9 @@ impl Codec {
 
     /// Reads the record at `offset`, checks its container, checksum and tag,
     /// and returns its body and the container bytes it spans.
-    pub(crate) fn read_record<R: Read + Seek>(
+    pub(crate) fn read_record(
         self,
-        file: &mut ArchiveFile<R>,
+        file: &mut impl ReadAt,
         offset: u64,
         tag: [u8; 4],
         max_body: u32,

@@ -6,7 +6,9 @@
 //! record, then DIRS and FOOT.
 
 mod read;
+mod stream;
 mod write;
 
 pub use read::{FullImage, MemberCheck};
+pub use stream::FullStream;
 pub use write::{write_full, FullOptions, FullSummary, FullWriter};

@@ -120,8 +120,8 @@ pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
 
 /// Reads a record stored without a container (delta payloads, SPEC.md
 /// §14) at absolute `offset`; returns its body and the bytes it spans.
-pub(crate) fn read_plain_record<R: std::io::Read + std::io::Seek>(
-    file: &mut crate::archive_file::ArchiveFile<R>,
+pub(crate) fn read_plain_record(
+    file: &mut impl crate::archive_file::ReadAt,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,
@@ -146,8 +146,8 @@ pub(crate) fn read_plain_record<R: std::io::Read + std::io::Seek>(
 /// the file is a limit the caller may raise. Every other record has a
 /// length fixed by the format, and one that runs past the end of the file
 /// cannot be right either: both are corruption.
-pub(crate) fn oversized<R: std::io::Read + std::io::Seek>(
-    file: &crate::archive_file::ArchiveFile<R>,
+pub(crate) fn oversized(
+    file: &impl crate::archive_file::ReadAt,
     offset: u64,
     tag: [u8; 4],
     body_len: u32,
@@ -156,7 +156,7 @@ pub(crate) fn oversized<R: std::io::Read + std::io::Seek>(
 ) -> Error {
     let fits = offset
         .checked_add(span)
-        .is_some_and(|end| end <= file.len());
+        .is_some_and(|end| file.known_len().is_none_or(|len| end <= len));
     if tag == TAG_META && fits {
         Error::LimitExceeded {
             file: file.name().to_path_buf(),

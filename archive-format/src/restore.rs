@@ -79,6 +79,62 @@ pub fn check_base<D: Read + Seek, B: Read + Seek>(
     crate::delta::prove_base_index(base)
 }
 
+/// Walks a delta's change maps in block order alongside the image.
+struct ChangeCursor {
+    changes: std::vec::IntoIter<ChangeEntry>,
+    pending: Option<ChangeEntry>,
+    next_group: u64,
+    seen: u64,
+}
+
+impl ChangeCursor {
+    fn new() -> Self {
+        ChangeCursor {
+            changes: Vec::new().into_iter(),
+            pending: None,
+            next_group: 0,
+            seen: 0,
+        }
+    }
+
+    /// The change for block `b`, if the delta has one. Blocks are asked
+    /// for in increasing order.
+    fn take<D: Read + Seek>(
+        &mut self,
+        delta: &mut DeltaArchive<D>,
+        b: u64,
+    ) -> Result<Option<ChangeEntry>> {
+        if self.pending.is_none() {
+            self.pending = self.changes.next();
+            if self.pending.is_none() && self.next_group < delta.group_count() {
+                self.changes = delta.group(self.next_group)?.into_iter();
+                self.next_group += 1;
+                self.pending = self.changes.next();
+            }
+            self.seen += self.pending.is_some() as u64;
+        }
+        Ok(self
+            .pending
+            .filter(|e| e.block == b)
+            .inspect(|_| self.pending = None))
+    }
+
+    /// After the last block: every entry was used and the count matches.
+    fn finish<D: Read + Seek>(&self, delta: &DeltaArchive<D>) -> Result<()> {
+        if self.seen != delta.footer().entry_count
+            || self.next_group != delta.group_count()
+            || self.pending.is_some()
+        {
+            return Err(Error::corrupt(
+                delta.name(),
+                delta.trailer().payload_offset,
+                "the change maps hold blocks past the image end or fewer entries than the footer counts",
+            ));
+        }
+        Ok(())
+    }
+}
+
 enum Task {
     Base {
         block: u64,
@@ -150,10 +206,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
         .collect::<Result<Vec<_>>>()?;
 
     let mut next_block = 0u64;
-    let mut changes: std::vec::IntoIter<ChangeEntry> = Vec::new().into_iter();
-    let mut pending: Option<ChangeEntry> = None;
-    let mut next_group = 0u64;
-    let mut seen_entries = 0u64;
+    let mut cursor = ChangeCursor::new();
     let mut identity = IdentityHasher::new(h.image_size, h.block_size);
     let mut stats = RestoreProgress {
         image_size: h.image_size,
@@ -169,18 +222,8 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             let mut bytes = 0u64;
             while next_block < block_count && bytes < BATCH_BYTES {
                 let b = next_block;
-                if pending.is_none() {
-                    pending = changes.next();
-                    if pending.is_none() && next_group < delta.group_count() {
-                        changes = delta.group(next_group)?.into_iter();
-                        next_group += 1;
-                        pending = changes.next();
-                    }
-                    seen_entries += pending.is_some() as u64;
-                }
-                let task = match pending {
-                    Some(e) if e.block == b => {
-                        pending = None;
+                let task = match cursor.take(delta, b)? {
+                    Some(e) => {
                         let offset = delta.member_file_offset(&e);
                         match e.kind {
                             ChangeKind::Zero => Task::Zero {
@@ -205,7 +248,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                             }
                         }
                     }
-                    _ => {
+                    None => {
                         if !h.base_has_same_block(b) {
                             return Err(Error::corrupt(
                                 &delta_name,
@@ -264,16 +307,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             Ok(())
         },
     )?;
-    if seen_entries != delta.footer().entry_count
-        || next_group != delta.group_count()
-        || pending.is_some()
-    {
-        return Err(Error::corrupt(
-            &delta_name,
-            delta.trailer().payload_offset,
-            "the change maps hold blocks past the image end or fewer entries than the footer counts",
-        ));
-    }
+    cursor.finish(delta)?;
     let actual = identity.finalize();
     if actual != delta.identity() {
         return Err(Error::IdentityMismatch {
@@ -360,18 +394,7 @@ fn prove(
                 &base_member,
                 &mut out,
             )?;
-            w.pages.resize(crate::delta::patch_len(pages, len), 0);
-            w.decoder.decode(&member, &mut w.pages).map_err(|why| {
-                Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
-            })?;
-            let mut at = 0;
-            for p in (0..32).filter(|p| pages & (1 << p) != 0) {
-                let start = p * PATCH_PAGE;
-                let n = len.saturating_sub(start).min(PATCH_PAGE);
-                out[start..start + n].copy_from_slice(&w.pages[at..at + n]);
-                at += n;
-            }
-            check_hash(delta_name, &entry, offset, &out)?;
+            apply_patch(w, &entry, pages, &member, &mut out, delta_name, offset)?;
             Ok(Done {
                 block: entry.block,
                 hash: entry.hash,
@@ -395,4 +418,157 @@ fn check_hash(file: &std::path::Path, entry: &ChangeEntry, offset: u64, data: &[
         });
     }
     Ok(())
+}
+
+/// Rebuilds the image of `delta` from a full read as a stream (standard
+/// input). What the stream claims (size, block size) is checked before
+/// anything is written; the stream's blocks are proven segment by segment
+/// as its index records pass, the rebuilt image's identity is proven at the
+/// end, and so is the full's identity: on any failure the caller must
+/// discard everything `sink` received.
+pub fn restore_stream<D: Read + Seek, R: Read>(
+    delta: &mut DeltaArchive<D>,
+    mut base: crate::full::FullStream<R>,
+    base_name: &std::path::Path,
+    sink: &mut dyn BlockSink,
+    progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<RestoreReport> {
+    delta.check_layout_end()?;
+    let h = delta.header().clone();
+    let bh = base.header().clone();
+    if bh.image_size != h.base_image_size || bh.block_size != h.block_size {
+        return Err(Error::corrupt(
+            base_name,
+            0,
+            format!(
+                "wrong full image: it holds a {}-byte disk in blocks of {}; this delta needs a {}-byte disk in blocks of {}",
+                bh.image_size, bh.block_size, h.base_image_size, h.block_size
+            ),
+        ));
+    }
+    let delta_name = delta.name().to_path_buf();
+    let mut w = Worker {
+        check: MemberCheck::new(bh.codec, &bh)?,
+        decoder: BlockDecoder::new(h.codec)?,
+        pages: Vec::new(),
+    };
+    let mut cursor = ChangeCursor::new();
+    let mut identity = IdentityHasher::new(h.image_size, h.block_size);
+    let mut stats = RestoreProgress {
+        image_size: h.image_size,
+        ..RestoreProgress::default()
+    };
+    let mut base_block = Vec::new();
+    let base_blocks = bh.block_count();
+    for b in 0..h.block_count() {
+        let base_hash = if b < base_blocks {
+            base.next_block(&mut base_block)?
+        } else {
+            None
+        };
+        let len = h.block_len(b);
+        let (hash, data, from_delta): (Hash, Option<Vec<u8>>, bool) = match cursor.take(delta, b)? {
+            Some(e) => {
+                let offset = delta.member_file_offset(&e);
+                let member = delta.read_member(&e)?;
+                stats.delta_read += member.len() as u64;
+                match e.kind {
+                    ChangeKind::Zero => (e.hash, None, true),
+                    ChangeKind::Data => {
+                        let mut out = vec![0u8; len];
+                        w.decoder.decode(&member, &mut out).map_err(|why| {
+                            Error::corrupt(&delta_name, offset, format!("block {b}: {why}"))
+                        })?;
+                        check_hash(&delta_name, &e, offset, &out)?;
+                        (e.hash, Some(out), true)
+                    }
+                    ChangeKind::Patch { pages } => {
+                        if base_hash.is_none() || base_block.len() != len {
+                            return Err(Error::corrupt(
+                                &delta_name,
+                                offset,
+                                format!("block {b}: a patch with no base block"),
+                            ));
+                        }
+                        let mut out = base_block.clone();
+                        apply_patch(&mut w, &e, pages, &member, &mut out, &delta_name, offset)?;
+                        (e.hash, Some(out), true)
+                    }
+                }
+            }
+            None => {
+                let Some(hash) = base_hash.filter(|_| base_block.len() == len) else {
+                    return Err(Error::corrupt(
+                        &delta_name,
+                        delta.trailer().payload_offset,
+                        format!("block {b} is not in the delta and the full has no block of its length there"),
+                    ));
+                };
+                let zero =
+                    hash == crate::identity::ZeroHashes::new(h.block_size, h.image_size).get(len);
+                (hash, (!zero).then(|| base_block.clone()), false)
+            }
+        };
+        identity.update(&hash);
+        sink.put(b, b * h.block_size as u64, data.as_deref())?;
+        if data.is_none() {
+            stats.zero_blocks += 1;
+            stats.zero_bytes += len as u64;
+        }
+        if from_delta {
+            stats.from_delta += len as u64;
+        } else {
+            stats.from_full += len as u64;
+        }
+        stats.done += len as u64;
+        progress(&stats);
+    }
+    cursor.finish(delta)?;
+    let base_identity = base.finish()?;
+    if base_identity != h.base_identity {
+        return Err(Error::WrongFull {
+            file: base_name.to_path_buf(),
+            expected: h.base_identity,
+            found: base_identity,
+        });
+    }
+    let actual = identity.finalize();
+    if actual != delta.identity() {
+        return Err(Error::IdentityMismatch {
+            file: delta_name,
+            expected: delta.identity(),
+            actual,
+        });
+    }
+    Ok(RestoreReport {
+        identity: actual,
+        blocks: h.block_count(),
+        progress: stats,
+    })
+}
+
+/// Decodes a patch member and lays its pages over `out` (the base block),
+/// then proves the result.
+fn apply_patch(
+    w: &mut Worker,
+    entry: &ChangeEntry,
+    pages: u32,
+    member: &[u8],
+    out: &mut [u8],
+    delta_name: &std::path::Path,
+    offset: u64,
+) -> Result<()> {
+    let len = out.len();
+    w.pages.resize(crate::delta::patch_len(pages, len), 0);
+    w.decoder.decode(member, &mut w.pages).map_err(|why| {
+        Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
+    })?;
+    let mut at = 0;
+    for p in (0..32).filter(|p| pages & (1 << p) != 0) {
+        let start = p * PATCH_PAGE;
+        let n = len.saturating_sub(start).min(PATCH_PAGE);
+        out[start..start + n].copy_from_slice(&w.pages[at..at + n]);
+        at += n;
+    }
+    check_hash(delta_name, entry, offset, out)
 }

@@ -44,27 +44,76 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     println!("# 2. A full image: stock gzip members with a block index inside,");
     println!("#    and beside it demo.sdar, the (empty) delta that restores it.");
-    sdar(&dir, &["full", "demo.vmdk", "--vmx", "demo.vmx", "-o", "demo.full.gz"])?;
+    sdar(
+        &dir,
+        &[
+            "full",
+            "demo.vmdk",
+            "--vmx",
+            "demo.vmx",
+            "-o",
+            "demo.full.gz",
+        ],
+    )?;
     println!("# 3. Verify: every block against its blake3 hash, and the identity.");
     sdar(&dir, &["verify", "demo.full.gz"])?;
     println!("# 4. The user owns the data: stock zcat gives back the exact disk.");
-    shell(&dir, "zcat demo.full.gz | cmp - demo-flat.vmdk && echo identical")?;
+    shell(
+        &dir,
+        "zcat demo.full.gz | cmp - demo-flat.vmdk && echo identical",
+    )?;
     println!("# 5. The same with zstd.");
-    sdar(&dir, &["full", "demo.vmdk", "--codec", "zstd", "-o", "demo-zstd.full.zst", "-q"])?;
-    shell(&dir, "zstd -dc demo-zstd.full.zst | cmp - demo-flat.vmdk && echo identical")?;
+    sdar(
+        &dir,
+        &[
+            "full",
+            "demo.vmdk",
+            "--codec",
+            "zstd",
+            "-o",
+            "demo-zstd.full.zst",
+            "-q",
+        ],
+    )?;
+    shell(
+        &dir,
+        "zstd -dc demo-zstd.full.zst | cmp - demo-flat.vmdk && echo identical",
+    )?;
     let changed = change_disk(&dir.join("demo-flat.vmdk"), size)?;
     println!("# 6. The VM runs on: {changed} scattered 4 KiB writes and one 1 MiB rewrite.\n");
     println!("# 7. A delta: only what changed, as an executable that restores itself.");
-    sdar(&dir, &["delta", "demo.vmdk", "--full", "demo.full.gz", "--vmx", "demo.vmx", "-o", "demo-1.sdar"])?;
+    sdar(
+        &dir,
+        &[
+            "delta",
+            "demo.vmdk",
+            "--full",
+            "demo.full.gz",
+            "--vmx",
+            "demo.vmx",
+            "-o",
+            "demo-1.sdar",
+        ],
+    )?;
     println!("# 8. What the delta knows.");
     run_program(&dir, "./demo-1.sdar", &["info"])?;
     println!("# 9. Disaster: restore from the delta alone. It finds its full beside it by");
     println!("#    identity, proves every block, and writes a preallocated VMDK.");
     std::fs::create_dir_all(dir.join("restored"))?;
-    run_program(&dir, "./demo-1.sdar", &["restore", "--to", "restored/demo.vmdk"])?;
+    run_program(
+        &dir,
+        "./demo-1.sdar",
+        &["restore", "--to", "restored/demo.vmdk"],
+    )?;
     println!("# 10. The restored disk is the changed disk, byte for byte.");
-    shell(&dir, "qemu-img compare -f vmdk -F vmdk restored/demo.vmdk demo.vmdk")?;
-    shell(&dir, "cmp restored/demo-flat.vmdk demo-flat.vmdk && echo identical")?;
+    shell(
+        &dir,
+        "qemu-img compare -f vmdk -F vmdk restored/demo.vmdk demo.vmdk",
+    )?;
+    shell(
+        &dir,
+        "cmp restored/demo-flat.vmdk demo-flat.vmdk && echo identical",
+    )?;
     println!("# Done. Every step above is a command you can run yourself.");
     Ok(())
 }
@@ -72,12 +121,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
 fn sdar(dir: &Path, args: &[&str]) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the sdar program")?;
     println!("$ sdar {}", args.join(" "));
-    exec(dir, exe.as_os_str(), args, &format!("sdar {}", args.join(" ")))
+    exec(
+        dir,
+        exe.as_os_str(),
+        args,
+        &format!("sdar {}", args.join(" ")),
+    )
 }
 
 fn run_program(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     println!("$ {program} {}", args.join(" "));
-    exec(dir, program.as_ref(), args, &format!("{program} {}", args.join(" ")))
+    exec(
+        dir,
+        program.as_ref(),
+        args,
+        &format!("{program} {}", args.join(" ")),
+    )
 }
 
 fn exec(dir: &Path, program: &std::ffi::OsStr, args: &[&str], shown: &str) -> Result<()> {
@@ -109,7 +168,9 @@ fn change_disk(flat: &Path, size: u64) -> Result<usize> {
         f.write_all_at(&data, page * 4096)?;
     }
     if size >= 4 << 20 {
-        let run: Vec<u8> = (0..1 << 20).map(|i| b"the VM rewrote this region\n"[i % 27]).collect();
+        let run: Vec<u8> = (0..1 << 20)
+            .map(|i| b"the VM rewrote this region\n"[i % 27])
+            .collect();
         f.write_all_at(&run, size / 2)?;
     }
     f.sync_all()?;

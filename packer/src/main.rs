@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod runtime;
 mod sample;
+mod sample_disk;
 mod verify;
 
 use clap::Parser;
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Demo(args) => demo::run(args),
-        cli::Command::SampleDisk(args) => sample::run(args),
+        cli::Command::SampleDisk(args) => sample_disk::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

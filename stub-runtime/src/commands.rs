@@ -3,8 +3,11 @@
 use crate::args::{Command, FullSource, Invocation};
 use crate::report;
 use crate::Failure;
+use archive_format::full::FullStream;
 use archive_format::locate::{find_full, search_dirs};
-use archive_format::restore::{check_base, restore, DiscardSink, RestoreProgress};
+use archive_format::restore::{
+    check_base, restore, restore_stream, BlockSink, DiscardSink, RestoreProgress, RestoreReport,
+};
 use archive_format::target::{RestoreTarget, TargetKind};
 use archive_format::vmdk::DescriptorSpec;
 use archive_format::{DeltaArchive, FullImage, Limits};
@@ -43,11 +46,10 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
         }
         Command::Verify { full } => {
             let started = Instant::now();
-            let mut base = open_full(&delta, &archive_path, full)?;
-            check_base(&delta, &mut base)?;
-            let report = restore(
+            let (report, base_name) = rebuild(
                 &mut delta,
-                &mut base,
+                &archive_path,
+                full,
                 &mut DiscardSink,
                 inv.threads,
                 &mut |_| {},
@@ -56,7 +58,7 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
                 eprintln!(
                     "OK: {} verified against {}: {} blocks, identity {}",
                     archive_path.display(),
-                    base.name().display(),
+                    base_name.display(),
                     report.blocks,
                     archive_format::hex(&report.identity)
                 );
@@ -75,21 +77,27 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
             vmfs,
         } => {
             let started = Instant::now();
-            let mut base = open_full(&delta, &archive_path, full)?;
-            check_base(&delta, &mut base)?;
             let kind = if *raw {
                 TargetKind::Raw
             } else {
                 TargetKind::Vmdk { vmfs: *vmfs }
             };
             let size = delta.header().image_size;
-            let mut target = RestoreTarget::create(to, kind.clone(), size, *force)?;
-            let mut last = Instant::now();
             let quiet = inv.quiet;
-            let report = restore(
+            let mut last = Instant::now();
+            // The target is created only once the full is known to be the
+            // right one (for a stream: once its header matches).
+            let mut target: Option<RestoreTarget> = None;
+            let mut create = || RestoreTarget::create(to, kind.clone(), size, *force);
+            let mut sink = LazyTarget {
+                target: &mut target,
+                create: &mut create,
+            };
+            let (report, _) = rebuild(
                 &mut delta,
-                &mut base,
-                &mut target,
+                &archive_path,
+                full,
+                &mut sink,
                 inv.threads,
                 &mut |p: &RestoreProgress| {
                     if !quiet && last.elapsed().as_millis() >= 250 {
@@ -98,6 +106,10 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
                     }
                 },
             )?;
+            let target = match target {
+                Some(t) => t,
+                None => create()?,
+            };
             let spec = match kind {
                 TargetKind::Raw => None,
                 TargetKind::Vmdk { vmfs } => {
@@ -147,18 +159,25 @@ fn archive_path(inv: &Invocation) -> Result<PathBuf, Failure> {
     ))
 }
 
-fn open_full(
-    delta: &DeltaArchive<File>,
+/// Proves and rebuilds the delta's image into `sink` from its full: a
+/// file found or given (checked before anything is written), or a stream
+/// on standard input. Returns the report and the full's name.
+fn rebuild(
+    delta: &mut DeltaArchive<File>,
     archive: &Path,
     source: &FullSource,
-) -> Result<FullImage<File>, Failure> {
+    sink: &mut dyn BlockSink,
+    threads: usize,
+    progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<(RestoreReport, PathBuf), Failure> {
     let path =
         match source {
             FullSource::Path(p) => p.clone(),
             FullSource::Stdin => {
-                return Err(Failure::Other(
-                    "streaming the full on standard input is not supported yet".into(),
-                ));
+                let name = PathBuf::from("<standard input>");
+                let stream = FullStream::open(std::io::stdin().lock(), &name, &Limits::default())?;
+                let report = restore_stream(delta, stream, &name, sink, progress)?;
+                return Ok((report, name));
             }
             FullSource::Search => {
                 let search_path = std::env::var_os("SDAR_FULL_PATH");
@@ -174,7 +193,29 @@ fn open_full(
             }
         };
     let file = File::open(&path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
-    Ok(FullImage::open(file, &path, &Limits::default())?)
+    let mut base = FullImage::open(file, &path, &Limits::default())?;
+    check_base(delta, &mut base)?;
+    let report = restore(delta, &mut base, sink, threads, progress)?;
+    Ok((report, path))
+}
+
+/// Creates the restore target at the first block, so that a wrong or
+/// unreadable full leaves nothing behind.
+struct LazyTarget<'a> {
+    target: &'a mut Option<RestoreTarget>,
+    create: &'a mut dyn FnMut() -> archive_format::Result<RestoreTarget>,
+}
+
+impl BlockSink for LazyTarget<'_> {
+    fn put(&mut self, block: u64, offset: u64, data: Option<&[u8]>) -> archive_format::Result<()> {
+        if self.target.is_none() {
+            *self.target = Some((self.create)()?);
+        }
+        self.target
+            .as_mut()
+            .expect("created above")
+            .put(block, offset, data)
+    }
 }
 
 fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {

@@ -1,11 +1,10 @@
 //! gzip container (SPEC.md §3.1 and §4.2): one gzip member per block, and
 //! records in the extra field of empty members, which every gzip reader skips.
 
-use crate::archive_file::ArchiveFile;
+use crate::archive_file::ReadAt;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::record::{self, le_u16, le_u32};
-use std::io::{Read, Seek};
 
 pub(super) fn looks_like_record(first: &[u8]) -> bool {
     first.len() >= GZIP_RECORD_HEAD_LEN
@@ -45,11 +44,7 @@ pub(super) fn wrapped_len(record_len: u64) -> u64 {
 }
 
 /// Reads one member's fragment at `offset`; returns it and the member length.
-fn read_fragment<R: Read + Seek>(
-    file: &mut ArchiveFile<R>,
-    offset: u64,
-    tag: [u8; 4],
-) -> Result<(Vec<u8>, u64)> {
+fn read_fragment(file: &mut impl ReadAt, offset: u64, tag: [u8; 4]) -> Result<(Vec<u8>, u64)> {
     let what = format!("{} record", record::tag_name(tag));
     let mut head = [0u8; GZIP_RECORD_HEAD_LEN];
     file.read_at(offset, &mut head, &what)?;
@@ -87,8 +82,8 @@ fn read_fragment<R: Read + Seek>(
     ))
 }
 
-pub(super) fn read_record<R: Read + Seek>(
-    file: &mut ArchiveFile<R>,
+pub(super) fn read_record(
+    file: &mut impl ReadAt,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,

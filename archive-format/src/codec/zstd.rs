@@ -1,11 +1,10 @@
 //! zstd container (SPEC.md §3.2 and §4.3): one zstd frame per block with its
 //! content size set, and records in skippable frames, which zstd skips.
 
-use crate::archive_file::ArchiveFile;
+use crate::archive_file::ReadAt;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::record::{self, le_u32};
-use std::io::{Read, Seek};
 use zstd::zstd_safe;
 
 pub(super) fn looks_like_record(first: &[u8]) -> bool {
@@ -26,8 +25,8 @@ pub(super) fn wrapped_len(record_len: u64) -> u64 {
     ZSTD_RECORD_HEAD_LEN as u64 + record_len
 }
 
-pub(super) fn read_record<R: Read + Seek>(
-    file: &mut ArchiveFile<R>,
+pub(super) fn read_record(
+    file: &mut impl ReadAt,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,
