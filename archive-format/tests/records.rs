@@ -50,6 +50,7 @@ fn full_meta(vmx: Vec<u8>) -> Metadata {
         vmx: Some(vmx),
         created_unix: Some(-86_400),
         tool: Some("sdar 0.1.0".into()),
+        base_name: Some("base.full.gz".into()),
     }
 }
 

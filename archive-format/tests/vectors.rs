@@ -128,6 +128,7 @@ fn v1_meta() -> Metadata {
         // 2026-01-01T00:00:00Z
         created_unix: Some(1_767_225_600),
         tool: Some("sdar 0.1.0".into()),
+        base_name: None,
     }
 }
 

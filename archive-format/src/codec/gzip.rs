@@ -141,24 +141,33 @@ pub(super) fn read_record(
 
 pub(super) struct Encoder {
     compressor: libdeflater::Compressor,
+    /// Level 0: stored blocks, for data that will not compress.
+    store: libdeflater::Compressor,
 }
+
+/// Order-0 entropy (bits per byte) at or above which a block is stored
+/// rather than compressed: random or already-compressed data. Measured in
+/// bench/codec-choice: deflate gains nothing on such blocks, and skipping it
+/// makes them 20x faster at a cost of 0.02% in size.
+const STORE_ENTROPY: f64 = 7.95;
 
 impl Encoder {
     pub fn new(level: i32) -> Self {
-        let lvl =
-            libdeflater::CompressionLvl::new(level).expect("level range checked by BlockEncoder");
+        let lvl = libdeflater::CompressionLvl::new(level).expect("level range checked by BlockEncoder");
+        let store = libdeflater::CompressionLvl::new(0).expect("0 is a libdeflate level");
         Encoder {
             compressor: libdeflater::Compressor::new(lvl),
+            store: libdeflater::Compressor::new(store),
         }
     }
 
     pub fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(&GZIP_MEMBER_HEADER);
         let start = out.len();
-        let bound = self.compressor.deflate_compress_bound(block.len());
+        let compressor = if entropy(block) >= STORE_ENTROPY { &mut self.store } else { &mut self.compressor };
+        let bound = compressor.deflate_compress_bound(block.len());
         out.resize(start + bound, 0);
-        let n = self
-            .compressor
+        let n = compressor
             .deflate_compress(block, &mut out[start..])
             .map_err(|e| Error::invalid(format!("deflate failed: {e}")))?;
         out.truncate(start + n);
@@ -166,6 +175,33 @@ impl Encoder {
         out.extend_from_slice(&(block.len() as u32).to_le_bytes());
         Ok(())
     }
+}
+
+/// Shannon entropy of the byte histogram, in bits per byte.
+fn entropy(data: &[u8]) -> f64 {
+    if data.len() < 1024 {
+        return 0.0;
+    }
+    let mut counts = [[0u32; 256]; 4];
+    let (chunks, rest) = data.as_chunks::<4>();
+    for c in chunks {
+        counts[0][c[0] as usize] += 1;
+        counts[1][c[1] as usize] += 1;
+        counts[2][c[2] as usize] += 1;
+        counts[3][c[3] as usize] += 1;
+    }
+    for &b in rest {
+        counts[0][b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    (0..256)
+        .map(|i| counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i])
+        .filter(|&c| c > 0)
+        .map(|c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 pub(super) struct Decoder {
