@@ -1,6 +1,6 @@
 //! Delta archives: the restore runtime with a payload appended. The payload
 //! names the full it needs by identity and stores only the blocks that
-//! differ from it (SPEC.md §12–§18).
+//! differ from it (SPEC.md §13–§19).
 //!
 //! Payload layout: DHED, META, then groups of changed-block members each
 //! followed by its DMAP record, then DDIR and DFOT; the archive ends with
