@@ -7,8 +7,11 @@ use std::fs;
 use std::panic;
 use std::path::{Path, PathBuf};
 
+/// A fuzz target's entry point.
+type Entry = fn(&[u8]);
+
 /// The fuzz targets whose input is raw bytes, and their entry points.
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+const TARGETS: [(&str, Entry); 4] = [
     ("index_segment", |d| {
         let _ = archive_format::fuzzing::index_segment(d);
     }),

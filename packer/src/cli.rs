@@ -32,6 +32,9 @@ pub enum Command {
     /// Write a deterministic sample disk (for tests and benchmarks)
     #[command(hide = true)]
     SampleDisk(SampleArgs),
+    /// Change a sample disk in place as a VM would (for tests and benchmarks)
+    #[command(hide = true)]
+    SampleChange(SampleChangeArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -176,6 +179,16 @@ pub struct SampleArgs {
     pub seed: u64,
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleChangeArgs {
+    pub file: PathBuf,
+    /// Share of 64 KiB blocks to change
+    #[arg(long, default_value_t = 3.0)]
+    pub percent: f64,
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
 }
 
 /// Parses `65536`, `64K`, `64KiB`, `1M`, `4G`, `2T` (binary units).

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         cli::Command::Info(args) => info::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
+        cli::Command::SampleChange(args) => sample_disk::run_change(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -624,6 +624,71 @@ const WORDS: &[&str] = &[
     "price",
 ];
 
+/// Changes about `percent`% of the 64 KiB blocks of a sample disk in place,
+/// as a VM would between two backups: half of them in clustered rewrites of
+/// 8–64 blocks, a fifth by filling blocks that were zero, and the rest by
+/// rewriting 1–4 random 4 KiB pages of a block. Returns how many 64 KiB
+/// blocks changed. Deterministic for a seed.
+pub fn change_sample_disk(file: &std::fs::File, size: u64, percent: f64, seed: u64) -> io::Result<u64> {
+    use std::collections::HashSet;
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 64 << 10;
+    const PAGE: u64 = 4 << 10;
+    let blocks = size / BLOCK;
+    if blocks == 0 {
+        return Ok(0);
+    }
+    let target = ((blocks as f64 * percent / 100.0).round() as u64).clamp(1, blocks);
+    let mut seeder = SplitMix64(seed ^ 0x5eed_c4a9_9e00_0001);
+    let mut rng = Rng::from_seeder(&mut seeder);
+    let mut text = TextWriter::new(Rng::from_seeder(&mut seeder));
+    let mut random = RandomBytes::new(Rng::from_seeder(&mut seeder));
+    let mut changed = HashSet::new();
+    let mut buf = Vec::new();
+
+    while (changed.len() as u64) < target / 2 {
+        let len = (8 + rng.below(57)).min(blocks);
+        let start = rng.below(blocks - len + 1);
+        buf.resize((len * BLOCK) as usize, 0);
+        if rng.below(2) == 0 {
+            text.start_region();
+            text.fill(&mut buf);
+        } else {
+            random.start_region();
+            random.fill(&mut buf);
+        }
+        file.write_all_at(&buf, start * BLOCK)?;
+        changed.extend(start..start + len);
+    }
+    let fill_target = changed.len() as u64 + target / 5;
+    let mut tries = 0;
+    buf.resize(BLOCK as usize, 0);
+    while (changed.len() as u64) < fill_target && tries < blocks * 4 {
+        tries += 1;
+        let b = rng.below(blocks);
+        file.read_exact_at(&mut buf, b * BLOCK)?;
+        if buf.iter().all(|&x| x == 0) && changed.insert(b) {
+            text.start_region();
+            text.fill(&mut buf);
+            file.write_all_at(&buf, b * BLOCK)?;
+        }
+    }
+    let mut page = vec![0u8; PAGE as usize];
+    while (changed.len() as u64) < target {
+        let b = rng.below(blocks);
+        if !changed.insert(b) {
+            continue;
+        }
+        for _ in 0..1 + rng.below(4) {
+            let p = rng.below(BLOCK / PAGE);
+            random.start_region();
+            random.fill(&mut page);
+            file.write_all_at(&page, b * BLOCK + p * PAGE)?;
+        }
+    }
+    Ok(changed.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

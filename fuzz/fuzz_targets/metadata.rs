@@ -1,0 +1,8 @@
+//! META record bodies.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = archive_format::fuzzing::metadata(data);
+});
