@@ -19,7 +19,10 @@ fn demo_runs_every_step_and_both_restores_are_identical() {
         3,
         "the zcat, zstd and restored-disk checks should print `identical`:\n{text}"
     );
-    assert!(text.contains("Images are identical."), "qemu-img compare: {text}");
+    assert!(
+        text.contains("Images are identical."),
+        "qemu-img compare: {text}"
+    );
     assert!(!text.contains("skipped"), "{text}");
     for step in [
         "$ sdar full",

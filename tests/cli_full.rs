@@ -25,15 +25,16 @@ fn identity_depends_on_disk_bytes_only() {
         descriptor_text(DescriptorKind::Vmfs, 6145, "crm-flat.vmdk", 0),
     )
     .unwrap();
+    // Every full also gets its empty delta `STEM.sdar`: the stems differ.
     let reference = full_identity(d, &["full", "crm-flat.vmdk", "-o", "raw.gz"]);
     for (source, out, extra) in [
-        ("crm-flat.vmdk", "raw.zst", &["--codec", "zstd"][..]),
+        ("crm-flat.vmdk", "raw-zstd.zst", &["--codec", "zstd"][..]),
         ("crm.vmdk", "flat.gz", &[][..]),
-        ("crm.vmdk", "flat.zst", &["--codec", "zstd"][..]),
+        ("crm.vmdk", "flat-zstd.zst", &["--codec", "zstd"][..]),
         ("esx.vmdk", "vmfs.gz", &["--threads", "1"][..]),
         (
             "esx.vmdk",
-            "vmfs.zst",
+            "vmfs-zstd.zst",
             &["--codec", "zstd", "--threads", "3"][..],
         ),
         ("crm.vmdk", "level.gz", &["--level", "1"][..]),
@@ -98,14 +99,21 @@ fn quiet_prints_nothing() {
 fn existing_output_is_refused_without_force_and_left_untouched() {
     let dir = scratch();
     sample_disk(dir.path(), "disk.raw", 1 << 20, 1);
-    for existing in ["keep.full.gz", "keep.full.zst"] {
+    // The full itself, or only the empty delta `sdar full` writes beside it.
+    for (output, existing) in [
+        ("keep.full.gz", "keep.full.gz"),
+        ("keep.full.zst", "keep.full.zst"),
+        ("beside.full.gz", "beside.sdar"),
+    ] {
         fs::write(dir.path().join(existing), b"precious, not a backup").unwrap();
         let before = watch(&dir.path().join(existing));
         let names = listing(dir.path());
-        let out = sdar(dir.path(), &["full", "disk.raw", "-o", existing]).expect_code(EXIT_USAGE);
+        let out = sdar(dir.path(), &["full", "disk.raw", "-o", output]).expect_code(EXIT_USAGE);
         assert!(
-            out.stderr.contains("already exists") && out.stderr.contains("--force"),
-            "the message should say the file exists and how to replace it: {}",
+            out.stderr.contains(existing)
+                && out.stderr.contains("already exists")
+                && out.stderr.contains("--force"),
+            "the message should name {existing}, say it exists and how to replace it: {}",
             out.stderr
         );
         before.assert_unchanged("a refused `sdar full`");
@@ -118,6 +126,7 @@ fn force_replaces_existing_output() {
     let dir = scratch();
     let disk = sample_disk(dir.path(), "disk.raw", 1 << 20, 4);
     fs::write(dir.path().join("old.full.gz"), b"an older, smaller file").unwrap();
+    fs::write(dir.path().join("old.sdar"), b"an older delta").unwrap();
     sdar(
         dir.path(),
         &["full", "disk.raw", "-o", "old.full.gz", "--force"],
@@ -126,10 +135,12 @@ fn force_replaces_existing_output() {
     sdar(dir.path(), &["verify", "old.full.gz"]).success();
     let restored = stock(dir.path(), "zcat", &["old.full.gz"]).success();
     assert_same_bytes(&restored.stdout, &disk, "zcat after --force");
+    // The old delta is replaced too, by one that restores the new full.
+    sdar(dir.path(), &["verify", "old.sdar", "-q"]).success();
     assert_eq!(
         listing(dir.path()),
-        ["disk.raw", "old.full.gz"],
-        "no partial file is left"
+        ["disk.raw", "old.full.gz", "old.sdar"],
+        "the full and its empty delta, and no partial file"
     );
 }
 
@@ -224,6 +235,7 @@ fn failing_full_with_force_keeps_the_existing_output() {
     sample_disk(dir.path(), "disk.raw", 1 << 20, 1);
     sdar(dir.path(), &["full", "disk.raw", "-o", "old.full.gz", "-q"]).success();
     let before = watch(&dir.path().join("old.full.gz"));
+    let delta_before = watch(&dir.path().join("old.sdar"));
     let names = listing(dir.path());
     sdar(
         dir.path(),
@@ -239,18 +251,32 @@ fn failing_full_with_force_keeps_the_existing_output() {
     )
     .expect_code(EXIT_USAGE);
     before.assert_unchanged("a failed `sdar full --force`");
+    delta_before.assert_unchanged("a failed `sdar full --force`");
     assert_eq!(listing(dir.path()), names, "no partial file is left");
 }
 
-/// The one file `sdar full` wrote into `dir`, given what was there before.
+/// The full image `sdar full` wrote into `dir`, given what was there
+/// before: the only new files are `STEM{suffix}` and its empty delta
+/// `STEM.sdar`.
 #[track_caller]
-fn new_file(dir: &Path, before: &[String]) -> String {
+fn new_full(dir: &Path, before: &[String], suffix: &str) -> String {
     let added: Vec<String> = listing(dir)
         .into_iter()
         .filter(|n| !before.contains(n))
         .collect();
-    assert_eq!(added.len(), 1, "expected one new file, found {added:?}");
-    added.into_iter().next().unwrap()
+    let full = added
+        .iter()
+        .find(|n| n.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no new `*{suffix}` file, found {added:?}"))
+        .clone();
+    let delta = format!("{}.sdar", full.strip_suffix(suffix).unwrap());
+    let mut expected = vec![full.clone(), delta];
+    expected.sort();
+    assert_eq!(
+        added, expected,
+        "expected the full and its delta, nothing else"
+    );
+    full
 }
 
 /// Checks that `name` is `{prefix}{stamp}{suffix}` with a UTC stamp taken
@@ -307,7 +333,7 @@ fn default_name_from_options_lands_in_current_folder() {
     )
     .success();
     let window = (start, unix_now());
-    let name = new_file(d, &before);
+    let name = new_full(d, &before, ".full.gz");
     assert_named_and_stamped(d, &name, "CRM_scsi0-1_crm_data_", ".full.gz", window);
     assert_eq!(
         listing(&d.join("datastore")),
@@ -348,7 +374,7 @@ fn default_name_from_vmx_display_name_and_scsi_slot() {
     )
     .success();
     let window = (start, unix_now());
-    let name = new_file(d, &before);
+    let name = new_full(d, &before, ".full.zst");
     assert_named_and_stamped(
         d,
         &name,
@@ -375,7 +401,7 @@ fn default_name_from_vmx_display_name_and_scsi_slot() {
     )
     .success();
     let window = (start, unix_now());
-    let name = new_file(d, &before);
+    let name = new_full(d, &before, ".full.gz");
     assert_named_and_stamped(d, &name, "renamed_scsi1-3_billing_1_", ".full.gz", window);
 }
 
@@ -389,7 +415,7 @@ fn default_name_of_a_bare_raw_disk() {
     let start = unix_now();
     sdar(d, &["full", "web-flat.vmdk", "--codec", "zstd", "-q"]).success();
     let window = (start, unix_now());
-    let name = new_file(d, &before);
+    let name = new_full(d, &before, ".full.zst");
     assert_named_and_stamped(d, &name, "web_", ".full.zst", window);
 }
 
@@ -417,7 +443,7 @@ fn default_name_stays_in_current_folder_whatever_the_vm_name() {
             ],
         )
         .success();
-        let name = new_file(&work, &before);
+        let name = new_full(&work, &before, ".full.gz");
         assert!(
             !name.contains('/') && !name.starts_with('.') && !name.contains('\n'),
             "--vm-name {vm_name:?} gave `{name}`"
@@ -425,6 +451,7 @@ fn default_name_stays_in_current_folder_whatever_the_vm_name() {
         assert_eq!(listing(d), ["work"], "--vm-name {vm_name:?} wrote outside");
         assert_eq!(listing(&d.join("work/sub")), Vec::<String>::new());
         fs::remove_file(work.join(&name)).unwrap();
+        fs::remove_file(work.join(name.replace(".full.gz", ".sdar"))).unwrap();
     }
 }
 
@@ -486,8 +513,9 @@ fn level_is_honoured_and_checked() {
     let disk = sample_disk(d, "disk.raw", 4 << 20, 5);
     let size = |name: &str| fs::metadata(d.join(name)).unwrap().len();
     for (codec, fast, slow, ext) in [("gzip", "1", "12", "gz"), ("zstd", "1", "19", "zst")] {
-        let fast_out = format!("fast.{ext}");
-        let slow_out = format!("slow.{ext}");
+        // Distinct stems: each full gets its own empty delta `STEM.sdar`.
+        let fast_out = format!("fast-{codec}.{ext}");
+        let slow_out = format!("slow-{codec}.{ext}");
         for (level, out) in [(fast, &fast_out), (slow, &slow_out)] {
             sdar(
                 d,
@@ -506,9 +534,9 @@ fn level_is_honoured_and_checked() {
             size(&fast_out)
         );
     }
-    let restored = stock(d, "zcat", &["slow.gz"]).success();
+    let restored = stock(d, "zcat", &["slow-gzip.gz"]).success();
     assert_same_bytes(&restored.stdout, &disk, "zcat of level 12");
-    let restored = stock(d, "zstd", &["-dc", "slow.zst"]).success();
+    let restored = stock(d, "zstd", &["-dc", "slow-zstd.zst"]).success();
     assert_same_bytes(&restored.stdout, &disk, "zstd -dc of level 19");
 
     let names = listing(d);

@@ -7,11 +7,21 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// Runs `sdar full SOURCE -o OUT --codec CODEC EXTRA...` in `dir`.
+/// Runs `sdar full SOURCE -o OUT --codec CODEC EXTRA...` in `dir`, and
+/// checks that the empty delta `STEM.sdar` was written beside OUT. Fulls
+/// of one test therefore need distinct stems (`a.full.gz`, `a-zstd.full.zst`).
 fn full(dir: &Path, source: &str, out: &str, codec: &str, extra: &[&str]) {
     let mut args = vec!["full", source, "-o", out, "--codec", codec, "-q"];
     args.extend_from_slice(extra);
     sdar(dir, &args).success();
+    let stem = [".full.gz", ".full.zst"]
+        .iter()
+        .find_map(|s| out.strip_suffix(s))
+        .unwrap_or_else(|| panic!("{out} is not named *.full.gz or *.full.zst"));
+    assert!(
+        dir.join(format!("{stem}.sdar")).is_file(),
+        "`sdar full -o {out}` wrote no {stem}.sdar beside it"
+    );
 }
 
 /// `zcat`, `gzip -dc`, `pigz -dc` all give back `disk`; `gzip -t` and
@@ -91,8 +101,14 @@ fn full_of_monolithic_flat_descriptor_gives_back_flat_bytes() {
     let vmdk = sample_vmdk(dir.path(), "crm", DescriptorKind::MonolithicFlat, 8193, 2);
     full(dir.path(), &vmdk.descriptor, "crm.full.gz", "gzip", &[]);
     assert_gzip_tools_restore(dir.path(), "crm.full.gz", &vmdk.disk);
-    full(dir.path(), &vmdk.descriptor, "crm.full.zst", "zstd", &[]);
-    assert_zstd_tools_restore(dir.path(), "crm.full.zst", &vmdk.disk);
+    full(
+        dir.path(),
+        &vmdk.descriptor,
+        "crm-zstd.full.zst",
+        "zstd",
+        &[],
+    );
+    assert_zstd_tools_restore(dir.path(), "crm-zstd.full.zst", &vmdk.disk);
 }
 
 #[test]
@@ -101,8 +117,14 @@ fn full_of_vmfs_descriptor_gives_back_flat_bytes() {
     let vmdk = sample_vmdk(dir.path(), "web", DescriptorKind::Vmfs, 6151, 5);
     full(dir.path(), &vmdk.descriptor, "web.full.gz", "gzip", &[]);
     assert_gzip_tools_restore(dir.path(), "web.full.gz", &vmdk.disk);
-    full(dir.path(), &vmdk.descriptor, "web.full.zst", "zstd", &[]);
-    assert_zstd_tools_restore(dir.path(), "web.full.zst", &vmdk.disk);
+    full(
+        dir.path(),
+        &vmdk.descriptor,
+        "web-zstd.full.zst",
+        "zstd",
+        &[],
+    );
+    assert_zstd_tools_restore(dir.path(), "web-zstd.full.zst", &vmdk.disk);
 }
 
 /// 0, 1, block−1, block, block+1 for both the 4K and the default 64K block,
@@ -129,7 +151,7 @@ fn boundary_sizes_of_raw_disks_round_trip_through_stock_tools() {
         let name = format!("d{size}.raw");
         let disk = sample_disk(dir.path(), &name, size, 4);
         let gz = format!("d{size}.full.gz");
-        let zst = format!("d{size}.full.zst");
+        let zst = format!("d{size}-zstd.full.zst");
         full(
             dir.path(),
             &name,
@@ -157,7 +179,7 @@ fn odd_sector_counts_of_both_descriptor_types_round_trip() {
             let name = format!("{kind:?}-{sectors}").to_lowercase();
             let vmdk = sample_vmdk(dir.path(), &name, kind, sectors, 6);
             let gz = format!("{name}.full.gz");
-            let zst = format!("{name}.full.zst");
+            let zst = format!("{name}-zstd.full.zst");
             full(dir.path(), &vmdk.descriptor, &gz, "gzip", &[]);
             full(
                 dir.path(),
@@ -177,11 +199,11 @@ fn zero_byte_raw_disk_gives_back_nothing() {
     let dir = scratch();
     std::fs::write(dir.path().join("empty.raw"), b"").unwrap();
     full(dir.path(), "empty.raw", "empty.full.gz", "gzip", &[]);
-    full(dir.path(), "empty.raw", "empty.full.zst", "zstd", &[]);
+    full(dir.path(), "empty.raw", "empty-zstd.full.zst", "zstd", &[]);
     assert_gzip_tools_restore(dir.path(), "empty.full.gz", &[]);
-    assert_zstd_tools_restore(dir.path(), "empty.full.zst", &[]);
+    assert_zstd_tools_restore(dir.path(), "empty-zstd.full.zst", &[]);
     sdar(dir.path(), &["verify", "empty.full.gz"]).success();
-    sdar(dir.path(), &["verify", "empty.full.zst"]).success();
+    sdar(dir.path(), &["verify", "empty-zstd.full.zst"]).success();
 }
 
 /// 1280 blocks of 4K: two index segments, the second one short.
@@ -199,7 +221,7 @@ fn image_with_several_index_segments_round_trips() {
     full(
         dir.path(),
         "disk.raw",
-        "disk.full.zst",
+        "disk-zstd.full.zst",
         "zstd",
         &["--block-size", "4K"],
     );
@@ -208,7 +230,7 @@ fn image_with_several_index_segments_round_trips() {
         2
     );
     assert_gzip_tools_restore(dir.path(), "disk.full.gz", &disk);
-    assert_zstd_tools_restore(dir.path(), "disk.full.zst", &disk);
+    assert_zstd_tools_restore(dir.path(), "disk-zstd.full.zst", &disk);
 }
 
 /// Only the declared sectors are the disk: the extent's offset is skipped
@@ -230,7 +252,7 @@ fn flat_extent_offset_and_trailing_bytes_are_honoured() {
     .unwrap();
     let disk = &flat[(offset * 512) as usize..((offset + sectors) * 512) as usize];
     full(dir.path(), "vm.vmdk", "vm.full.gz", "gzip", &[]);
-    full(dir.path(), "vm.vmdk", "vm.full.zst", "zstd", &[]);
+    full(dir.path(), "vm.vmdk", "vm-zstd.full.zst", "zstd", &[]);
     assert_gzip_tools_restore(dir.path(), "vm.full.gz", disk);
-    assert_zstd_tools_restore(dir.path(), "vm.full.zst", disk);
+    assert_zstd_tools_restore(dir.path(), "vm-zstd.full.zst", disk);
 }

@@ -491,7 +491,22 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
                             ));
                         }
                         let mut out = base_block.clone();
-                        apply_patch(&mut w, &e, pages, &member, &mut out, &delta_name, offset)?;
+                        if let Err(err) =
+                            apply_patch(&mut w, &e, pages, &member, &mut out, &delta_name, offset)
+                        {
+                            // The patched block is wrong: the delta is damaged, or the
+                            // stream is not the right full. Read the stream to its end
+                            // to tell which before blaming either.
+                            return Err(match base.finish() {
+                                Ok(found) if found != h.base_identity => Error::WrongFull {
+                                    file: base_name.to_path_buf(),
+                                    expected: h.base_identity,
+                                    found,
+                                },
+                                Err(stream_error) => stream_error,
+                                Ok(_) => err,
+                            });
+                        }
                         (e.hash, Some(out), true)
                     }
                 }

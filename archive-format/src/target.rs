@@ -51,6 +51,14 @@ impl RestoreTarget {
                 }
             }
         }
+        for p in [dest, data_final.as_path()] {
+            if is_backup(p) {
+                return Err(Error::invalid(format!(
+                    "{} is an sdar backup; backups are never overwritten, not even with --force",
+                    p.display()
+                )));
+            }
+        }
         let data_tmp = partial_path(&data_final);
         let file = OpenOptions::new()
             .read(true)
@@ -177,4 +185,22 @@ fn partial_path(p: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     p.with_file_name(format!(".{name}.sdar-partial"))
+}
+
+/// True when `p` is a full image or a delta archive (by its bytes, not its
+/// name).
+fn is_backup(p: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(p) else {
+        return false;
+    };
+    let mut head = [0u8; crate::layout::GZIP_RECORD_HEAD_LEN];
+    if f.read_exact(&mut head).is_ok() && crate::codec::Codec::sniff(&head).is_some() {
+        return true;
+    }
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::End(-(crate::layout::TRAILER_LEN as i64)))
+        .is_ok()
+        && f.read_exact(&mut tail).is_ok()
+        && tail == crate::layout::TRAILER_MAGIC
 }

@@ -629,7 +629,12 @@ const WORDS: &[&str] = &[
 /// 8–64 blocks, a fifth by filling blocks that were zero, and the rest by
 /// rewriting 1–4 random 4 KiB pages of a block. Returns how many 64 KiB
 /// blocks changed. Deterministic for a seed.
-pub fn change_sample_disk(file: &std::fs::File, size: u64, percent: f64, seed: u64) -> io::Result<u64> {
+pub fn change_sample_disk(
+    file: &std::fs::File,
+    size: u64,
+    percent: f64,
+    seed: u64,
+) -> io::Result<u64> {
     use std::collections::HashSet;
     use std::os::unix::fs::FileExt;
     const BLOCK: u64 = 64 << 10;

@@ -223,7 +223,12 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Failure::Usage(format!("{} already exists", path.display()))
+            }
+            _ => Failure::Other(format!("{}: {e}", path.display())),
+        })?;
     f.write_all(bytes)
         .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))
 }

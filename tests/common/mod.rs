@@ -67,12 +67,28 @@ impl Outcome {
 
 /// Runs `program args` in `dir` and waits for it.
 pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Outcome {
-    let what = format!("{} {}", program, args.join(" "));
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(dir);
+    run_command(format!("{} {}", program, args.join(" ")), &mut cmd)
+}
+
+/// Runs a prepared command (program, arguments, folder, environment,
+/// stdin) and waits for it; `what` is the command line for messages.
+pub fn run_command(what: String, cmd: &mut Command) -> Outcome {
+    // A program this test process just wrote (a damaged copy of an archive)
+    // can be briefly "busy" (ETXTBSY) while a child forked by another test
+    // thread still holds the writing descriptor: wait and try again.
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap_or_else(|e| panic!("cannot run `{what}`: {e}")),
+        }
+    };
     let code = out
         .status
         .code()
@@ -162,6 +178,18 @@ pub fn cylinders(sectors: u64) -> u32 {
 /// A VMDK descriptor declaring `sectors` sectors of `flat`, starting at
 /// sector `offset` (monolithicFlat only; vmfs extents have no offset).
 pub fn descriptor_text(kind: DescriptorKind, sectors: u64, flat: &str, offset: u64) -> String {
+    descriptor_text_with_adapter(kind, sectors, flat, offset, ADAPTER)
+}
+
+/// `descriptor_text` with another `ddb.adapterType`, such as `buslogic`,
+/// to tell a value carried from the source from a default.
+pub fn descriptor_text_with_adapter(
+    kind: DescriptorKind,
+    sectors: u64,
+    flat: &str,
+    offset: u64,
+    adapter: &str,
+) -> String {
     let (create_type, extent) = match kind {
         DescriptorKind::MonolithicFlat => (
             "monolithicFlat",
@@ -186,7 +214,7 @@ pub fn descriptor_text(kind: DescriptorKind, sectors: u64, flat: &str, offset: u
          # The Disk Data Base\n\
          #DDB\n\
          \n\
-         ddb.adapterType = \"{ADAPTER}\"\n\
+         ddb.adapterType = \"{adapter}\"\n\
          ddb.geometry.cylinders = \"{}\"\n\
          ddb.geometry.heads = \"{HEADS}\"\n\
          ddb.geometry.sectors = \"{TRACK_SECTORS}\"\n\
@@ -361,6 +389,19 @@ pub fn flip_byte(path: &Path, offset: u64) {
     fs::write(path, bytes).unwrap();
 }
 
+/// Inverts bit `bit` (0 = least significant) of the byte at `offset`.
+pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = usize::try_from(offset).unwrap();
+    assert!(
+        at < bytes.len(),
+        "byte {offset} is past the end of {}",
+        path.display()
+    );
+    bytes[at] ^= 1 << bit;
+    fs::write(path, bytes).unwrap();
+}
+
 /// Cuts `path` to its first `len` bytes.
 pub fn truncate(path: &Path, len: u64) {
     fs::OpenOptions::new()
@@ -501,4 +542,50 @@ pub fn unix_now() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// One changed block's stored member in a delta archive.
+#[derive(Clone, Copy, Debug)]
+pub struct DeltaMember {
+    pub block: u64,
+    pub kind: archive_format::ChangeKind,
+    /// File offset of the member (0 and `len` 0 for zero blocks).
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// How a delta archive is laid out, read with the library so that damage
+/// can be aimed at one changed block.
+pub struct DeltaLayout {
+    pub members: Vec<DeltaMember>,
+    /// Where the payload starts (the runtime's length).
+    pub payload_offset: u64,
+    pub file_len: u64,
+}
+
+pub fn delta_layout(path: &Path) -> DeltaLayout {
+    use archive_format::{DeltaArchive, Limits};
+    let file = fs::File::open(path).unwrap();
+    let mut delta = DeltaArchive::open(file, path, &Limits::default())
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let mut members = Vec::new();
+    for g in 0..delta.group_count() {
+        for e in delta.group(g).unwrap() {
+            members.push(DeltaMember {
+                block: e.block,
+                kind: e.kind,
+                offset: if e.member_len == 0 {
+                    0
+                } else {
+                    delta.member_file_offset(&e)
+                },
+                len: e.member_len as u64,
+            });
+        }
+    }
+    DeltaLayout {
+        members,
+        payload_offset: delta.trailer().payload_offset,
+        file_len: delta.file_len(),
+    }
 }

@@ -153,7 +153,8 @@ const STORE_ENTROPY: f64 = 7.95;
 
 impl Encoder {
     pub fn new(level: i32) -> Self {
-        let lvl = libdeflater::CompressionLvl::new(level).expect("level range checked by BlockEncoder");
+        let lvl =
+            libdeflater::CompressionLvl::new(level).expect("level range checked by BlockEncoder");
         let store = libdeflater::CompressionLvl::new(0).expect("0 is a libdeflate level");
         Encoder {
             compressor: libdeflater::Compressor::new(lvl),
@@ -164,7 +165,11 @@ impl Encoder {
     pub fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(&GZIP_MEMBER_HEADER);
         let start = out.len();
-        let compressor = if entropy(block) >= STORE_ENTROPY { &mut self.store } else { &mut self.compressor };
+        let compressor = if entropy(block) >= STORE_ENTROPY {
+            &mut self.store
+        } else {
+            &mut self.compressor
+        };
         let bound = compressor.deflate_compress_bound(block.len());
         out.resize(start + bound, 0);
         let n = compressor
