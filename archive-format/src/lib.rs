@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod archive_file;
+mod buffers;
 mod codec;
 pub mod delta;
 pub mod error;

@@ -2,6 +2,7 @@
 //! through `write_full`.
 
 use crate::archive_file::read_full;
+use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
 use crate::footer::Footer;
@@ -344,6 +345,8 @@ pub fn write_full<R: Read, W: Write>(
         .collect::<Result<Vec<_>>>()?;
     let mut read = 0u64;
     let mut done = 0u64;
+    let raw_pool = BufferPool::default();
+    let member_pool = BufferPool::default();
     run_ordered(
         states,
         workers * 3,
@@ -352,7 +355,7 @@ pub fn write_full<R: Read, W: Write>(
             if want == 0 {
                 return Ok(None);
             }
-            let mut data = vec![0u8; want];
+            let mut data = raw_pool.take_len(want);
             let n = read_full(&mut source, &mut data)
                 .map_err(|e| Error::io(source_name, Some(read), e))?;
             if n < want {
@@ -368,16 +371,18 @@ pub fn write_full<R: Read, W: Write>(
             Ok(Some(RawBatch { data }))
         },
         |worker: &mut EncodeWorker, batch: RawBatch| {
-            let mut members = Vec::with_capacity(batch.data.len() / 2);
+            let mut members = member_pool.take();
             let blocks = batch
                 .data
                 .chunks(block_size)
                 .map(|block| worker.encode(block, &mut members))
                 .collect::<Result<Vec<_>>>()?;
+            let raw_len = batch.data.len() as u64;
+            raw_pool.give(batch.data);
             Ok(EncodedBatch {
                 members,
                 blocks,
-                raw_len: batch.data.len() as u64,
+                raw_len,
             })
         },
         |batch: EncodedBatch| {
@@ -388,6 +393,7 @@ pub fn write_full<R: Read, W: Write>(
                 writer.push_member(hash, zero, member)?;
             }
             done += batch.raw_len;
+            member_pool.give(batch.members);
             progress(done);
             Ok(())
         },
