@@ -6,6 +6,7 @@
 //! locked against a second restore, synced, and renamed; the descriptor is
 //! written last. Dropping an uncommitted target removes what it created.
 
+use crate::background_sync::BackgroundSync;
 use crate::error::{Error, Result};
 use crate::restore::BlockSink;
 use crate::vmdk::{DescriptorSpec, SECTOR};
@@ -30,6 +31,7 @@ pub struct RestoreTarget {
     data_final: PathBuf,
     data_tmp: PathBuf,
     file: File,
+    sync: Option<BackgroundSync>,
     committed: bool,
 }
 
@@ -81,6 +83,7 @@ impl RestoreTarget {
             dest: dest.to_path_buf(),
             data_final,
             data_tmp,
+            sync: None,
             file,
             committed: false,
         };
@@ -106,6 +109,10 @@ impl RestoreTarget {
             }
         }
         target.file.set_len(len).map_err(io)?;
+        let mut target = target;
+        target.sync = Some(
+            BackgroundSync::new(&target.file).map_err(|e| Error::io(&target.data_tmp, None, e))?,
+        );
         Ok(target)
     }
 
@@ -155,6 +162,9 @@ impl BlockSink for RestoreTarget {
             self.file
                 .write_all_at(data, offset)
                 .map_err(|e| Error::io(&self.data_tmp, Some(offset), e))?;
+            if let Some(sync) = &mut self.sync {
+                sync.wrote(data.len() as u64);
+            }
         }
         Ok(())
     }

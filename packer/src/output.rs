@@ -2,6 +2,7 @@
 //! synced, then renamed, so a half-written file never has the final name.
 
 use anyhow::{bail, Context, Result};
+use archive_format::background_sync::BackgroundSync;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -45,13 +46,17 @@ impl PendingOutput {
     }
 
     /// A buffered writer onto the temporary file.
-    pub fn writer(&self) -> Result<BufWriter<File>> {
+    pub fn writer(&self) -> Result<OutputWriter> {
         let f = self
             .tmp
             .as_file()
             .try_clone()
             .context("cannot reopen the temporary file")?;
-        Ok(BufWriter::with_capacity(1 << 20, f))
+        let sync = BackgroundSync::new(&f).context("cannot start the background sync")?;
+        Ok(OutputWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            sync,
+        })
     }
 
     /// Sets the permission bits the file will have (for example 0o755 for
@@ -63,8 +68,11 @@ impl PendingOutput {
     }
 
     /// Syncs the data and gives the file its final name.
-    pub fn commit(self, writer: BufWriter<File>) -> Result<()> {
-        let f = writer
+    pub fn commit(self, writer: OutputWriter) -> Result<()> {
+        let OutputWriter { inner, sync } = writer;
+        sync.finish()
+            .with_context(|| format!("cannot sync {}", self.dest.display()))?;
+        let f = inner
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("cannot write {}", self.dest.display()))?;
@@ -82,6 +90,31 @@ impl PendingOutput {
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         Ok(())
+    }
+}
+
+/// The buffered writer of a pending output, syncing in the background as
+/// it goes (see `archive_format::background_sync`).
+pub struct OutputWriter {
+    inner: BufWriter<File>,
+    sync: BackgroundSync,
+}
+
+impl Write for OutputWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sync.wrote(n as u64);
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.sync.wrote(buf.len() as u64);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
