@@ -56,7 +56,7 @@ pub use header::ImageHeader;
 pub use identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
 pub use index::{BlockEntry, IndexSegment};
 pub use limits::Limits;
-pub use meta::{Geometry, Metadata, MAX_META_TEXT_LEN};
+pub use meta::{utc_stamp, Geometry, Metadata, MAX_META_TEXT_LEN};
 pub use source::DiskSource;
 pub use trailer::Trailer;
 pub use verify::{verify_full, VerifyReport};

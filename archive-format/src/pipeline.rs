@@ -93,3 +93,46 @@ where
         }
     })
 }
+
+/// Worker threads for a requested count: 0 means one per core.
+pub(crate) fn worker_count(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Reads a source disk of known size in batches of whole blocks, and
+/// reports a source that ends early as what it is.
+pub(crate) struct SourceBatches<'a, R> {
+    pub source: R,
+    pub name: &'a std::path::Path,
+    pub size: u64,
+    pub batch_len: usize,
+    pub read: u64,
+}
+
+impl<R: std::io::Read> SourceBatches<'_, R> {
+    /// The next batch, read into a buffer from `pool`; `None` at the end.
+    pub fn next(&mut self, pool: &crate::buffers::BufferPool) -> Result<Option<Vec<u8>>> {
+        let want = (self.size - self.read).min(self.batch_len as u64) as usize;
+        if want == 0 {
+            return Ok(None);
+        }
+        let mut data = pool.take_len(want);
+        let n = crate::archive_file::read_full(&mut self.source, &mut data)
+            .map_err(|e| crate::Error::io(self.name, Some(self.read), e))?;
+        if n < want {
+            return Err(crate::Error::Source {
+                file: self.name.to_path_buf(),
+                what: format!(
+                    "ended at byte {}, but the disk is {} bytes",
+                    self.read + n as u64,
+                    self.size
+                ),
+            });
+        }
+        self.read += want as u64;
+        Ok(Some(data))
+    }
+}

@@ -9,7 +9,7 @@ use crate::full::{FullImage, MemberCheck};
 use crate::identity::{block_hash, IdentityHasher};
 use crate::index::BlockEntry;
 use crate::layout::PATCH_PAGE;
-use crate::pipeline::run_ordered;
+use crate::pipeline::{run_ordered, worker_count};
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 
@@ -191,10 +191,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
     let block_size = h.block_size as u64;
     let base_name: PathBuf = base.name().to_path_buf();
     let delta_name: PathBuf = delta.name().to_path_buf();
-    let workers = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = worker_count(threads);
     let states = (0..workers)
         .map(|_| {
             Ok(Worker {

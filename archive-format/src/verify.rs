@@ -5,7 +5,7 @@ use crate::error::{Error, Hash, Result};
 use crate::full::{FullImage, MemberCheck};
 use crate::identity::IdentityHasher;
 use crate::index::{BlockEntry, IndexSegment};
-use crate::pipeline::run_ordered;
+use crate::pipeline::{run_ordered, worker_count};
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 
@@ -42,10 +42,7 @@ pub fn verify_full<R: Read + Seek>(
 ) -> Result<VerifyReport> {
     let header = image.header().clone();
     let name: PathBuf = image.name().to_path_buf();
-    let workers = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = worker_count(threads);
     let states = (0..workers)
         .map(|_| Ok((MemberCheck::new(header.codec, &header)?, Vec::new())))
         .collect::<Result<Vec<_>>>()?;

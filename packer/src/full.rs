@@ -142,7 +142,7 @@ pub fn default_name(meta: &Metadata, suffix: &str) -> String {
             parts.push(stem);
         }
     }
-    parts.push(utc_stamp(meta.created_unix.unwrap_or(0)));
+    parts.push(archive_format::utc_stamp(meta.created_unix.unwrap_or(0)));
     let name: String = parts
         .join("_")
         .chars()
@@ -158,34 +158,13 @@ pub fn default_name(meta: &Metadata, suffix: &str) -> String {
     format!("{name}{suffix}")
 }
 
-/// `20261122T013000Z` for a Unix time, without a date crate: days to a
-/// civil date by Howard Hinnant's algorithm.
-pub fn utc_stamp(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stamps() {
+        use archive_format::utc_stamp;
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(1_795_000_000), "20261118T110640Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");

@@ -58,13 +58,12 @@ pub fn run(args: InfoArgs) -> Result<()> {
                 "disk_uuid": m.disk_uuid,
                 "vmx_bytes": m.vmx.as_ref().map(|v| v.len()),
                 "created_unix": m.created_unix,
-                "created": m.created_unix.map(crate::full::utc_stamp),
+                "created": m.created_unix.map(archive_format::utc_stamp),
                 "tool": m.tool,
             },
         });
         return print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     }
-    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
     let mut t = String::new();
     t += &format!("File:         {}\n", args.file.display());
     t += &format!(
@@ -94,34 +93,6 @@ pub fn run(args: InfoArgs) -> Result<()> {
         human(index_bytes),
         index_bytes as f64 * 100.0 / h.image_size.max(1) as f64
     );
-    t += &format!("VM name:      {}\n", opt(&m.vm_name));
-    t += &format!("VM UUID:      {}\n", opt(&m.vm_uuid));
-    t += &format!("SCSI id:      {}\n", opt(&m.scsi_id));
-    t += &format!("Disk name:    {}\n", opt(&m.disk_name));
-    t += &format!("Adapter:      {}\n", opt(&m.adapter_type));
-    let geometry = m
-        .geometry
-        .map(|g| format!("{}/{}/{} (C/H/S)", g.cylinders, g.heads, g.sectors));
-    t += &format!("Geometry:     {}\n", geometry.as_deref().unwrap_or("-"));
-    t += &format!("HW version:   {}\n", opt(&m.hw_version));
-    t += &format!("Disk UUID:    {}\n", opt(&m.disk_uuid));
-    t += &format!(
-        "VMX:          {}\n",
-        m.vmx
-            .as_ref()
-            .map_or("-".into(), |v| format!("{} bytes", v.len()))
-    );
-    t += &format!(
-        "Created:      {}\n",
-        m.created_unix.map_or("-".into(), crate::full::utc_stamp)
-    );
-    t += &format!("Made by:      {}\n", opt(&m.tool));
+    t += &sdar_stub::report::meta_text(m);
     print(&t)
-}
-
-/// Metadata comes from the file: never let it drive the terminal.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }

@@ -4,7 +4,7 @@
 
 mod args;
 mod commands;
-mod report;
+pub mod report;
 
 use archive_format::Error;
 use std::ffi::OsString;

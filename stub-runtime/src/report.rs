@@ -54,6 +54,7 @@ pub fn meta_text(m: &Metadata) -> String {
         .geometry
         .map(|g| format!("{}/{}/{} (C/H/S)", g.cylinders, g.heads, g.sectors));
     t += &format!("Geometry:     {}\n", g.as_deref().unwrap_or("-"));
+    t += &format!("HW version:   {}\n", opt(&m.hw_version));
     t += &format!("Disk UUID:    {}\n", opt(&m.disk_uuid));
     t += &format!(
         "VMX:          {}\n",
@@ -63,7 +64,7 @@ pub fn meta_text(m: &Metadata) -> String {
     );
     t += &format!(
         "Created:      {}\n",
-        m.created_unix.map_or("-".into(), |c| c.to_string())
+        m.created_unix.map_or("-".into(), archive_format::utc_stamp)
     );
     t += &format!("Made by:      {}\n", opt(&m.tool));
     t
@@ -150,7 +151,7 @@ pub fn json_string(s: &str) -> String {
 }
 
 /// Metadata comes from the file: never let it drive the terminal.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -1,7 +1,7 @@
 //! Writing a delta archive: the runtime, then the payload, then the trailer.
 
 use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
-use crate::archive_file::read_full;
+use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
 use crate::full::{FullImage, MemberCheck};
@@ -9,7 +9,7 @@ use crate::identity::{block_hash, is_zero, IdentityHasher};
 use crate::index::BlockEntry;
 use crate::layout::*;
 use crate::meta::Metadata;
-use crate::pipeline::run_ordered;
+use crate::pipeline::{run_ordered, worker_count, SourceBatches};
 use crate::record::encode_record;
 use crate::trailer::Trailer;
 use std::io::{Read, Seek, Write};
@@ -309,10 +309,7 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
     let level = options
         .level
         .unwrap_or_else(|| options.codec.default_level());
-    let workers = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = worker_count(options.threads);
     let states = (0..workers)
         .map(|_| {
             Ok(Worker {
@@ -328,30 +325,24 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
     let image_size = header.image_size;
     let base_name = base.name().to_path_buf();
     let mut identity = IdentityHasher::new(image_size, header.block_size);
-    let mut read = 0u64;
+    let raw_pool = BufferPool::default();
+    let mut batches = SourceBatches {
+        source: &mut source,
+        name: source_name,
+        size: image_size,
+        batch_len: batch_blocks * block_size,
+        read: 0,
+    };
     let mut next_block = 0u64;
     let mut done = 0u64;
     run_ordered(
         states,
         workers * 3,
         || {
-            let want = (image_size - read).min((batch_blocks * block_size) as u64) as usize;
-            if want == 0 {
+            let Some(data) = batches.next(&raw_pool)? else {
                 return Ok(None);
-            }
-            let mut data = vec![0u8; want];
-            let n = read_full(&mut source, &mut data)
-                .map_err(|e| Error::io(source_name, Some(read), e))?;
-            if n < want {
-                return Err(Error::Source {
-                    file: source_name.to_path_buf(),
-                    what: format!(
-                        "ended at byte {}, but the disk is {image_size} bytes",
-                        read + n as u64
-                    ),
-                });
-            }
-            read += want as u64;
+            };
+            let want = data.len();
             let first_block = next_block;
             let count = want.div_ceil(block_size) as u64;
             next_block += count;
@@ -393,7 +384,9 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
                     )?);
                 }
             }
-            Ok((out, job.data.len() as u64))
+            let raw_len = job.data.len() as u64;
+            raw_pool.give(job.data);
+            Ok((out, raw_len))
         },
         |(changes, raw_len): (Vec<Change>, u64)| {
             for change in changes {

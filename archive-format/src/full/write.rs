@@ -1,7 +1,6 @@
 //! Writing a full image, serially through `FullWriter` or in parallel
 //! through `write_full`.
 
-use crate::archive_file::read_full;
 use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
@@ -11,7 +10,7 @@ use crate::identity::{block_hash, is_zero, IdentityHasher};
 use crate::index::{encode_directory, BlockEntry, IndexSegment};
 use crate::layout::*;
 use crate::meta::Metadata;
-use crate::pipeline::run_ordered;
+use crate::pipeline::{run_ordered, worker_count, SourceBatches};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -42,13 +41,6 @@ impl Default for FullOptions {
 impl FullOptions {
     pub fn level(&self) -> i32 {
         self.level.unwrap_or_else(|| self.codec.default_level())
-    }
-
-    pub(crate) fn worker_count(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
     }
 }
 
@@ -339,37 +331,24 @@ pub fn write_full<R: Read, W: Write>(
     let image_size = writer.header.image_size;
     let block_size = options.block_size as usize;
     let batch_blocks = (BATCH_BYTES / block_size).max(1);
-    let workers = options.worker_count();
+    let workers = worker_count(options.threads);
     let states = (0..workers)
         .map(|_| EncodeWorker::new(options))
         .collect::<Result<Vec<_>>>()?;
-    let mut read = 0u64;
     let mut done = 0u64;
     let raw_pool = BufferPool::default();
     let member_pool = BufferPool::default();
+    let mut batches = SourceBatches {
+        source: &mut source,
+        name: source_name,
+        size: image_size,
+        batch_len: batch_blocks * block_size,
+        read: 0,
+    };
     run_ordered(
         states,
         workers * 3,
-        || {
-            let want = (image_size - read).min((batch_blocks * block_size) as u64) as usize;
-            if want == 0 {
-                return Ok(None);
-            }
-            let mut data = raw_pool.take_len(want);
-            let n = read_full(&mut source, &mut data)
-                .map_err(|e| Error::io(source_name, Some(read), e))?;
-            if n < want {
-                return Err(Error::Source {
-                    file: source_name.to_path_buf(),
-                    what: format!(
-                        "ended at byte {}, but the disk is {image_size} bytes",
-                        read + n as u64
-                    ),
-                });
-            }
-            read += want as u64;
-            Ok(Some(RawBatch { data }))
-        },
+        || Ok(batches.next(&raw_pool)?.map(|data| RawBatch { data })),
         |worker: &mut EncodeWorker, batch: RawBatch| {
             let mut members = member_pool.take();
             let blocks = batch
