@@ -13,7 +13,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Hash, Result};
 use crate::layout::*;
 use crate::limits::Limits;
-use crate::record::{le_u16, le_u32, le_u64};
+use crate::record::{le_u32, le_u64};
 use std::path::Path;
 
 pub(crate) use read::patch_len;
@@ -91,38 +91,7 @@ impl DeltaHeader {
 
     pub(crate) fn decode(file: &Path, offset: u64, body: &[u8], limits: &Limits) -> Result<Self> {
         let corrupt = |what: String| Error::corrupt(file, offset, format!("DHED record: {what}"));
-        if body.len() < FILE_MAGIC.len() || body[..FILE_MAGIC.len()] != FILE_MAGIC {
-            return Err(Error::BadMagic {
-                file: file.to_path_buf(),
-                offset,
-                found: body[..body.len().min(8)].to_vec(),
-            });
-        }
-        if body.len() < HEAD_INCOMPAT_FLAGS_OFFSET {
-            return Err(corrupt("too short to hold a version".into()));
-        }
-        let major = le_u16(body, HEAD_VERSION_MAJOR_OFFSET);
-        let minor = le_u16(body, HEAD_VERSION_MINOR_OFFSET);
-        if major != VERSION_MAJOR {
-            return Err(Error::UnsupportedVersion {
-                file: file.to_path_buf(),
-                major,
-                minor,
-            });
-        }
-        if body.len() < DHED_LEN {
-            return Err(corrupt(format!(
-                "{} bytes, expected {DHED_LEN}",
-                body.len()
-            )));
-        }
-        let incompat = le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET);
-        if incompat & !INCOMPAT_FLAGS_KNOWN != 0 {
-            return Err(Error::UnsupportedFeature {
-                file: file.to_path_buf(),
-                what: format!("incompatible flags {incompat:#x}"),
-            });
-        }
+        let (major, minor) = crate::header::check_preamble(file, offset, body, "DHED", DHED_LEN)?;
         if body[HEAD_KIND_OFFSET] != KIND_DELTA {
             return Err(corrupt(format!(
                 "kind {} is not a delta",

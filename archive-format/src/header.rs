@@ -91,49 +91,8 @@ impl ImageHeader {
         container: Codec,
         limits: &Limits,
     ) -> Result<Self> {
-        if body.len() < FILE_MAGIC.len() || body[..FILE_MAGIC.len()] != FILE_MAGIC {
-            return Err(Error::BadMagic {
-                file: file.to_path_buf(),
-                offset,
-                found: body[..body.len().min(FILE_MAGIC.len())].to_vec(),
-            });
-        }
-        if body.len() < HEAD_INCOMPAT_FLAGS_OFFSET {
-            return Err(Error::corrupt(
-                file,
-                offset,
-                "HEAD record too short to hold a version",
-            ));
-        }
-        let major = le_u16(body, HEAD_VERSION_MAJOR_OFFSET);
-        let minor = le_u16(body, HEAD_VERSION_MINOR_OFFSET);
-        if major != VERSION_MAJOR {
-            return Err(Error::UnsupportedVersion {
-                file: file.to_path_buf(),
-                major,
-                minor,
-            });
-        }
-        // A later minor version may make the HEAD body longer; the fields this
-        // version knows keep their offsets.
-        if body.len() < HEAD_LEN {
-            return Err(Error::corrupt(
-                file,
-                offset,
-                format!(
-                    "HEAD record body is {} bytes, expected {HEAD_LEN}",
-                    body.len()
-                ),
-            ));
-        }
+        let (major, minor) = check_preamble(file, offset, body, "HEAD", HEAD_LEN)?;
         let corrupt = |what: String| Error::corrupt(file, offset, what);
-        let incompat = le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET);
-        if incompat & !INCOMPAT_FLAGS_KNOWN != 0 {
-            return Err(Error::UnsupportedFeature {
-                file: file.to_path_buf(),
-                what: format!("incompatible flags {incompat:#x}"),
-            });
-        }
         let compat_flags = le_u32(body, HEAD_COMPAT_FLAGS_OFFSET);
         if body[HEAD_KIND_OFFSET] != KIND_FULL_IMAGE {
             return Err(Error::UnsupportedFeature {
@@ -196,4 +155,55 @@ fn check_block_size(block_size: u32) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The checks every header body (HEAD, DHED) starts with, in this order so
+/// that each error says the most useful thing: the file magic, the major
+/// version, the length this version needs (`len`; a later minor version may
+/// be longer), and no unknown incompatible flag. Returns the version.
+pub(crate) fn check_preamble(
+    file: &Path,
+    offset: u64,
+    body: &[u8],
+    what: &str,
+    len: usize,
+) -> Result<(u16, u16)> {
+    if body.len() < FILE_MAGIC.len() || body[..FILE_MAGIC.len()] != FILE_MAGIC {
+        return Err(Error::BadMagic {
+            file: file.to_path_buf(),
+            offset,
+            found: body[..body.len().min(FILE_MAGIC.len())].to_vec(),
+        });
+    }
+    if body.len() < HEAD_INCOMPAT_FLAGS_OFFSET {
+        return Err(Error::corrupt(
+            file,
+            offset,
+            format!("{what} record too short to hold a version"),
+        ));
+    }
+    let major = le_u16(body, HEAD_VERSION_MAJOR_OFFSET);
+    let minor = le_u16(body, HEAD_VERSION_MINOR_OFFSET);
+    if major != VERSION_MAJOR {
+        return Err(Error::UnsupportedVersion {
+            file: file.to_path_buf(),
+            major,
+            minor,
+        });
+    }
+    if body.len() < len {
+        return Err(Error::corrupt(
+            file,
+            offset,
+            format!("{what} record body is {} bytes, expected {len}", body.len()),
+        ));
+    }
+    let incompat = le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET);
+    if incompat & !INCOMPAT_FLAGS_KNOWN != 0 {
+        return Err(Error::UnsupportedFeature {
+            file: file.to_path_buf(),
+            what: format!("incompatible flags {incompat:#x}"),
+        });
+    }
+    Ok((major, minor))
 }
