@@ -320,7 +320,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Reads the image's bytes from `source` and writes them through `writer`,
 /// hashing and compressing on the writer's worker threads, then finishes
 /// it. `progress` is called with the number of source bytes done so far.
-pub fn write_full<R: Read, W: Write>(
+pub fn write_full<R: Read, W: Write + Send>(
     mut source: R,
     source_name: &std::path::Path,
     mut writer: FullWriter<W>,
@@ -345,37 +345,59 @@ pub fn write_full<R: Read, W: Write>(
         batch_len: batch_blocks * block_size,
         read: 0,
     };
-    run_ordered(
-        states,
-        workers * 3,
-        || Ok(batches.next(&raw_pool)?.map(|data| RawBatch { data })),
-        |worker: &mut EncodeWorker, batch: RawBatch| {
-            let mut members = member_pool.take();
-            let blocks = batch
-                .data
-                .chunks(block_size)
-                .map(|block| worker.encode(block, &mut members))
-                .collect::<Result<Vec<_>>>()?;
-            let raw_len = batch.data.len() as u64;
-            raw_pool.give(batch.data);
-            Ok(EncodedBatch {
-                members,
-                blocks,
-                raw_len,
-            })
-        },
-        |batch: EncodedBatch| {
-            let mut at = 0usize;
-            for (hash, zero, len) in batch.blocks {
-                let member = &batch.members[at..at + len as usize];
-                at += len as usize;
-                writer.push_member(hash, zero, member)?;
+    // Writing runs on its own thread: the page-cache copies and writeback of
+    // the output then overlap reading and compressing instead of taking
+    // turns with them on the pipeline's thread.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<EncodedBatch>(4);
+        let member_pool = &member_pool;
+        let write = scope.spawn(move || -> Result<FullWriter<W>> {
+            for batch in rx {
+                let mut at = 0usize;
+                for (hash, zero, len) in batch.blocks {
+                    let member = &batch.members[at..at + len as usize];
+                    at += len as usize;
+                    writer.push_member(hash, zero, member)?;
+                }
+                member_pool.give(batch.members);
             }
-            done += batch.raw_len;
-            member_pool.give(batch.members);
-            progress(done);
-            Ok(())
-        },
-    )?;
-    writer.finish()
+            Ok(writer)
+        });
+        let piped = run_ordered(
+            states,
+            workers * 3,
+            || Ok(batches.next(&raw_pool)?.map(|data| RawBatch { data })),
+            |worker: &mut EncodeWorker, batch: RawBatch| {
+                let mut members = member_pool.take();
+                let blocks = batch
+                    .data
+                    .chunks(block_size)
+                    .map(|block| worker.encode(block, &mut members))
+                    .collect::<Result<Vec<_>>>()?;
+                let raw_len = batch.data.len() as u64;
+                raw_pool.give(batch.data);
+                Ok(EncodedBatch {
+                    members,
+                    blocks,
+                    raw_len,
+                })
+            },
+            |batch: EncodedBatch| {
+                done += batch.raw_len;
+                progress(done);
+                // A send fails only when the writer stopped on an error:
+                // stop the pipeline; joining the writer below returns its error.
+                tx.send(batch)
+                    .map_err(|_| Error::invalid("the output writer stopped"))
+            },
+        );
+        drop(tx);
+        let written = match write.join() {
+            Ok(w) => w,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let writer = written?;
+        piped?;
+        writer.finish()
+    })
 }
