@@ -218,3 +218,37 @@ impl<R: Read> ReadAt for StreamFile<R> {
         Ok(v)
     }
 }
+
+/// A writer that knows its name and how many bytes went through it, so
+/// every write error says which file and which byte.
+#[derive(Debug)]
+pub(crate) struct NamedWriter<W> {
+    pub inner: W,
+    pub name: PathBuf,
+    /// Bytes written so far: the offset of the next byte.
+    pub pos: u64,
+}
+
+impl<W: std::io::Write> NamedWriter<W> {
+    pub fn new(inner: W, name: PathBuf) -> Self {
+        NamedWriter {
+            inner,
+            name,
+            pos: 0,
+        }
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.inner
+            .flush()
+            .map_err(|e| Error::io(&self.name, Some(self.pos), e))
+    }
+}

@@ -46,6 +46,24 @@ pub struct RestoreProgress {
     pub delta_read: u64,
 }
 
+impl RestoreProgress {
+    /// Counts one block of `len` bytes handed on.
+    fn count(&mut self, len: u64, zero: bool, from_delta: bool, stored: u64) {
+        if zero {
+            self.zero_blocks += 1;
+            self.zero_bytes += len;
+        }
+        if from_delta {
+            self.from_delta += len;
+            self.delta_read += stored;
+        } else {
+            self.from_full += len;
+            self.full_read += stored;
+        }
+        self.done += len;
+    }
+}
+
 /// What a finished restore proved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreReport {
@@ -287,37 +305,14 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                 identity.update(&d.hash);
                 let len = h.block_len(d.block) as u64;
                 sink.put(d.block, d.block * block_size, d.data.as_deref())?;
-                if d.data.is_none() {
-                    stats.zero_blocks += 1;
-                    stats.zero_bytes += len;
-                }
-                if d.from_delta {
-                    stats.from_delta += len;
-                    stats.delta_read += d.stored;
-                } else {
-                    stats.from_full += len;
-                    stats.full_read += d.stored;
-                }
-                stats.done += len;
+                stats.count(len, d.data.is_none(), d.from_delta, d.stored);
             }
             progress(&stats);
             Ok(())
         },
     )?;
     cursor.finish(delta)?;
-    let actual = identity.finalize();
-    if actual != delta.identity() {
-        return Err(Error::IdentityMismatch {
-            file: delta_name,
-            expected: delta.identity(),
-            actual,
-        });
-    }
-    Ok(RestoreReport {
-        identity: actual,
-        blocks: block_count,
-        progress: stats,
-    })
+    prove_identity(delta, &identity, stats)
 }
 
 fn prove(
@@ -457,6 +452,7 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
     };
     let mut base_block = Vec::new();
     let base_blocks = bh.block_count();
+    let zero_hashes = crate::identity::ZeroHashes::new(h.block_size, h.image_size);
     for b in 0..h.block_count() {
         let base_hash = if b < base_blocks {
             base.next_block(&mut base_block)?
@@ -516,23 +512,14 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
                         format!("block {b} is not in the delta and the full has no block of its length there"),
                     ));
                 };
-                let zero =
-                    hash == crate::identity::ZeroHashes::new(h.block_size, h.image_size).get(len);
+                let zero = hash == zero_hashes.get(len);
                 (hash, (!zero).then(|| base_block.clone()), false)
             }
         };
         identity.update(&hash);
         sink.put(b, b * h.block_size as u64, data.as_deref())?;
-        if data.is_none() {
-            stats.zero_blocks += 1;
-            stats.zero_bytes += len as u64;
-        }
-        if from_delta {
-            stats.from_delta += len as u64;
-        } else {
-            stats.from_full += len as u64;
-        }
-        stats.done += len as u64;
+        // Delta members were counted as read above; a stream's are not known.
+        stats.count(len as u64, data.is_none(), from_delta, 0);
         progress(&stats);
     }
     cursor.finish(delta)?;
@@ -544,18 +531,28 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
             found: base_identity,
         });
     }
+    prove_identity(delta, &identity, stats)
+}
+
+/// The last proof of a restore: the hashes of every block handed on add up
+/// to the identity the delta records.
+fn prove_identity<D: Read + Seek>(
+    delta: &DeltaArchive<D>,
+    identity: &IdentityHasher,
+    progress: RestoreProgress,
+) -> Result<RestoreReport> {
     let actual = identity.finalize();
     if actual != delta.identity() {
         return Err(Error::IdentityMismatch {
-            file: delta_name,
+            file: delta.name().to_path_buf(),
             expected: delta.identity(),
             actual,
         });
     }
     Ok(RestoreReport {
         identity: actual,
-        blocks: h.block_count(),
-        progress: stats,
+        blocks: delta.header().block_count(),
+        progress,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Writing a delta archive: the runtime, then the payload, then the trailer.
 
 use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
+use crate::archive_file::NamedWriter;
 use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
@@ -59,9 +60,7 @@ pub struct DeltaSummary {
 /// writer dropped without `finish` leaves no trailer, and no reader or
 /// runtime accepts the file.
 pub struct DeltaWriter<W: Write> {
-    out: W,
-    name: PathBuf,
-    pos: u64,
+    out: NamedWriter<W>,
     header: DeltaHeader,
     group: Vec<ChangeEntry>,
     groups: Vec<(u64, u64)>,
@@ -84,9 +83,7 @@ impl<W: Write> DeltaWriter<W> {
             )));
         }
         let mut w = DeltaWriter {
-            out,
-            name: name.into(),
-            pos: 0,
+            out: NamedWriter::new(out, name.into()),
             group: Vec::new(),
             groups: Vec::new(),
             next_block: 0,
@@ -98,7 +95,7 @@ impl<W: Write> DeltaWriter<W> {
             },
             header,
         };
-        w.write_all(runtime)?;
+        w.out.write_all(runtime)?;
         let head = w.header.encode();
         w.write_record(TAG_DELTA_HEAD, &head)?;
         w.write_record(TAG_META, &meta.encode()?)?;
@@ -142,7 +139,7 @@ impl<W: Write> DeltaWriter<W> {
         }
         self.next_block = block + 1;
         let data_offset = self.payload_pos();
-        self.write_all(member)?;
+        self.out.write_all(member)?;
         match kind {
             ChangeKind::Data => self.summary.data_blocks += 1,
             ChangeKind::Zero => self.summary.zero_blocks += 1,
@@ -168,7 +165,7 @@ impl<W: Write> DeltaWriter<W> {
     }
 
     fn payload_pos(&self) -> u64 {
-        self.pos - self.summary.runtime_len
+        self.out.pos - self.summary.runtime_len
     }
 
     fn end_group(&mut self) -> Result<()> {
@@ -219,28 +216,18 @@ impl<W: Write> DeltaWriter<W> {
             version_major: VERSION_MAJOR,
             version_minor: VERSION_MINOR,
         };
-        self.write_all(&trailer.encode())?;
-        self.out
-            .flush()
-            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        self.out.write_all(&trailer.encode())?;
+        self.out.flush()?;
         self.summary.identity = identity;
         self.summary.payload_len = trailer.payload_len;
-        self.summary.file_len = self.pos;
-        Ok((self.out, self.summary))
+        self.summary.file_len = self.out.pos;
+        Ok((self.out.inner, self.summary))
     }
 
     fn write_record(&mut self, tag: [u8; 4], body: &[u8]) -> Result<()> {
         let mut buf = Vec::with_capacity(body.len() + RECORD_HEADER_LEN);
         encode_record(tag, body, &mut buf)?;
-        self.write_all(&buf)
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
-        self.pos += bytes.len() as u64;
-        Ok(())
+        self.out.write_all(&buf)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writing a full image, serially through `FullWriter` or in parallel
 //! through `write_full`.
 
+use crate::archive_file::NamedWriter;
 use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
@@ -62,8 +63,7 @@ pub struct FullSummary {
 /// writer dropped without `finish` leaves a file with no footer, which
 /// every reader recognises as incomplete.
 pub struct FullWriter<W: Write> {
-    out: W,
-    pos: u64,
+    out: NamedWriter<W>,
     header: ImageHeader,
     identity: IdentityHasher,
     segment: Vec<BlockEntry>,
@@ -74,7 +74,6 @@ pub struct FullWriter<W: Write> {
     index_bytes: u64,
     worker: Option<EncodeWorker>,
     options: FullOptions,
-    name: PathBuf,
     scratch: Vec<u8>,
 }
 
@@ -97,8 +96,7 @@ impl<W: Write> FullWriter<W> {
         // Check the level now rather than at the first block.
         let worker = EncodeWorker::new(options)?;
         let mut w = FullWriter {
-            out,
-            pos: 0,
+            out: NamedWriter::new(out, name.into()),
             identity: IdentityHasher::new(image_size, header.block_size),
             segment: Vec::with_capacity(header.segment_blocks as usize),
             segment_data_offset: 0,
@@ -108,14 +106,13 @@ impl<W: Write> FullWriter<W> {
             index_bytes: 0,
             worker: Some(worker),
             options: options.clone(),
-            name: name.into(),
             scratch: Vec::new(),
             header,
         };
         let head = w.header.encode();
         w.write_record(TAG_HEAD, &head)?;
         w.write_record(TAG_META, &meta.encode()?)?;
-        w.segment_data_offset = w.pos;
+        w.segment_data_offset = w.out.pos;
         Ok(w)
     }
 
@@ -129,11 +126,11 @@ impl<W: Write> FullWriter<W> {
     }
 
     pub fn get_ref(&self) -> &W {
-        &self.out
+        &self.out.inner
     }
 
     pub fn get_mut(&mut self) -> &mut W {
-        &mut self.out
+        &mut self.out.inner
     }
 
     /// Hashes, compresses and writes the next block. Every block but the
@@ -181,7 +178,7 @@ impl<W: Write> FullWriter<W> {
                     member.len()
                 ))
             })?;
-        self.write_all(member)?;
+        self.out.write_all(member)?;
         self.identity.update(&hash);
         self.data_bytes += member.len() as u64;
         self.zero_blocks += zero as u64;
@@ -204,9 +201,9 @@ impl<W: Write> FullWriter<W> {
             self.segment_data_offset,
             entries,
         );
-        self.index_offsets.push(self.pos);
+        self.index_offsets.push(self.out.pos);
         self.write_record(TAG_INDEX, &segment.encode())?;
-        self.segment_data_offset = self.pos;
+        self.segment_data_offset = self.out.pos;
         self.segment = Vec::with_capacity(self.header.segment_blocks as usize);
         Ok(())
     }
@@ -225,10 +222,10 @@ impl<W: Write> FullWriter<W> {
         if !self.segment.is_empty() {
             self.end_segment()?;
         }
-        let directory_offset = self.pos;
+        let directory_offset = self.out.pos;
         self.write_record(TAG_DIRECTORY, &encode_directory(&self.index_offsets))?;
         let identity = self.identity.finalize();
-        let file_len = self.pos + self.header.codec.wrapped_record_len(FOOT_LEN);
+        let file_len = self.out.pos + self.header.codec.wrapped_record_len(FOOT_LEN);
         let footer = Footer {
             identity,
             directory_offset,
@@ -236,10 +233,8 @@ impl<W: Write> FullWriter<W> {
             file_len,
         };
         self.write_record(TAG_FOOT, &footer.encode())?;
-        debug_assert_eq!(self.pos, file_len);
-        self.out
-            .flush()
-            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
+        debug_assert_eq!(self.out.pos, file_len);
+        self.out.flush()?;
         let summary = FullSummary {
             identity,
             image_size: self.header.image_size,
@@ -249,22 +244,14 @@ impl<W: Write> FullWriter<W> {
             index_bytes: self.index_bytes,
             file_len,
         };
-        Ok((self.out, summary))
+        Ok((self.out.inner, summary))
     }
 
     fn write_record(&mut self, tag: [u8; 4], body: &[u8]) -> Result<()> {
         let mut buf = Vec::with_capacity(body.len() + 64);
         self.header.codec.wrap_record(tag, body, &mut buf)?;
         self.index_bytes += buf.len() as u64;
-        self.write_all(&buf)
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.name, Some(self.pos), e))?;
-        self.pos += bytes.len() as u64;
-        Ok(())
+        self.out.write_all(&buf)
     }
 }
 
