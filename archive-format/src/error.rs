@@ -79,6 +79,12 @@ pub enum Error {
     InvalidInput { what: String },
     /// A source disk (raw image or VMDK descriptor) cannot be used.
     Source { file: FileName, what: String },
+    /// The destination's filesystem has less free space than a restore needs.
+    NoSpace {
+        dir: FileName,
+        needed: u64,
+        available: u64,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -130,6 +136,8 @@ impl Error {
         Error::InvalidInput { what: what.into() }
     }
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// Lower-case hex of a hash, for messages and `info`.
 pub fn hex(bytes: &[u8]) -> String {
@@ -231,6 +239,17 @@ impl fmt::Display for Error {
             ),
             Error::InvalidInput { what } => write!(f, "{what}"),
             Error::Source { file, what } => write!(f, "{}: {what}", file.display()),
+            Error::NoSpace {
+                dir,
+                needed,
+                available,
+            } => write!(
+                f,
+                "{}: not enough free space: the restore needs {needed} bytes ({:.2} GiB) and the filesystem has {available} bytes ({:.2} GiB) free; free some space, restore elsewhere, or pass --no-space-check",
+                dir.display(),
+                *needed as f64 / GIB,
+                *available as f64 / GIB
+            ),
         }
     }
 }

@@ -10,7 +10,9 @@ use crate::identity::{block_hash, IdentityHasher};
 use crate::index::BlockEntry;
 use crate::layout::PATCH_PAGE;
 use crate::pipeline::{run_ordered, worker_count};
+use std::fs::File;
 use std::io::{Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// Where proven blocks go, in block order.
@@ -44,23 +46,103 @@ pub struct RestoreProgress {
     /// Bytes of stored data read from the full and from the delta.
     pub full_read: u64,
     pub delta_read: u64,
+    /// Image bytes an interrupted restore had already written, read back and
+    /// proven, and kept (not counted in `from_full` or `from_delta`).
+    pub kept: u64,
+    /// Image bytes the delta supplies (its changed blocks), and the rest,
+    /// which comes from the full: the wholes that `from_delta` and
+    /// `from_full` count towards.
+    pub delta_total: u64,
+    pub full_total: u64,
 }
 
 impl RestoreProgress {
+    fn new<D: Read + Seek>(delta: &DeltaArchive<D>) -> Self {
+        let h = delta.header();
+        let delta_total = delta
+            .footer()
+            .entry_count
+            .saturating_mul(h.block_size as u64)
+            .min(h.image_size);
+        RestoreProgress {
+            image_size: h.image_size,
+            delta_total,
+            full_total: h.image_size - delta_total,
+            ..RestoreProgress::default()
+        }
+    }
+
     /// Counts one block of `len` bytes handed on.
-    fn count(&mut self, len: u64, zero: bool, from_delta: bool, stored: u64) {
-        if zero {
+    fn count(&mut self, len: u64, zero: bool, from_delta: bool, stored: u64, kept: bool) {
+        if kept {
+            self.kept += len;
+        } else if zero {
             self.zero_blocks += 1;
             self.zero_bytes += len;
         }
         if from_delta {
-            self.from_delta += len;
             self.delta_read += stored;
+            if !kept {
+                self.from_delta += len;
+            }
         } else {
-            self.from_full += len;
             self.full_read += stored;
+            if !kept {
+                self.from_full += len;
+            }
         }
         self.done += len;
+    }
+
+    /// Percent of the delta's blocks and of the full's blocks handed on.
+    pub fn percents(&self) -> (u64, u64) {
+        let pct = |part: u64, whole: u64| {
+            if whole == 0 {
+                100
+            } else {
+                (part.min(whole) as u128 * 100 / whole as u128) as u64
+            }
+        };
+        // Kept blocks are not told apart by origin; count them as the full's,
+        // which most of an image is.
+        (
+            pct(self.from_delta, self.delta_total),
+            pct(self.from_full + self.kept, self.full_total),
+        )
+    }
+}
+
+/// The data an interrupted restore left behind. A block in it is kept only
+/// once read back and proven against the hash the image needs there.
+#[derive(Debug)]
+pub struct PriorImage {
+    file: File,
+    name: PathBuf,
+}
+
+impl PriorImage {
+    pub fn new(file: File, name: impl Into<PathBuf>) -> Self {
+        PriorImage {
+            file,
+            name: name.into(),
+        }
+    }
+
+    /// True when the `len` bytes at `offset` hash to `expected`; a file that
+    /// ends before them does not hold them.
+    pub fn holds(
+        &self,
+        offset: u64,
+        len: usize,
+        expected: &Hash,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool> {
+        buf.resize(len, 0);
+        match self.file.read_exact_at(buf, offset) {
+            Ok(()) => Ok(block_hash(buf) == *expected),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::io(&self.name, Some(offset), e)),
+        }
     }
 }
 
@@ -179,28 +261,72 @@ enum Task {
     },
 }
 
+impl Task {
+    /// The block it rebuilds, the hash that block must have, and whether the
+    /// delta supplies it.
+    fn goal(&self) -> (u64, Hash, bool) {
+        match self {
+            Task::Base { block, entry, .. } => (*block, entry.hash, false),
+            Task::Zero { block, hash } => (*block, *hash, true),
+            Task::Data { entry, .. } | Task::Patch { entry, .. } => (entry.block, entry.hash, true),
+        }
+    }
+
+    /// Stored bytes read for it.
+    fn stored(&self) -> u64 {
+        match self {
+            Task::Base { member, .. } | Task::Data { member, .. } => member.len() as u64,
+            Task::Patch {
+                member,
+                base_member,
+                ..
+            } => (member.len() + base_member.len()) as u64,
+            Task::Zero { .. } => 0,
+        }
+    }
+}
+
 struct Done {
     block: u64,
     hash: Hash,
     data: Option<Vec<u8>>,
     from_delta: bool,
     stored: u64,
+    /// Found already in place (a resumed restore): nothing to write.
+    kept: bool,
 }
 
 struct Worker {
     check: MemberCheck,
     decoder: BlockDecoder,
     pages: Vec<u8>,
+    readback: Vec<u8>,
+}
+
+impl Worker {
+    fn new(base: &crate::ImageHeader, codec: crate::codec::Codec) -> Result<Self> {
+        Ok(Worker {
+            check: MemberCheck::new(base.codec, base)?,
+            decoder: BlockDecoder::new(codec)?,
+            pages: Vec::new(),
+            readback: Vec::new(),
+        })
+    }
 }
 
 /// Rebuilds the image of `delta` from `base` into `sink`. `base` must have
 /// passed `check_base`. Every block is proven before `sink` sees it; the
 /// identity of everything handed on is compared with the delta's at the end.
+///
+/// With `prior` (resuming), each block is first read back from it and kept
+/// when it already has the right hash; every other block, zeros included,
+/// is handed to `sink` with its bytes.
 pub fn restore<D: Read + Seek, B: Read + Seek>(
     delta: &mut DeltaArchive<D>,
     base: &mut FullImage<B>,
     sink: &mut dyn BlockSink,
     threads: usize,
+    prior: Option<&PriorImage>,
     progress: &mut dyn FnMut(&RestoreProgress),
 ) -> Result<RestoreReport> {
     delta.check_layout_end()?;
@@ -211,22 +337,13 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
     let delta_name: PathBuf = delta.name().to_path_buf();
     let workers = worker_count(threads);
     let states = (0..workers)
-        .map(|_| {
-            Ok(Worker {
-                check: MemberCheck::new(base.header().codec, base.header())?,
-                decoder: BlockDecoder::new(h.codec)?,
-                pages: Vec::new(),
-            })
-        })
+        .map(|_| Worker::new(base.header(), h.codec))
         .collect::<Result<Vec<_>>>()?;
 
     let mut next_block = 0u64;
     let mut cursor = ChangeCursor::new();
     let mut identity = IdentityHasher::new(h.image_size, h.block_size);
-    let mut stats = RestoreProgress {
-        image_size: h.image_size,
-        ..RestoreProgress::default()
-    };
+    let mut stats = RestoreProgress::new(delta);
     const BATCH_BYTES: u64 = 1 << 20;
 
     run_ordered(
@@ -281,13 +398,8 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                     }
                 };
                 bytes += match &task {
-                    Task::Base { member, .. } | Task::Data { member, .. } => member.len() as u64,
-                    Task::Patch {
-                        member,
-                        base_member,
-                        ..
-                    } => (member.len() + base_member.len()) as u64,
                     Task::Zero { .. } => 4096,
+                    task => task.stored(),
                 };
                 tasks.push(task);
                 next_block += 1;
@@ -297,7 +409,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
         |w: &mut Worker, tasks: Vec<Task>| {
             tasks
                 .into_iter()
-                .map(|task| prove(w, task, &h, &base_name, &delta_name))
+                .map(|task| prove_or_keep(w, task, &h, &base_name, &delta_name, prior))
                 .collect::<Result<Vec<_>>>()
         },
         |done: Vec<Done>| {
@@ -305,7 +417,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                 identity.update(&d.hash);
                 let len = h.block_len(d.block) as u64;
                 sink.put(d.block, d.block * block_size, d.data.as_deref())?;
-                stats.count(len, d.data.is_none(), d.from_delta, d.stored);
+                stats.count(len, d.data.is_none(), d.from_delta, d.stored, d.kept);
             }
             progress(&stats);
             Ok(())
@@ -313,6 +425,38 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
     )?;
     cursor.finish(delta)?;
     prove_identity(delta, &identity, stats)
+}
+
+/// Proves `task`'s block, unless `prior` already holds it. When resuming,
+/// zero blocks are handed on as bytes: the prior data may hold anything there.
+fn prove_or_keep(
+    w: &mut Worker,
+    task: Task,
+    h: &crate::DeltaHeader,
+    base_name: &std::path::Path,
+    delta_name: &std::path::Path,
+    prior: Option<&PriorImage>,
+) -> Result<Done> {
+    let Some(prior) = prior else {
+        return prove(w, task, h, base_name, delta_name);
+    };
+    let (block, hash, from_delta) = task.goal();
+    let len = h.block_len(block);
+    if prior.holds(block * h.block_size as u64, len, &hash, &mut w.readback)? {
+        return Ok(Done {
+            block,
+            hash,
+            data: None,
+            from_delta,
+            stored: task.stored(),
+            kept: true,
+        });
+    }
+    let mut done = prove(w, task, h, base_name, delta_name)?;
+    if done.data.is_none() {
+        done.data = Some(vec![0; len]);
+    }
+    Ok(done)
 }
 
 fn prove(
@@ -338,6 +482,7 @@ fn prove(
                 data: (!entry.zero).then_some(out),
                 from_delta: false,
                 stored: member.len() as u64,
+                kept: false,
             })
         }
         Task::Zero { block, hash } => Ok(Done {
@@ -346,6 +491,7 @@ fn prove(
             data: None,
             from_delta: true,
             stored: 0,
+            kept: false,
         }),
         Task::Data {
             entry,
@@ -363,6 +509,7 @@ fn prove(
                 data: Some(out),
                 from_delta: true,
                 stored: member.len() as u64,
+                kept: false,
             })
         }
         Task::Patch {
@@ -393,6 +540,7 @@ fn prove(
                 data: Some(out),
                 from_delta: true,
                 stored: (member.len() + base_member.len()) as u64,
+                kept: false,
             })
         }
     }
@@ -423,6 +571,7 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
     mut base: crate::full::FullStream<R>,
     base_name: &std::path::Path,
     sink: &mut dyn BlockSink,
+    prior: Option<&PriorImage>,
     progress: &mut dyn FnMut(&RestoreProgress),
 ) -> Result<RestoreReport> {
     delta.check_layout_end()?;
@@ -439,17 +588,10 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
         ));
     }
     let delta_name = delta.name().to_path_buf();
-    let mut w = Worker {
-        check: MemberCheck::new(bh.codec, &bh)?,
-        decoder: BlockDecoder::new(h.codec)?,
-        pages: Vec::new(),
-    };
+    let mut w = Worker::new(&bh, h.codec)?;
     let mut cursor = ChangeCursor::new();
     let mut identity = IdentityHasher::new(h.image_size, h.block_size);
-    let mut stats = RestoreProgress {
-        image_size: h.image_size,
-        ..RestoreProgress::default()
-    };
+    let mut stats = RestoreProgress::new(delta);
     let mut base_block = Vec::new();
     let base_blocks = bh.block_count();
     let zero_hashes = crate::identity::ZeroHashes::new(h.block_size, h.image_size);
@@ -517,9 +659,19 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
             }
         };
         identity.update(&hash);
-        sink.put(b, b * h.block_size as u64, data.as_deref())?;
+        let offset = b * h.block_size as u64;
+        let kept = match prior {
+            Some(p) => p.holds(offset, len, &hash, &mut w.readback)?,
+            None => false,
+        };
+        let data = match (data, prior) {
+            _ if kept => None,
+            (None, Some(_)) => Some(vec![0; len]),
+            (data, _) => data,
+        };
+        sink.put(b, offset, data.as_deref())?;
         // Delta members were counted as read above; a stream's are not known.
-        stats.count(len as u64, data.is_none(), from_delta, 0);
+        stats.count(len as u64, data.is_none(), from_delta, 0, kept);
         progress(&stats);
     }
     cursor.finish(delta)?;
@@ -580,4 +732,25 @@ fn apply_patch(
         at += n;
     }
     check_hash(delta_name, entry, offset, out)
+}
+
+/// Bytes of the image `delta` rebuilds that are not zero blocks: what a thin
+/// target allocates. Reads the change maps and the full's index only.
+pub fn nonzero_bytes<D: Read + Seek, B: Read + Seek>(
+    delta: &mut DeltaArchive<D>,
+    base: &mut FullImage<B>,
+) -> Result<u64> {
+    let h = delta.header().clone();
+    let mut cursor = ChangeCursor::new();
+    let mut total = 0u64;
+    for b in 0..h.block_count() {
+        let zero = match cursor.take(delta, b)? {
+            Some(e) => e.kind == ChangeKind::Zero,
+            None => h.base_has_same_block(b) && base.entry(b)?.zero,
+        };
+        if !zero {
+            total += h.block_len(b) as u64;
+        }
+    }
+    Ok(total)
 }

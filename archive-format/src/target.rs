@@ -8,7 +8,7 @@
 
 use crate::background_sync::BackgroundSync;
 use crate::error::{Error, Result};
-use crate::restore::BlockSink;
+use crate::restore::{BlockSink, PriorImage};
 use crate::vmdk::{DescriptorSpec, SECTOR};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -23,6 +23,38 @@ pub enum TargetKind {
     Raw,
 }
 
+/// How to write the destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetOptions {
+    pub kind: TargetKind,
+    /// Replace existing files (never backups), and start an interrupted
+    /// restore over.
+    pub force: bool,
+    /// Continue an interrupted restore to the same destination. Without one,
+    /// start from the beginning.
+    pub resume: bool,
+    /// A sparse data file: nothing preallocated, zero blocks left as holes.
+    pub thin: bool,
+    /// Refuse to start when the filesystem has less free space than needed.
+    pub space_check: bool,
+    /// For a thin target: the bytes it will allocate (its non-zero blocks),
+    /// when known.
+    pub thin_bytes: Option<u64>,
+}
+
+impl TargetOptions {
+    pub fn new(kind: TargetKind) -> Self {
+        TargetOptions {
+            kind,
+            force: false,
+            resume: false,
+            thin: false,
+            space_check: true,
+            thin_bytes: None,
+        }
+    }
+}
+
 /// A destination being written.
 #[derive(Debug)]
 pub struct RestoreTarget {
@@ -32,18 +64,26 @@ pub struct RestoreTarget {
     data_tmp: PathBuf,
     file: File,
     sync: Option<BackgroundSync>,
+    thin: bool,
+    /// The data file's length.
+    len: u64,
+    /// The data file held an interrupted restore's blocks when opened.
+    resumed: bool,
+    /// Leave the partial file in place when dropped uncommitted.
+    keep: bool,
     committed: bool,
 }
 
 impl RestoreTarget {
     /// Prepares `dest` for an image of `size` bytes: refuses existing files
-    /// unless `force`, takes the lock, and preallocates the data file.
-    pub fn create(dest: &Path, kind: TargetKind, size: u64, force: bool) -> Result<Self> {
-        let data_final = match kind {
+    /// unless `force`, takes the lock, finds or starts the partial data
+    /// file, checks free space, and preallocates (unless thin).
+    pub fn create(dest: &Path, size: u64, opts: &TargetOptions) -> Result<Self> {
+        let data_final = match opts.kind {
             TargetKind::Raw => dest.to_path_buf(),
             TargetKind::Vmdk { .. } => flat_path(dest),
         };
-        if !force {
+        if !opts.force {
             for p in [dest, data_final.as_path()] {
                 if p.symlink_metadata().is_ok() {
                     return Err(Error::invalid(format!(
@@ -62,6 +102,7 @@ impl RestoreTarget {
             }
         }
         let data_tmp = partial_path(&data_final);
+        let existed = data_tmp.symlink_metadata().is_ok();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -78,42 +119,82 @@ impl RestoreTarget {
                 data_tmp.display()
             )));
         }
-        let target = RestoreTarget {
-            kind,
+        let resumed = existed && opts.resume && !opts.force;
+        let mut target = RestoreTarget {
+            kind: opts.kind.clone(),
             dest: dest.to_path_buf(),
             data_final,
             data_tmp,
             sync: None,
             file,
+            thin: opts.thin,
+            len: 0,
+            resumed,
+            // What an earlier run left is never removed by a run that did not
+            // take it over.
+            keep: existed && !opts.force,
             committed: false,
         };
+        if existed && !opts.resume && !opts.force {
+            return Err(Error::invalid(format!(
+                "an interrupted restore to {} was found ({}); run again with --resume to continue it (blocks already written are read back and checked), or with --force to start over",
+                dest.display(),
+                target.data_tmp.display()
+            )));
+        }
         let len = match target.kind {
             TargetKind::Raw => size,
             TargetKind::Vmdk { .. } => size.div_ceil(SECTOR) * SECTOR,
         };
-        let io = |e: std::io::Error| Error::io(&target.data_tmp, None, e);
-        target.file.set_len(0).map_err(io)?;
-        if len > 0 {
+        target.len = len;
+        if opts.space_check {
+            let needed = if opts.thin {
+                opts.thin_bytes.unwrap_or(0)
+            } else {
+                len
+            };
+            target.check_space(needed)?;
+        }
+        let io = |e: std::io::Error| Error::io(&target.data_tmp, None, explain_room(e, len));
+        if !resumed {
+            target.file.set_len(0).map_err(io)?;
+        }
+        if len > 0 && !opts.thin {
             match rustix::fs::fallocate(&target.file, rustix::fs::FallocateFlags::empty(), 0, len) {
                 Ok(()) => {}
-                Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {
-                    target.file.set_len(len).map_err(io)?;
-                }
+                Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {}
                 Err(e) => {
-                    return Err(Error::io(
-                        &target.data_tmp,
-                        None,
-                        std::io::Error::from_raw_os_error(e.raw_os_error()),
-                    ))
+                    let e = std::io::Error::from_raw_os_error(e.raw_os_error());
+                    return Err(Error::io(&target.data_tmp, None, explain_room(e, len)));
                 }
             }
         }
         target.file.set_len(len).map_err(io)?;
-        let mut target = target;
         target.sync = Some(
             BackgroundSync::new(&target.file).map_err(|e| Error::io(&target.data_tmp, None, e))?,
         );
+        // From here on the caller decides, with `keep_partial`, whether an
+        // unfinished restore is worth continuing.
+        target.keep = false;
         Ok(target)
+    }
+
+    /// Refuses to start when the data file's filesystem has less free space
+    /// than `needed` bytes beyond what the partial file already holds.
+    fn check_space(&self, needed: u64) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = folder_of(&self.data_tmp);
+        let held = self.file.metadata().map_or(0, |m| m.blocks() * 512);
+        let available = free_space(&dir)?;
+        let needed = needed.saturating_sub(held);
+        if needed > available {
+            return Err(Error::NoSpace {
+                dir,
+                needed,
+                available,
+            });
+        }
+        Ok(())
     }
 
     /// The data file being written (under its temporary name).
@@ -124,6 +205,31 @@ impl RestoreTarget {
     /// The data file's final name.
     pub fn data_path(&self) -> &Path {
         &self.data_final
+    }
+
+    /// True when this target took over an interrupted restore's data.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// An interrupted restore's data, to be read back and proven block by
+    /// block: `Some` only when resuming.
+    pub fn prior(&self) -> Result<Option<PriorImage>> {
+        if !self.resumed {
+            return Ok(None);
+        }
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io(&self.data_tmp, None, e))?;
+        Ok(Some(PriorImage::new(file, &self.data_tmp)))
+    }
+
+    /// Leaves the partial file in place when this target is dropped
+    /// uncommitted, so that a later `--resume` can continue: for restores
+    /// stopped by the environment (a full disk, an I/O error), not by bad data.
+    pub fn keep_partial(&mut self) {
+        self.keep = true;
     }
 
     /// Syncs the data, gives it its final name, then writes the descriptor
@@ -158,13 +264,31 @@ impl RestoreTarget {
 
 impl BlockSink for RestoreTarget {
     fn put(&mut self, _block: u64, offset: u64, data: Option<&[u8]>) -> Result<()> {
-        if let Some(data) = data {
-            self.file
-                .write_all_at(data, offset)
-                .map_err(|e| Error::io(&self.data_tmp, Some(offset), e))?;
-            if let Some(sync) = &mut self.sync {
-                sync.wrote(data.len() as u64);
-            }
+        let Some(data) = data else { return Ok(()) };
+        // Zeros written over an interrupted restore's leftovers: a thin
+        // target gets a hole, as an uninterrupted restore would leave.
+        if self.thin && crate::identity::is_zero(data) {
+            return match rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                offset,
+                data.len() as u64,
+            ) {
+                Ok(()) => Ok(()),
+                Err(_) => self.write_at(data, offset),
+            };
+        }
+        self.write_at(data, offset)
+    }
+}
+
+impl RestoreTarget {
+    fn write_at(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io(&self.data_tmp, Some(offset), explain_room(e, self.len)))?;
+        if let Some(sync) = &mut self.sync {
+            sync.wrote(data.len() as u64);
         }
         Ok(())
     }
@@ -172,7 +296,7 @@ impl BlockSink for RestoreTarget {
 
 impl Drop for RestoreTarget {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.keep {
             let _ = std::fs::remove_file(&self.data_tmp);
         }
     }
@@ -188,6 +312,49 @@ pub fn flat_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!("{stem}-flat.vmdk"))
 }
 
+/// Says what a full filesystem, a quota or a file-size limit means here.
+fn explain_room(e: std::io::Error, len: u64) -> std::io::Error {
+    const ENOSPC: i32 = rustix::io::Errno::NOSPC.raw_os_error();
+    const EDQUOT: i32 = rustix::io::Errno::DQUOT.raw_os_error();
+    const EFBIG: i32 = rustix::io::Errno::FBIG.raw_os_error();
+    match e.raw_os_error() {
+        Some(ENOSPC | EDQUOT | EFBIG) => std::io::Error::new(
+            e.kind(),
+            format!("{e}: there is no room here for the restored disk ({len} bytes)"),
+        ),
+        _ => e,
+    }
+}
+
+/// Bytes free for unprivileged use on the filesystem holding `dir`.
+pub fn free_space(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).map_err(|e| {
+        Error::io(
+            dir,
+            None,
+            std::io::Error::from_raw_os_error(e.raw_os_error()),
+        )
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The folder a path is in (`.` for a bare name).
+pub fn folder_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Where a restore to `dest` keeps its data until it is proven: an
+/// interrupted restore left this file when it exists.
+pub fn partial_data_path(dest: &Path, kind: &TargetKind) -> PathBuf {
+    match kind {
+        TargetKind::Raw => partial_path(dest),
+        TargetKind::Vmdk { .. } => partial_path(&flat_path(dest)),
+    }
+}
+
 /// `.NAME.sdar-partial`, beside it: hidden, and never mistaken for a disk.
 fn partial_path(p: &Path) -> PathBuf {
     let name = p
@@ -199,7 +366,7 @@ fn partial_path(p: &Path) -> PathBuf {
 
 /// True when `p` is a full image or a delta archive (by its bytes, not its
 /// name).
-fn is_backup(p: &Path) -> bool {
+pub fn is_backup(p: &Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = File::open(p) else {
         return false;

@@ -185,6 +185,8 @@ pub struct DescriptorSpec {
     pub hw_version: String,
     /// Content id: any 32-bit value that changes when the content does.
     pub cid: u32,
+    /// The flat extent is sparse (zero blocks are holes).
+    pub thin: bool,
 }
 
 impl DescriptorSpec {
@@ -226,6 +228,7 @@ impl DescriptorSpec {
                 .unwrap_or_else(|| "4".into()),
             adapter_type,
             cid,
+            thin: false,
         }
     }
 
@@ -251,6 +254,9 @@ impl DescriptorSpec {
         t += &format!("ddb.geometry.sectors = \"{}\"\n", self.geometry.sectors);
         if let Some(u) = &self.disk_uuid {
             t += &format!("ddb.uuid = \"{u}\"\n");
+        }
+        if self.thin {
+            t += "ddb.thinProvisioned = \"1\"\n";
         }
         t += &format!("ddb.virtualHWVersion = \"{}\"\n", self.hw_version);
         t
