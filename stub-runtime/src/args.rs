@@ -13,18 +13,44 @@ pub enum FullSource {
     Stdin,
 }
 
+/// How a running command reports progress on standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A live line on a terminal, nothing otherwise.
+    Auto,
+    /// One JSON object per line, for scripts and queues.
+    Json,
+    None,
+}
+
+/// What `restore` writes, beyond the disk itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreArgs {
+    pub to: PathBuf,
+    pub full: FullSource,
+    pub force: bool,
+    pub raw: bool,
+    pub vmfs: bool,
+    pub thin: bool,
+    pub resume: bool,
+    pub space_check: bool,
+    /// Write the VM's .vmx into this folder.
+    pub vmx_dir: Option<PathBuf>,
+    /// Point the .vmx's disk entry at the restored descriptor.
+    pub rename_disk: bool,
+    /// Print a JSON summary on standard output at the end.
+    pub json: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Restore {
-        to: PathBuf,
-        full: FullSource,
-        force: bool,
-        raw: bool,
-        vmfs: bool,
-    },
+    /// No arguments on a terminal.
+    Menu,
+    Restore(RestoreArgs),
     Verify {
         full: FullSource,
+        json: bool,
     },
     Info {
         json: bool,
@@ -42,6 +68,8 @@ pub struct Invocation {
     pub program: PathBuf,
     pub command: Command,
     pub threads: usize,
+    pub progress: ProgressMode,
+    /// Print nothing but errors (and what --json asks for).
     pub quiet: bool,
 }
 
@@ -49,38 +77,51 @@ pub fn usage(program: &OsStr) -> String {
     let p = PathBuf::from(program);
     let p = p.display();
     format!(
-        "A self-restoring sdar delta archive.\n\n\
-Usage:\n  {p} restore --to DEST.vmdk [--full FULL|-] [--force] [--raw] [--vmfs]\n  {p} verify [--full FULL|-]\n  {p} info [--json]\n  {p} extract-vmx [-o FILE]\n\n\
+        "A self-restoring sdar delta archive. Run it with no arguments on a terminal\n\
+for a menu.\n\n\
+Usage:\n  {p} restore --to DEST.vmdk [--full FULL|-] [options]\n  {p} verify [--full FULL|-] [--json]\n  {p} info [--json]\n  {p} extract-vmx [-o FILE]\n\n\
 The full image is found by its identity: --full PATH (or - for standard\n\
 input), else in the archive's folder, else in each folder of SDAR_FULL_PATH.\n\n\
-Options:\n  --archive PATH  the archive to read (default: this program's own file)\n  --threads N     worker threads (default: one per core)\n  -q, --quiet     print nothing but errors\n  -h, --help      this text\n\n\
+Restore options:\n  --resume          continue an interrupted restore to DEST: blocks already\n                    written are read back and checked, the rest restored\n  --force           replace existing files at DEST (never a backup), or start\n                    an interrupted restore over\n  --thin            sparse data file: zero blocks are holes, nothing preallocated\n  --raw             write a raw image at DEST instead of a VMDK\n  --vmfs            write a VMFS descriptor (createType \"vmfs\")\n  --vmx DIR         also write the VM's .vmx file into DIR\n  --rename-disk     point the .vmx's disk entry at DEST\n  --no-space-check  do not check free space first\n  --json            print a JSON summary on standard output at the end\n\n\
+Options:\n  --archive PATH    the archive to read (default: this program's own file)\n  --threads N       worker threads (default: one per core)\n  --progress MODE   auto (a live line on a terminal), json (one object per\n                    line on standard error) or none\n  -q, --quiet       print nothing but errors\n  -h, --help        this text\n\n\
 Exit codes: 0 ok, 1 integrity failure, 2 usage, 3 other errors.\n"
     )
 }
 
 pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
+    let program = argv.first().map(PathBuf::from).unwrap_or_default();
     let mut it = argv.iter().skip(1);
     let mut archive = None;
     let mut threads = 0usize;
+    let mut progress = ProgressMode::Auto;
     let mut quiet = false;
     let mut words: Vec<&OsString> = Vec::new();
     let mut to = None;
     let mut full = FullSource::Search;
     let (mut force, mut raw, mut vmfs, mut json) = (false, false, false, false);
+    let (mut thin, mut resume, mut space_check, mut rename_disk) = (false, false, true, false);
+    let mut vmx_dir = None;
     let mut output = None;
     let value = |it: &mut dyn Iterator<Item = &OsString>, flag: &str| -> Result<OsString, String> {
         it.next()
             .cloned()
             .ok_or_else(|| format!("{flag} needs a value"))
     };
+    let progress_mode = |v: &str| match v {
+        "auto" | "line" => Ok(ProgressMode::Auto),
+        "json" => Ok(ProgressMode::Json),
+        "none" => Ok(ProgressMode::None),
+        _ => Err(format!("--progress takes auto, json or none, not {v}")),
+    };
     while let Some(arg) = it.next() {
         match arg.to_str() {
             Some("-h" | "--help" | "help") => {
                 return Ok(Invocation {
                     archive,
-                    program: argv.first().map(PathBuf::from).unwrap_or_default(),
+                    program,
                     command: Command::Help,
                     threads,
+                    progress,
                     quiet,
                 })
             }
@@ -92,6 +133,10 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
                     .ok_or("--threads needs a number")?
             }
             Some("-q" | "--quiet") => quiet = true,
+            Some("--progress") => {
+                progress = progress_mode(&value(&mut it, "--progress")?.to_string_lossy())?
+            }
+            Some(s) if s.starts_with("--progress=") => progress = progress_mode(&s[11..])?,
             Some("--to") => to = Some(PathBuf::from(value(&mut it, "--to")?)),
             Some("--full") => {
                 let v = value(&mut it, "--full")?;
@@ -104,6 +149,11 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
             Some("--force") => force = true,
             Some("--raw") => raw = true,
             Some("--vmfs") => vmfs = true,
+            Some("--thin") => thin = true,
+            Some("--resume") => resume = true,
+            Some("--no-space-check") => space_check = false,
+            Some("--vmx") => vmx_dir = Some(PathBuf::from(value(&mut it, "--vmx")?)),
+            Some("--rename-disk") => rename_disk = true,
             Some("--json") => json = true,
             Some("-o" | "--output") => output = Some(PathBuf::from(value(&mut it, "-o")?)),
             Some(s) if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -111,16 +161,30 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
         }
     }
     let command = match words.as_slice() {
-        [] => return Err("no command given".into()),
+        [] => Command::Menu,
         [w] => match w.to_str() {
-            Some("restore") => Command::Restore {
-                to: to.ok_or("restore needs --to DEST")?,
-                full,
-                force,
-                raw,
-                vmfs,
-            },
-            Some("verify") => Command::Verify { full },
+            Some("restore") => {
+                if rename_disk && vmx_dir.is_none() {
+                    return Err("--rename-disk needs --vmx DIR".into());
+                }
+                if rename_disk && raw {
+                    return Err("--rename-disk needs a VMDK destination, not --raw".into());
+                }
+                Command::Restore(RestoreArgs {
+                    to: to.ok_or("restore needs --to DEST")?,
+                    full,
+                    force,
+                    raw,
+                    vmfs,
+                    thin,
+                    resume,
+                    space_check,
+                    vmx_dir,
+                    rename_disk,
+                    json,
+                })
+            }
+            Some("verify") => Command::Verify { full, json },
             Some("info") => Command::Info { json },
             Some("extract-vmx") => Command::ExtractVmx { output },
             _ => return Err(format!("unknown command {}", w.to_string_lossy())),
@@ -129,9 +193,10 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
     };
     Ok(Invocation {
         archive,
-        program: argv.first().map(PathBuf::from).unwrap_or_default(),
+        program,
         command,
         threads,
+        progress: if quiet { ProgressMode::None } else { progress },
         quiet,
     })
 }

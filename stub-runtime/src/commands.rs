@@ -1,28 +1,27 @@
-//! The runtime's commands.
+//! The runtime's commands, and the restore and verify that the menu runs too.
 
-use crate::args::{Command, FullSource, Invocation};
-use crate::report;
+use crate::args::{Command, FullSource, Invocation, RestoreArgs};
+use crate::report::{self, json_string, object, Reporter};
 use crate::Failure;
 use archive_format::full::FullStream;
 use archive_format::locate::{find_full, search_dirs};
 use archive_format::restore::{
-    check_base, restore, restore_stream, BlockSink, DiscardSink, RestoreProgress, RestoreReport,
+    check_base, nonzero_bytes, restore, restore_stream, BlockSink, DiscardSink, PriorImage,
+    RestoreProgress, RestoreReport,
 };
-use archive_format::target::{RestoreTarget, TargetKind};
+use archive_format::target::{RestoreTarget, TargetKind, TargetOptions};
 use archive_format::vmdk::DescriptorSpec;
-use archive_format::{DeltaArchive, FullImage, Limits};
+use archive_format::{hex, DeltaArchive, FullImage, Hash, Limits, Metadata};
 use std::fs::File;
-use std::io::Write;
+use std::io::{StdinLock, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
     let archive_path = archive_path(inv)?;
-    let file = File::open(&archive_path)
-        .map_err(|e| Failure::Other(format!("{}: {e}", archive_path.display())))?;
-    let mut delta = DeltaArchive::open(file, &archive_path, &Limits::default())?;
+    let mut delta = open_delta(&archive_path)?;
     match &inv.command {
         Command::Help => Ok(()),
+        Command::Menu => crate::menu::run(&mut delta, &archive_path, inv),
         Command::Info { json } => {
             let text = if *json {
                 report::info_json(&delta)
@@ -38,105 +37,412 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
                 .clone()
                 .ok_or_else(|| Failure::Other("this backup carries no .vmx file".into()))?;
             match output {
-                Some(p) => write_new_file(p, &vmx),
+                Some(p) => write_new_file(p, &vmx, false),
                 None => std::io::stdout()
                     .write_all(&vmx)
                     .map_err(|e| Failure::Other(format!("cannot write to stdout: {e}"))),
             }
         }
-        Command::Verify { full } => {
-            let started = Instant::now();
-            let (report, base_name) = rebuild(
-                &mut delta,
-                &archive_path,
-                full,
-                &mut DiscardSink,
-                inv.threads,
-                &mut |_| {},
-            )?;
-            if !inv.quiet {
-                eprintln!(
-                    "OK: {} verified against {}: {} blocks, identity {}",
-                    archive_path.display(),
-                    base_name.display(),
-                    report.blocks,
-                    archive_format::hex(&report.identity)
-                );
-                eprintln!(
-                    "{}",
-                    report::summary(&report.progress, started.elapsed().as_secs_f64())
-                );
+        Command::Verify { full, json } => {
+            let mut log = RunLog::default();
+            let result = verify(&mut delta, &archive_path, full, inv, &mut log);
+            if *json {
+                print_out(&log.json("verified", &archive_path, &result, None))?;
             }
-            Ok(())
+            result
         }
-        Command::Restore {
-            to,
-            full,
-            force,
-            raw,
-            vmfs,
-        } => {
-            let started = Instant::now();
-            let kind = if *raw {
-                TargetKind::Raw
-            } else {
-                TargetKind::Vmdk { vmfs: *vmfs }
-            };
-            let size = delta.header().image_size;
-            let quiet = inv.quiet;
-            let mut last = Instant::now();
-            // The target is created only once the full is known to be the
-            // right one (for a stream: once its header matches).
-            let mut target: Option<RestoreTarget> = None;
-            let mut create = || RestoreTarget::create(to, kind.clone(), size, *force);
-            let mut sink = LazyTarget {
-                target: &mut target,
-                create: &mut create,
-            };
-            let (report, _) = rebuild(
-                &mut delta,
-                &archive_path,
-                full,
-                &mut sink,
-                inv.threads,
-                &mut |p: &RestoreProgress| {
-                    if !quiet && last.elapsed().as_millis() >= 250 {
-                        last = Instant::now();
-                        report::progress_line(p, started.elapsed().as_secs_f64());
-                    }
-                },
-            )?;
-            let target = match target {
-                Some(t) => t,
-                None => create()?,
-            };
-            let spec = match kind {
-                TargetKind::Raw => None,
-                TargetKind::Vmdk { vmfs } => {
-                    let flat = target
-                        .data_path()
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let cid = u32::from_le_bytes(report.identity[..4].try_into().expect("4 bytes"));
-                    Some(DescriptorSpec::new(size, flat, vmfs, delta.meta(), cid))
-                }
-            };
-            target.commit(spec.as_ref())?;
-            if !quiet {
-                report::clear_line();
-                eprintln!(
-                    "restored {} (every block verified, identity {})",
-                    to.display(),
-                    archive_format::hex(&report.identity)
-                );
-                eprintln!(
-                    "{}",
-                    report::summary(&report.progress, started.elapsed().as_secs_f64())
-                );
+        Command::Restore(args) => {
+            let mut log = RunLog::default();
+            let result = run_restore(&mut delta, &archive_path, args, inv, &mut log);
+            if args.json {
+                print_out(&log.json("restored", &archive_path, &result, Some(args)))?;
             }
-            Ok(())
+            result
         }
+    }
+}
+
+pub fn open_delta(path: &Path) -> Result<DeltaArchive<File>, Failure> {
+    let file = File::open(path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    Ok(DeltaArchive::open(file, path, &Limits::default())?)
+}
+
+/// What a restore or verify did, for its summaries: filled in as it goes, so
+/// that a failure reports how far it got.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    pub full: Option<PathBuf>,
+    pub data_file: Option<PathBuf>,
+    pub descriptor: Option<PathBuf>,
+    pub vmx: Option<PathBuf>,
+    /// A partial file left for `--resume` after a failure.
+    pub partial_kept: Option<PathBuf>,
+    pub resumed: bool,
+    pub progress: RestoreProgress,
+    pub identity: Option<Hash>,
+    pub secs: f64,
+}
+
+impl RunLog {
+    /// The one JSON object `--json` prints at the end, success or not.
+    fn json(
+        &self,
+        outcome: &str,
+        archive: &Path,
+        result: &Result<(), Failure>,
+        args: Option<&RestoreArgs>,
+    ) -> String {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("null".into(), |p| json_string(&p.display().to_string()))
+        };
+        let p = &self.progress;
+        let rate = p.done as f64 / self.secs.max(1e-3);
+        let (outcome, code, error) = match result {
+            Ok(()) => (outcome, 0, "null".to_string()),
+            Err(e) => ("failed", e.exit_code(), json_string(&e.to_string())),
+        };
+        let mut fields = vec![
+            ("outcome", json_string(outcome)),
+            ("exit_code", code.to_string()),
+            ("error", error),
+            ("archive", json_string(&archive.display().to_string())),
+            ("full", path(&self.full)),
+        ];
+        if let Some(a) = args {
+            fields.extend([
+                ("destination", json_string(&a.to.display().to_string())),
+                ("data_file", path(&self.data_file)),
+                ("descriptor", path(&self.descriptor)),
+                ("vmx", path(&self.vmx)),
+                ("partial_kept", path(&self.partial_kept)),
+                ("resumed", self.resumed.to_string()),
+                ("thin", a.thin.to_string()),
+            ]);
+        }
+        fields.extend([
+            ("image_bytes", p.image_size.to_string()),
+            ("done_bytes", p.done.to_string()),
+            ("from_full_bytes", p.from_full.to_string()),
+            ("from_delta_bytes", p.from_delta.to_string()),
+            ("kept_bytes", p.kept.to_string()),
+            ("zero_blocks", p.zero_blocks.to_string()),
+            ("zero_bytes", p.zero_bytes.to_string()),
+            ("full_read_bytes", p.full_read.to_string()),
+            ("delta_read_bytes", p.delta_read.to_string()),
+            ("elapsed_seconds", format!("{:.3}", self.secs)),
+            ("rate_bytes_per_sec", format!("{rate:.0}")),
+            (
+                "identity",
+                self.identity
+                    .map_or("null".into(), |h| json_string(&hex(&h))),
+            ),
+        ]);
+        object(&fields) + "\n"
+    }
+}
+
+/// Checks the archive and its full completely, writing nothing.
+pub fn verify(
+    delta: &mut DeltaArchive<File>,
+    archive: &Path,
+    full: &FullSource,
+    inv: &Invocation,
+    log: &mut RunLog,
+) -> Result<(), Failure> {
+    let mut reporter = Reporter::new(inv.progress, "verify");
+    let base = open_base(delta, archive, full)?;
+    log.full = Some(base.name().to_path_buf());
+    let result = rebuild(
+        delta,
+        base,
+        &mut DiscardSink,
+        inv.threads,
+        None,
+        &mut reporter,
+        log,
+    );
+    let report = result?;
+    if !inv.quiet {
+        eprintln!(
+            "OK: {} verified against {}: {} blocks, identity {}",
+            archive.display(),
+            log.full.as_deref().unwrap_or(Path::new("-")).display(),
+            report.blocks,
+            hex(&report.identity)
+        );
+        eprintln!("{}", report::summary(&report.progress, log.secs));
+    }
+    Ok(())
+}
+
+/// Restores the disk to `args.to`, every block proven; with `--vmx`, writes
+/// the .vmx beside it.
+pub fn run_restore(
+    delta: &mut DeltaArchive<File>,
+    archive: &Path,
+    args: &RestoreArgs,
+    inv: &Invocation,
+    log: &mut RunLog,
+) -> Result<(), Failure> {
+    let mut reporter = Reporter::new(inv.progress, "restore");
+    let kind = if args.raw {
+        TargetKind::Raw
+    } else {
+        TargetKind::Vmdk { vmfs: args.vmfs }
+    };
+    let size = delta.header().image_size;
+    // The full is found, opened and proven to be the right one before the
+    // destination is touched.
+    let mut base = open_base(delta, archive, &args.full)?;
+    log.full = Some(base.name().to_path_buf());
+    let mut opts = TargetOptions::new(kind.clone());
+    opts.force = args.force;
+    opts.resume = args.resume;
+    opts.thin = args.thin;
+    opts.space_check = args.space_check;
+    if let (true, true, Base::File(full)) = (args.thin, args.space_check, &mut base) {
+        opts.thin_bytes = Some(nonzero_bytes(delta, full)?);
+    }
+    let mut target = RestoreTarget::create(&args.to, size, &opts)?;
+    log.resumed = target.resumed();
+    if target.resumed() && !inv.quiet {
+        eprintln!(
+            "resuming the interrupted restore in {}: blocks already written are read back and checked",
+            target.partial_path().display()
+        );
+    }
+    let prior = target.prior()?;
+    let result = rebuild(
+        delta,
+        base,
+        &mut target,
+        inv.threads,
+        prior.as_ref(),
+        &mut reporter,
+        log,
+    );
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // An interruption by the environment (a full disk, an I/O error)
+            // leaves the proven blocks for --resume; so does any failure of a
+            // resumed run. Bad data in a fresh run leaves nothing.
+            let integrity = matches!(&e, Failure::Format(f) if f.is_integrity());
+            if target.resumed() || !integrity {
+                target.keep_partial();
+                log.partial_kept = Some(target.partial_path().to_path_buf());
+                return Err(Failure::Interrupted {
+                    cause: Box::new(e),
+                    partial: target.partial_path().to_path_buf(),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let spec = match kind {
+        TargetKind::Raw => None,
+        TargetKind::Vmdk { vmfs } => {
+            let flat = target
+                .data_path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let cid = u32::from_le_bytes(report.identity[..4].try_into().expect("4 bytes"));
+            let mut spec = DescriptorSpec::new(size, flat, vmfs, delta.meta(), cid);
+            spec.thin = args.thin;
+            Some(spec)
+        }
+    };
+    let data_file = target.data_path().to_path_buf();
+    target.commit(spec.as_ref())?;
+    log.data_file = Some(data_file);
+    if spec.is_some() {
+        log.descriptor = Some(args.to.clone());
+    }
+    if !inv.quiet {
+        eprintln!(
+            "restored {} (every block verified, identity {})",
+            args.to.display(),
+            hex(&report.identity)
+        );
+        eprintln!("{}", report::summary(&report.progress, log.secs));
+    }
+    if let Some(dir) = &args.vmx_dir {
+        let rename = args.rename_disk.then_some(args.to.as_path());
+        let (path, note) = write_vmx(delta.meta(), dir, rename, args.force)?;
+        if !inv.quiet {
+            eprintln!("wrote {}{note}", path.display());
+        }
+        log.vmx = Some(path);
+    }
+    Ok(())
+}
+
+/// The full a delta is rebuilt from: a file, proven the right one, or a
+/// stream on standard input, checked as it passes.
+// One per run, moved once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Base {
+    File(FullImage<File>),
+    Stream(FullStream<StdinLock<'static>>),
+}
+
+impl Base {
+    pub fn name(&self) -> &Path {
+        match self {
+            Base::File(f) => f.name(),
+            Base::Stream(_) => Path::new(STDIN_NAME),
+        }
+    }
+}
+
+const STDIN_NAME: &str = "<standard input>";
+
+/// Finds and opens the full `delta` needs, and proves a file to be the right
+/// one before anything is written.
+pub fn open_base(
+    delta: &DeltaArchive<File>,
+    archive: &Path,
+    source: &FullSource,
+) -> Result<Base, Failure> {
+    let path = match source {
+        FullSource::Path(p) => p.clone(),
+        FullSource::Stdin => {
+            let stream = FullStream::open(
+                std::io::stdin().lock(),
+                Path::new(STDIN_NAME),
+                &Limits::default(),
+            )?;
+            return Ok(Base::Stream(stream));
+        }
+        FullSource::Search => {
+            let search_path = std::env::var_os("SDAR_FULL_PATH");
+            let dirs = search_dirs(archive, search_path.as_deref());
+            let hint = delta.meta().base_name.as_deref();
+            find_full(&dirs, hint, &delta.header().base_identity).ok_or_else(|| {
+                Failure::Other(format!(
+                    "the full image with identity {} was not found in {}; give it with --full PATH",
+                    hex(&delta.header().base_identity),
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+        }
+    };
+    let file = File::open(&path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    let mut base = FullImage::open(file, &path, &Limits::default())?;
+    check_base(delta, &mut base)?;
+    Ok(Base::File(base))
+}
+
+/// Rebuilds the delta's image from `base` into `sink`, reporting progress
+/// and recording it in `log`.
+fn rebuild(
+    delta: &mut DeltaArchive<File>,
+    base: Base,
+    sink: &mut dyn BlockSink,
+    threads: usize,
+    prior: Option<&PriorImage>,
+    reporter: &mut Reporter,
+    log: &mut RunLog,
+) -> Result<RestoreReport, Failure> {
+    let mut last = RestoreProgress::default();
+    let mut progress = |p: &RestoreProgress| {
+        reporter.update(p);
+        last.clone_from(p);
+    };
+    let result = match base {
+        Base::File(mut full) => restore(delta, &mut full, sink, threads, prior, &mut progress),
+        Base::Stream(stream) => restore_stream(
+            delta,
+            stream,
+            Path::new(STDIN_NAME),
+            sink,
+            prior,
+            &mut progress,
+        ),
+    };
+    reporter.finish(&last);
+    log.secs = reporter.elapsed();
+    log.progress = last;
+    let report = result?;
+    log.progress = report.progress.clone();
+    log.identity = Some(report.identity);
+    Ok(report)
+}
+
+/// Writes the backup's .vmx into `dir` as `<VM name>.vmx`. With `rename`,
+/// the entry naming the original disk is pointed at that restored
+/// descriptor. Returns the path and a note for the user.
+pub fn write_vmx(
+    meta: &Metadata,
+    dir: &Path,
+    rename: Option<&Path>,
+    force: bool,
+) -> Result<(PathBuf, String), Failure> {
+    let vmx = meta
+        .vmx
+        .as_deref()
+        .ok_or_else(|| Failure::Other("this backup carries no .vmx file".into()))?;
+    let path = dir.join(vmx_file_name(meta, rename));
+    let mut note = String::new();
+    let bytes = match rename {
+        None => vmx.to_vec(),
+        Some(disk) => {
+            let old = meta.disk_name.as_deref().ok_or_else(|| {
+                Failure::Other(
+                    "this backup does not record its disk's file name, so --rename-disk cannot find the entry to change".into(),
+                )
+            })?;
+            let new = vmx_disk_reference(dir, disk);
+            let (bytes, n) = archive_format::vmx::rename_disk(vmx, old, &new)
+                .map_err(|why| Failure::Usage(format!("cannot name {new} in the .vmx: {why}")))?;
+            note = match n {
+                0 => format!(" (no entry named {old} was found: the .vmx is unchanged)"),
+                1 => format!(" (its disk entry now names {new})"),
+                n => format!(" ({n} disk entries now name {new})"),
+            };
+            bytes
+        }
+    };
+    write_new_file(&path, &bytes, force)?;
+    Ok((path, note))
+}
+
+/// `<VM name>.vmx`, from the backup's metadata, made safe as a file name;
+/// else named after the disk.
+pub fn vmx_file_name(meta: &Metadata, disk: Option<&Path>) -> String {
+    let from_meta = meta.vm_name.as_deref().map(|n| {
+        n.chars()
+            .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+            .collect::<String>()
+    });
+    let stem = from_meta
+        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+        .or_else(|| {
+            disk.and_then(|d| d.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "restored".into());
+    format!("{stem}.vmx")
+}
+
+/// How a .vmx in `dir` names `disk`: by file name when they share a folder,
+/// by absolute path otherwise.
+fn vmx_disk_reference(dir: &Path, disk: &Path) -> String {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let disk_dir = match disk.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = disk.file_name().unwrap_or_default();
+    if canon(&disk_dir) == canon(dir) {
+        name.to_string_lossy().into_owned()
+    } else {
+        canon(&disk_dir).join(name).display().to_string()
     }
 }
 
@@ -159,77 +465,24 @@ fn archive_path(inv: &Invocation) -> Result<PathBuf, Failure> {
     ))
 }
 
-/// Proves and rebuilds the delta's image into `sink` from its full: a
-/// file found or given (checked before anything is written), or a stream
-/// on standard input. Returns the report and the full's name.
-fn rebuild(
-    delta: &mut DeltaArchive<File>,
-    archive: &Path,
-    source: &FullSource,
-    sink: &mut dyn BlockSink,
-    threads: usize,
-    progress: &mut dyn FnMut(&RestoreProgress),
-) -> Result<(RestoreReport, PathBuf), Failure> {
-    let path =
-        match source {
-            FullSource::Path(p) => p.clone(),
-            FullSource::Stdin => {
-                let name = PathBuf::from("<standard input>");
-                let stream = FullStream::open(std::io::stdin().lock(), &name, &Limits::default())?;
-                let report = restore_stream(delta, stream, &name, sink, progress)?;
-                return Ok((report, name));
-            }
-            FullSource::Search => {
-                let search_path = std::env::var_os("SDAR_FULL_PATH");
-                let dirs = search_dirs(archive, search_path.as_deref());
-                let hint = delta.meta().base_name.as_deref();
-                find_full(&dirs, hint, &delta.header().base_identity).ok_or_else(|| {
-                    Failure::Other(format!(
-                    "the full image with identity {} was not found in {}; give it with --full PATH",
-                    archive_format::hex(&delta.header().base_identity),
-                    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-                ))
-                })?
-            }
-        };
-    let file = File::open(&path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
-    let mut base = FullImage::open(file, &path, &Limits::default())?;
-    check_base(delta, &mut base)?;
-    let report = restore(delta, &mut base, sink, threads, progress)?;
-    Ok((report, path))
-}
-
-/// Creates the restore target at the first block, so that a wrong or
-/// unreadable full leaves nothing behind.
-struct LazyTarget<'a> {
-    target: &'a mut Option<RestoreTarget>,
-    create: &'a mut dyn FnMut() -> archive_format::Result<RestoreTarget>,
-}
-
-impl BlockSink for LazyTarget<'_> {
-    fn put(&mut self, block: u64, offset: u64, data: Option<&[u8]>) -> archive_format::Result<()> {
-        if self.target.is_none() {
-            *self.target = Some((self.create)()?);
-        }
-        self.target
-            .as_mut()
-            .expect("created above")
-            .put(block, offset, data)
+/// Writes a file that must not exist yet (or, with `replace`, replaces one
+/// that is not a backup).
+pub fn write_new_file(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace && !archive_format::target::is_backup(path) {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
     }
-}
-
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                Failure::Usage(format!("{} already exists", path.display()))
-            }
-            _ => Failure::Other(format!("{}: {e}", path.display())),
-        })?;
+    let mut f = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            Failure::Usage(format!("{} already exists", path.display()))
+        }
+        _ => Failure::Other(format!("{}: {e}", path.display())),
+    })?;
     f.write_all(bytes)
+        .and_then(|_| f.sync_all())
         .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))
 }
 

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod menu;
 pub mod report;
 
 use archive_format::Error;
@@ -23,6 +24,13 @@ pub enum Failure {
     Usage(String),
     Format(Error),
     Other(String),
+    /// Already told to the user (by the menu); only the exit code is left.
+    Reported(u8),
+    /// A restore stopped with its proven blocks kept for `--resume`.
+    Interrupted {
+        cause: Box<Failure>,
+        partial: std::path::PathBuf,
+    },
 }
 
 impl From<Error> for Failure {
@@ -39,6 +47,8 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Format(e) if e.is_integrity() => EXIT_INTEGRITY,
+            Failure::Interrupted { cause, .. } => cause.exit_code(),
+            Failure::Reported(code) => *code,
             _ => EXIT_OTHER,
         }
     }
@@ -49,12 +59,19 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Usage(s) | Failure::Other(s) => f.write_str(s),
             Failure::Format(e) => write!(f, "{e}"),
+            Failure::Reported(code) => write!(f, "exit code {code}"),
+            Failure::Interrupted { cause, partial } => write!(
+                f,
+                "{cause}\nThe blocks restored so far are kept in {}: run the same command again with --resume to continue (they are read back and checked), or delete that file.",
+                partial.display()
+            ),
         }
     }
 }
 
 /// Runs the runtime with `argv` (program name first) and returns the exit code.
 pub fn run(argv: Vec<OsString>) -> u8 {
+    ignore_file_size_signal();
     let program = argv
         .first()
         .cloned()
@@ -70,15 +87,37 @@ pub fn run(argv: Vec<OsString>) -> u8 {
             return EXIT_USAGE;
         }
     };
-    if let Command::Help = inv.command {
-        print!("{}", args::usage(&program));
-        return EXIT_OK;
+    match inv.command {
+        Command::Help => {
+            print!("{}", args::usage(&program));
+            return EXIT_OK;
+        }
+        Command::Menu if !menu::interactive() => {
+            eprintln!(
+                "{}: no command given (the menu needs a terminal)\n\n{}",
+                program.to_string_lossy(),
+                args::usage(&program)
+            );
+            return EXIT_USAGE;
+        }
+        _ => {}
     }
     match commands::dispatch(&inv) {
         Ok(()) => EXIT_OK,
+        Err(Failure::Reported(code)) => code,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// A write past a file-size limit (`ulimit -f`) should fail with an error we
+/// can report and resume from, not kill the process with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
+    // code and touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -1,8 +1,11 @@
 //! What the runtime prints: info as text or JSON, progress and summaries.
 
+use crate::args::ProgressMode;
 use archive_format::restore::RestoreProgress;
 use archive_format::{hex, DeltaArchive, Metadata};
 use std::fs::File;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 const MIB: f64 = (1u64 << 20) as f64;
 
@@ -123,7 +126,7 @@ pub fn info_json(d: &DeltaArchive<File>) -> String {
     object(&fields) + "\n"
 }
 
-fn object(fields: &[(&str, String)]) -> String {
+pub fn object(fields: &[(&str, String)]) -> String {
     let body: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("{}:{v}", json_string(k)))
@@ -157,33 +160,134 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-pub fn progress_line(p: &RestoreProgress, secs: f64) {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return;
+/// Reports a running restore or verify on standard error: a live line on a
+/// terminal, or one JSON object per line, a few times a second at most.
+pub struct Reporter {
+    mode: ProgressMode,
+    phase: &'static str,
+    started: Instant,
+    last: Option<Instant>,
+    shown: bool,
+}
+
+impl Reporter {
+    /// `phase` names the work in JSON lines: "restore" or "verify".
+    pub fn new(mode: ProgressMode, phase: &'static str) -> Self {
+        let mode = match mode {
+            ProgressMode::Auto if !std::io::stderr().is_terminal() => ProgressMode::None,
+            m => m,
+        };
+        Reporter {
+            mode,
+            phase,
+            started: Instant::now(),
+            last: None,
+            shown: false,
+        }
     }
-    let rate = p.done as f64 / secs.max(1e-3);
-    let remain = (p.image_size - p.done) as f64 / rate.max(1.0);
-    eprint!(
-        "\r{} of {} MiB, {:.0} MiB/s, elapsed {}, remain {}   ",
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Called after every batch; prints at most every 250 ms.
+    pub fn update(&mut self, p: &RestoreProgress) {
+        if self.mode == ProgressMode::None
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let secs = self.elapsed();
+        match self.mode {
+            ProgressMode::Auto => {
+                eprint!("\r{}\x1b[K", progress_line(p, secs));
+                self.shown = true;
+            }
+            ProgressMode::Json => eprintln!("{}", progress_json(self.phase, "progress", p, secs)),
+            ProgressMode::None => {}
+        }
+    }
+
+    /// Ends the live line; a JSON reporter writes a last object with the
+    /// final counts.
+    pub fn finish(&mut self, p: &RestoreProgress) {
+        match self.mode {
+            ProgressMode::Auto if self.shown => eprint!("\r\x1b[K"),
+            ProgressMode::Json => {
+                eprintln!("{}", progress_json(self.phase, "done", p, self.elapsed()))
+            }
+            _ => {}
+        }
+        self.shown = false;
+    }
+}
+
+/// `Delta: 67% Full: 32%, 1300 MiB of 4096 MiB, 211 MiB/s, elapsed 00:06, remain 00:13`
+pub fn progress_line(p: &RestoreProgress, secs: f64) -> String {
+    let (delta_pct, full_pct) = p.percents();
+    let (rate, remain) = rate_and_remain(p, secs);
+    let kept = if p.kept > 0 {
+        format!(", {} MiB already in place", p.kept >> 20)
+    } else {
+        String::new()
+    };
+    format!(
+        "Delta: {delta_pct}% Full: {full_pct}%, {} MiB of {} MiB, {:.0} MiB/s, elapsed {}, remain {}{kept}",
         p.done >> 20,
         p.image_size >> 20,
         rate / MIB,
         clock(secs),
         clock(remain)
-    );
+    )
 }
 
-pub fn clear_line() {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[K");
-    }
+/// Bytes per second so far, and the seconds left at that rate.
+fn rate_and_remain(p: &RestoreProgress, secs: f64) -> (f64, f64) {
+    let rate = p.done as f64 / secs.max(1e-3);
+    let remain = p.image_size.saturating_sub(p.done) as f64 / rate.max(1.0);
+    (rate, remain)
+}
+
+pub fn progress_json(phase: &str, event: &str, p: &RestoreProgress, secs: f64) -> String {
+    let (delta_pct, full_pct) = p.percents();
+    let (rate, remain) = rate_and_remain(p, secs);
+    let percent = if p.image_size == 0 {
+        100
+    } else {
+        (p.done as u128 * 100 / p.image_size as u128) as u64
+    };
+    object(&[
+        ("event", json_string(event)),
+        ("phase", json_string(phase)),
+        ("done_bytes", p.done.to_string()),
+        ("total_bytes", p.image_size.to_string()),
+        ("percent", percent.to_string()),
+        ("delta_percent", delta_pct.to_string()),
+        ("full_percent", full_pct.to_string()),
+        ("from_full_bytes", p.from_full.to_string()),
+        ("from_delta_bytes", p.from_delta.to_string()),
+        ("zero_blocks", p.zero_blocks.to_string()),
+        ("kept_bytes", p.kept.to_string()),
+        ("rate_bytes_per_sec", format!("{rate:.0}")),
+        ("elapsed_seconds", format!("{secs:.3}")),
+        ("remain_seconds", format!("{remain:.0}")),
+    ])
 }
 
 pub fn summary(p: &RestoreProgress, secs: f64) -> String {
+    let kept = if p.kept > 0 {
+        format!(
+            "{:.1} MiB already in place (read back and proven), ",
+            p.kept as f64 / MIB
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "  {:.1} MiB from the full, {:.1} MiB from the delta, {} zero blocks ({:.1} MiB) skipped; {:.0} MiB/s, {}",
+        "  {kept}{:.1} MiB from the full, {:.1} MiB from the delta, {} zero blocks ({:.1} MiB) skipped; average {:.0} MiB/s, time {}",
         p.from_full as f64 / MIB,
         p.from_delta as f64 / MIB,
         p.zero_blocks,
@@ -193,7 +297,7 @@ pub fn summary(p: &RestoreProgress, secs: f64) -> String {
     )
 }
 
-fn clock(secs: f64) -> String {
+pub fn clock(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)

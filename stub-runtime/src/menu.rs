@@ -1,0 +1,491 @@
+//! The text menu an archive opens when run on a terminal with no arguments.
+//!
+//! Every question has a default that Enter accepts, and `q` at any prompt
+//! goes back without writing anything. Nothing is written before the last
+//! "yes"; what is written goes through the same code as `restore`.
+
+use crate::args::{FullSource, Invocation, RestoreArgs};
+use crate::commands::{self, RunLog};
+use crate::report::{self, printable};
+use crate::Failure;
+use archive_format::locate::{candidates, inspect, search_dirs, Candidate};
+use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
+use archive_format::{hex, utc_stamp, DeltaArchive};
+use std::fs::File;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// The menu needs a person at a terminal on both ends.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// What a prompt got.
+enum Answer {
+    Text(String),
+    /// `q`: go back.
+    Back,
+    /// End of input: leave the menu.
+    Quit,
+}
+
+/// Prints `question [default]: ` and reads a line; Enter gives the default.
+fn ask(question: &str, default: &str) -> Answer {
+    if default.is_empty() {
+        print!("{question}: ");
+    } else {
+        print!("{question} [{default}]: ");
+    }
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => {
+            println!();
+            Answer::Quit
+        }
+        Ok(_) => match line.trim() {
+            "" if default.is_empty() => Answer::Text(String::new()),
+            "" => answer(default),
+            s => answer(s),
+        },
+    }
+}
+
+fn answer(text: &str) -> Answer {
+    match text {
+        "q" | "Q" => Answer::Back,
+        s => Answer::Text(s.to_string()),
+    }
+}
+
+/// A yes/no question; Enter gives `default`.
+fn confirm(question: &str, default: bool) -> Option<bool> {
+    let hint = if default { "Y/n" } else { "y/N" };
+    loop {
+        match ask(&format!("{question} ({hint}, q to go back)"), "") {
+            Answer::Text(t) if t.is_empty() => return Some(default),
+            Answer::Text(t) if t.eq_ignore_ascii_case("y") || t.eq_ignore_ascii_case("yes") => {
+                return Some(true)
+            }
+            Answer::Text(t) if t.eq_ignore_ascii_case("n") || t.eq_ignore_ascii_case("no") => {
+                return Some(false)
+            }
+            Answer::Text(_) => println!("Please answer y or n."),
+            Answer::Back | Answer::Quit => return None,
+        }
+    }
+}
+
+/// What happened in this menu session.
+#[derive(Default)]
+struct Session {
+    /// The disk restored, to point a .vmx at.
+    restored: Option<PathBuf>,
+    /// The exit code of the last restore or verify.
+    code: u8,
+    quit: bool,
+}
+
+pub fn run(
+    delta: &mut DeltaArchive<File>,
+    archive: &Path,
+    inv: &Invocation,
+) -> Result<(), Failure> {
+    let mut session = Session::default();
+    let m = delta.meta();
+    let field = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    println!("sdar archive {}", archive.display());
+    println!(
+        "  VM {}, disk {}, {}, backed up {}",
+        field(&m.vm_name),
+        field(&m.disk_name),
+        size_text(delta.header().image_size),
+        m.created_unix.map_or("-".into(), utc_stamp)
+    );
+    let mut default = "1";
+    while !session.quit {
+        println!();
+        println!("  1) Restore the disk");
+        println!("  2) Verify the archive and its full");
+        println!("  3) Show the backup's details");
+        println!("  4) Write the .vmx file");
+        println!("  q) Quit");
+        let choice = match ask("Choose", default) {
+            Answer::Text(t) => t,
+            Answer::Back | Answer::Quit => break,
+        };
+        println!();
+        match choice.as_str() {
+            "1" => {
+                restore_flow(delta, archive, inv, &mut session);
+                if session.restored.is_some() {
+                    default = "q";
+                }
+            }
+            "2" => verify_flow(delta, archive, inv, &mut session),
+            "3" => print!("{}", report::info_text(delta)),
+            "4" => vmx_flow(delta, &mut session),
+            _ => println!("Please choose 1, 2, 3, 4 or q."),
+        }
+    }
+    match session.code {
+        0 => Ok(()),
+        code => Err(Failure::Reported(code)),
+    }
+}
+
+fn backed_out() {
+    println!("Backed out: nothing was written.");
+}
+
+fn restore_flow(
+    delta: &mut DeltaArchive<File>,
+    archive: &Path,
+    inv: &Invocation,
+    session: &mut Session,
+) {
+    let Some(full) = choose_full(delta, archive, session) else {
+        return backed_out();
+    };
+    let Some((to, resume)) = choose_destination(delta, session) else {
+        return backed_out();
+    };
+    let size = delta.header().image_size;
+    let dir = folder_of(&to);
+    let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
+    println!();
+    println!("Ready to restore:");
+    println!("  Archive:      {}", archive.display());
+    println!("  Full:         {}", full.display());
+    println!(
+        "  Destination:  {} and {}",
+        to.display(),
+        flat_path(&to).display()
+    );
+    println!(
+        "  Disk size:    {} ({size} bytes), preallocated",
+        size_text(size)
+    );
+    match free_space(&dir) {
+        Ok(free) => println!("  Free there:   {}", size_text(free)),
+        Err(e) => println!("  Free there:   unknown ({e})"),
+    }
+    if resume {
+        println!(
+            "  Resuming:     {} holds an interrupted restore; its blocks are read back and checked",
+            partial.display()
+        );
+    }
+    match confirm("Start the restore?", true) {
+        Some(true) => {}
+        _ => return backed_out(),
+    }
+    let args = RestoreArgs {
+        to: to.clone(),
+        full: FullSource::Path(full),
+        force: !resume && partial.exists(),
+        raw: false,
+        vmfs: false,
+        thin: false,
+        resume,
+        space_check: true,
+        vmx_dir: None,
+        rename_disk: false,
+        json: false,
+    };
+    let mut log = RunLog::default();
+    let inv = Invocation {
+        quiet: false,
+        ..inv.clone()
+    };
+    match commands::run_restore(delta, archive, &args, &inv, &mut log) {
+        Ok(()) => {
+            session.code = 0;
+            session.restored = Some(to.clone());
+            if delta.meta().vmx.is_some() {
+                match confirm("Write the VM's .vmx beside the disk too?", true) {
+                    Some(true) => write_vmx(delta, &dir, session),
+                    Some(false) => {}
+                    None => session.quit = true,
+                }
+            }
+            println!("Done. The disk is ready: {}", to.display());
+        }
+        Err(e) => report_failure(&e, session),
+    }
+}
+
+fn verify_flow(
+    delta: &mut DeltaArchive<File>,
+    archive: &Path,
+    inv: &Invocation,
+    session: &mut Session,
+) {
+    let Some(full) = choose_full(delta, archive, session) else {
+        return println!("Backed out.");
+    };
+    let inv = Invocation {
+        quiet: false,
+        ..inv.clone()
+    };
+    let mut log = RunLog::default();
+    match commands::verify(delta, archive, &FullSource::Path(full), &inv, &mut log) {
+        Ok(()) => session.code = 0,
+        Err(e) => report_failure(&e, session),
+    }
+}
+
+fn vmx_flow(delta: &mut DeltaArchive<File>, session: &mut Session) {
+    if delta.meta().vmx.is_none() {
+        return println!("This backup carries no .vmx file.");
+    }
+    let default = session
+        .restored
+        .as_deref()
+        .map(folder_of)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = match ask(
+        "Write the .vmx into which folder",
+        &default.display().to_string(),
+    ) {
+        Answer::Text(t) => PathBuf::from(t),
+        Answer::Back => return backed_out(),
+        Answer::Quit => {
+            session.quit = true;
+            return backed_out();
+        }
+    };
+    write_vmx(delta, &dir, session);
+}
+
+/// Writes the .vmx into `dir`; when the disk was restored under another
+/// name, offers to point the .vmx at it.
+fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) {
+    let meta = delta.meta();
+    let mut rename = None;
+    if let Some(disk) = &session.restored {
+        let new_name = disk.file_name().map(|n| n.to_string_lossy().into_owned());
+        if new_name.as_deref() != meta.disk_name.as_deref() || folder_of(disk) != dir {
+            let question = format!(
+                "Point the .vmx's disk entry ({}) at {}?",
+                meta.disk_name.as_deref().map(printable).unwrap_or_default(),
+                disk.display()
+            );
+            match confirm(&question, true) {
+                Some(true) => rename = Some(disk.as_path()),
+                Some(false) => {}
+                None => return backed_out(),
+            }
+        }
+    }
+    match commands::write_vmx(meta, dir, rename, false) {
+        Ok((path, note)) => println!("Wrote {}{note}", path.display()),
+        Err(e) => println!("Cannot write the .vmx: {e}"),
+    }
+}
+
+fn report_failure(e: &Failure, session: &mut Session) {
+    println!("error: {e}");
+    session.code = e.exit_code();
+}
+
+/// Lists the fulls found beside the archive and on `SDAR_FULL_PATH`, marks
+/// the one whose identity matches, and lets the user pick one or type a
+/// path. A full that does not match is refused.
+fn choose_full(
+    delta: &DeltaArchive<File>,
+    archive: &Path,
+    session: &mut Session,
+) -> Option<PathBuf> {
+    let needed = delta.header().base_identity;
+    let search_path = std::env::var_os("SDAR_FULL_PATH");
+    let dirs = search_dirs(archive, search_path.as_deref());
+    let found = candidates(&dirs, delta.meta().base_name.as_deref());
+    println!(
+        "This archive needs the full image with identity {}.",
+        short(&needed)
+    );
+    if found.is_empty() {
+        println!(
+            "No full image was found in {}.",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!("Full images found (* = the one this archive needs):");
+        let width = found
+            .iter()
+            .map(|c| c.path.display().to_string().chars().count())
+            .max()
+            .unwrap_or(0);
+        for (i, c) in found.iter().enumerate() {
+            println!("  {}) {}", i + 1, candidate_line(c, &needed, width));
+        }
+    }
+    println!("  p) type a path");
+    let default = found
+        .iter()
+        .position(|c| c.matches(&needed))
+        .map_or("p".to_string(), |i| (i + 1).to_string());
+    loop {
+        let choice = match ask("Choose the full", &default) {
+            Answer::Text(t) => t,
+            Answer::Back => return None,
+            Answer::Quit => {
+                session.quit = true;
+                return None;
+            }
+        };
+        let picked = match choice.parse::<usize>() {
+            Ok(n) if (1..=found.len()).contains(&n) => Some(found[n - 1].clone()),
+            Ok(_) => {
+                println!("There is no full numbered {choice}.");
+                continue;
+            }
+            Err(_) => {
+                let path = if choice == "p" {
+                    match ask("Path of the full image", "") {
+                        Answer::Text(t) if t.is_empty() => continue,
+                        Answer::Text(t) => PathBuf::from(t),
+                        Answer::Back => continue,
+                        Answer::Quit => {
+                            session.quit = true;
+                            return None;
+                        }
+                    }
+                } else {
+                    PathBuf::from(&choice)
+                };
+                let c = inspect(&path);
+                if c.is_none() {
+                    println!("{} is not a full image sdar can read.", path.display());
+                    continue;
+                }
+                c
+            }
+        };
+        let c = picked.expect("checked above");
+        if c.matches(&needed) {
+            return Some(c.path);
+        }
+        println!(
+            "Refused: {} is not this archive's full (its identity is {}, this archive needs {}).",
+            c.path.display(),
+            c.identity.map_or("unreadable".into(), |h| short(&h)),
+            short(&needed)
+        );
+    }
+}
+
+fn candidate_line(c: &Candidate, needed: &archive_format::Hash, width: usize) -> String {
+    let mark = if c.matches(needed) { "*" } else { " " };
+    let verdict = match c.identity {
+        Some(_) if c.matches(needed) => "matches".to_string(),
+        Some(h) => format!("does not match ({})", short(&h)),
+        None => "unreadable".to_string(),
+    };
+    format!(
+        "{mark} {:width$}  {:>10}  {}  {verdict}",
+        c.path.display().to_string(),
+        size_text(c.size),
+        utc_stamp(c.modified)
+    )
+}
+
+/// Asks where to restore, suggesting the original disk name; returns the
+/// destination and whether to resume an interrupted restore there.
+fn choose_destination(
+    delta: &DeltaArchive<File>,
+    session: &mut Session,
+) -> Option<(PathBuf, bool)> {
+    let disk_name = delta
+        .meta()
+        .disk_name
+        .as_deref()
+        .and_then(|n| Path::new(n).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .unwrap_or_else(|| "restored.vmdk".into());
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut default = suggest(&here, &disk_name);
+    loop {
+        let answer = match ask("Restore to", &default.display().to_string()) {
+            Answer::Text(t) => PathBuf::from(t),
+            Answer::Back => return None,
+            Answer::Quit => {
+                session.quit = true;
+                return None;
+            }
+        };
+        let mut to = if answer.is_dir() {
+            answer.join(&disk_name)
+        } else {
+            answer
+        };
+        if to.extension().and_then(|e| e.to_str()) != Some("vmdk") {
+            let mut name = to.file_name().unwrap_or_default().to_os_string();
+            name.push(".vmdk");
+            to.set_file_name(name);
+        }
+        let taken = [to.clone(), flat_path(&to)]
+            .into_iter()
+            .find(|p| p.symlink_metadata().is_ok());
+        if let Some(p) = taken {
+            println!(
+                "{} already exists; the menu never replaces files. Choose another name.",
+                p.display()
+            );
+            default = suggest(&folder_of(&to), &disk_name);
+            continue;
+        }
+        if !folder_of(&to).is_dir() {
+            println!("The folder {} does not exist.", folder_of(&to).display());
+            continue;
+        }
+        let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
+        if let Ok(meta) = partial.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            println!(
+                "An interrupted restore to {} was found ({} written).",
+                to.display(),
+                size_text(meta.blocks() * 512)
+            );
+            match confirm("Resume it? (No starts over)", true) {
+                Some(resume) => return Some((to, resume)),
+                None => return None,
+            }
+        }
+        return Some((to, false));
+    }
+}
+
+/// `dir/NAME`, or the first of `NAME-restored`, `NAME-restored-2`, ... that
+/// is free; a name with an interrupted restore waiting is kept, to resume.
+fn suggest(dir: &Path, disk_name: &str) -> PathBuf {
+    let stem = disk_name.strip_suffix(".vmdk").unwrap_or(disk_name);
+    let free = |p: &Path| p.symlink_metadata().is_err() && flat_path(p).symlink_metadata().is_err();
+    (0..)
+        .map(|i| match i {
+            0 => dir.join(format!("{stem}.vmdk")),
+            1 => dir.join(format!("{stem}-restored.vmdk")),
+            i => dir.join(format!("{stem}-restored-{i}.vmdk")),
+        })
+        .find(|p| free(p))
+        .expect("some name is free")
+}
+
+fn short(h: &archive_format::Hash) -> String {
+    hex(&h[..8])
+}
+
+fn size_text(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / GIB)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    }
+}
