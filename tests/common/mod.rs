@@ -9,6 +9,8 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
