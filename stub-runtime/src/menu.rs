@@ -58,20 +58,21 @@ fn answer(text: &str) -> Answer {
     }
 }
 
-/// A yes/no question; Enter gives `default`.
-fn confirm(question: &str, default: bool) -> Option<bool> {
+/// A yes/no question; Enter gives `default`. `Err` carries `q` (Back) or
+/// the end of input (Quit).
+fn confirm(question: &str, default: bool) -> Result<bool, Answer> {
     let hint = if default { "Y/n" } else { "y/N" };
     loop {
         match ask(&format!("{question} ({hint}, q to go back)"), "") {
-            Answer::Text(t) if t.is_empty() => return Some(default),
+            Answer::Text(t) if t.is_empty() => return Ok(default),
             Answer::Text(t) if t.eq_ignore_ascii_case("y") || t.eq_ignore_ascii_case("yes") => {
-                return Some(true)
+                return Ok(true)
             }
             Answer::Text(t) if t.eq_ignore_ascii_case("n") || t.eq_ignore_ascii_case("no") => {
-                return Some(false)
+                return Ok(false)
             }
             Answer::Text(_) => println!("Please answer y or n."),
-            Answer::Back | Answer::Quit => return None,
+            other => return Err(other),
         }
     }
 }
@@ -177,8 +178,12 @@ fn restore_flow(
         );
     }
     match confirm("Start the restore?", true) {
-        Some(true) => {}
-        _ => return backed_out(),
+        Ok(true) => {}
+        Ok(false) | Err(Answer::Back) => return backed_out(),
+        Err(_) => {
+            session.quit = true;
+            return backed_out();
+        }
     }
     let args = RestoreArgs {
         to: to.clone(),
@@ -204,9 +209,9 @@ fn restore_flow(
             session.restored = Some(to.clone());
             if delta.meta().vmx.is_some() {
                 match confirm("Write the VM's .vmx beside the disk too?", true) {
-                    Some(true) => write_vmx(delta, &dir, session),
-                    Some(false) => {}
-                    None => session.quit = true,
+                    Ok(true) => write_vmx(delta, &dir, session),
+                    Ok(false) | Err(Answer::Back) => println!("The .vmx was not written."),
+                    Err(_) => session.quit = true,
                 }
             }
             println!("Done. The disk is ready: {}", to.display());
@@ -272,9 +277,13 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
                 disk.display()
             );
             match confirm(&question, true) {
-                Some(true) => rename = Some(disk.as_path()),
-                Some(false) => {}
-                None => return backed_out(),
+                Ok(true) => rename = Some(disk.as_path()),
+                Ok(false) => {}
+                Err(Answer::Back) => return println!("The .vmx was not written."),
+                Err(_) => {
+                    session.quit = true;
+                    return println!("The .vmx was not written.");
+                }
             }
         }
     }
@@ -437,7 +446,11 @@ fn choose_destination(
                 "{} already exists; the menu never replaces files. Choose another name.",
                 p.display()
             );
-            default = suggest(&folder_of(&to), &disk_name);
+            let dir = match folder_of(&to) {
+                d if d == Path::new(".") => here.clone(),
+                d => here.join(d),
+            };
+            default = suggest(&dir, &disk_name);
             continue;
         }
         if !folder_of(&to).is_dir() {
@@ -452,10 +465,14 @@ fn choose_destination(
                 to.display(),
                 size_text(meta.blocks() * 512)
             );
-            match confirm("Resume it? (No starts over)", true) {
-                Some(resume) => return Some((to, resume)),
-                None => return None,
-            }
+            return match confirm("Resume it? (No starts over)", true) {
+                Ok(resume) => Some((to, resume)),
+                Err(Answer::Back) => None,
+                Err(_) => {
+                    session.quit = true;
+                    None
+                }
+            };
         }
         return Some((to, false));
     }
