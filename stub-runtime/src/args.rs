@@ -60,6 +60,14 @@ pub enum Command {
     },
 }
 
+impl Invocation {
+    /// Human-readable lines on standard error: not with -q, and not when
+    /// standard error carries JSON progress.
+    pub fn chatty(&self) -> bool {
+        !self.quiet && self.progress != ProgressMode::Json
+    }
+}
+
 /// A parsed command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invocation {

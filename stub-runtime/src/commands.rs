@@ -163,7 +163,7 @@ pub fn verify(
         log,
     );
     let report = result?;
-    if !inv.quiet {
+    if inv.chatty() {
         eprintln!(
             "OK: {} verified against {}: {} blocks, identity {}",
             archive.display(),
@@ -192,8 +192,16 @@ pub fn run_restore(
         TargetKind::Vmdk { vmfs: args.vmfs }
     };
     let size = delta.header().image_size;
-    // The full is found, opened and proven to be the right one before the
-    // destination is touched.
+    // Everything that can be refused is refused before the disk is written:
+    // the .vmx asked for, then the full (found, opened and proven the right
+    // one), then the destination.
+    let vmx = match &args.vmx_dir {
+        Some(dir) => {
+            let rename = args.rename_disk.then_some(args.to.as_path());
+            Some(VmxPlan::new(delta.meta(), dir, rename, args.force)?)
+        }
+        None => None,
+    };
     let mut base = open_base(delta, archive, &args.full)?;
     log.full = Some(base.name().to_path_buf());
     let mut opts = TargetOptions::new(kind.clone());
@@ -206,7 +214,7 @@ pub fn run_restore(
     }
     let mut target = RestoreTarget::create(&args.to, size, &opts)?;
     log.resumed = target.resumed();
-    if target.resumed() && !inv.quiet {
+    if target.resumed() && inv.chatty() {
         eprintln!(
             "resuming the interrupted restore in {}: blocks already written are read back and checked",
             target.partial_path().display()
@@ -260,7 +268,7 @@ pub fn run_restore(
     if spec.is_some() {
         log.descriptor = Some(args.to.clone());
     }
-    if !inv.quiet {
+    if inv.chatty() {
         eprintln!(
             "restored {} (every block verified, identity {})",
             args.to.display(),
@@ -268,13 +276,12 @@ pub fn run_restore(
         );
         eprintln!("{}", report::summary(&report.progress, log.secs));
     }
-    if let Some(dir) = &args.vmx_dir {
-        let rename = args.rename_disk.then_some(args.to.as_path());
-        let (path, note) = write_vmx(delta.meta(), dir, rename, args.force)?;
-        if !inv.quiet {
-            eprintln!("wrote {}{note}", path.display());
+    if let Some(plan) = vmx {
+        plan.write()?;
+        if inv.chatty() {
+            eprintln!("wrote {}{}", plan.path.display(), plan.note);
         }
-        log.vmx = Some(path);
+        log.vmx = Some(plan.path);
     }
     Ok(())
 }
@@ -374,42 +381,76 @@ fn rebuild(
     Ok(report)
 }
 
-/// Writes the backup's .vmx into `dir` as `<VM name>.vmx`. With `rename`,
-/// the entry naming the original disk is pointed at that restored
-/// descriptor. Returns the path and a note for the user.
-pub fn write_vmx(
-    meta: &Metadata,
-    dir: &Path,
-    rename: Option<&Path>,
-    force: bool,
-) -> Result<(PathBuf, String), Failure> {
-    let vmx = meta
-        .vmx
-        .as_deref()
-        .ok_or_else(|| Failure::Other("this backup carries no .vmx file".into()))?;
-    let path = dir.join(vmx_file_name(meta, rename));
-    let mut note = String::new();
-    let bytes = match rename {
-        None => vmx.to_vec(),
-        Some(disk) => {
-            let old = meta.disk_name.as_deref().ok_or_else(|| {
-                Failure::Other(
-                    "this backup does not record its disk's file name, so --rename-disk cannot find the entry to change".into(),
-                )
-            })?;
-            let new = vmx_disk_reference(dir, disk);
-            let (bytes, n) = archive_format::vmx::rename_disk(vmx, old, &new)
-                .map_err(|why| Failure::Usage(format!("cannot name {new} in the .vmx: {why}")))?;
-            note = match n {
-                0 => format!(" (no entry named {old} was found: the .vmx is unchanged)"),
-                1 => format!(" (its disk entry now names {new})"),
-                n => format!(" ({n} disk entries now name {new})"),
-            };
-            bytes
+/// The .vmx a restore will write: its path and bytes, worked out (and
+/// refused if they cannot be) before the disk is written.
+pub struct VmxPlan {
+    pub path: PathBuf,
+    bytes: Vec<u8>,
+    replace: bool,
+    /// What was changed, for the user.
+    pub note: String,
+}
+
+impl VmxPlan {
+    /// The backup's .vmx into `dir` as `<VM name>.vmx`. With `rename`, the
+    /// entry naming the original disk is pointed at that restored
+    /// descriptor.
+    pub fn new(
+        meta: &Metadata,
+        dir: &Path,
+        rename: Option<&Path>,
+        replace: bool,
+    ) -> Result<Self, Failure> {
+        let vmx = meta
+            .vmx
+            .as_deref()
+            .ok_or_else(|| Failure::Other("this backup carries no .vmx file".into()))?;
+        if !dir.is_dir() {
+            return Err(Failure::Usage(format!(
+                "{} is not a folder to write the .vmx into",
+                dir.display()
+            )));
         }
-    };
-    write_new_file(&path, &bytes, force)?;
-    Ok((path, note))
+        let path = dir.join(vmx_file_name(meta, rename));
+        if !replace && path.symlink_metadata().is_ok() {
+            return Err(Failure::Usage(format!(
+                "{} already exists; use --force to replace it",
+                path.display()
+            )));
+        }
+        let mut note = String::new();
+        let bytes = match rename {
+            None => vmx.to_vec(),
+            Some(disk) => {
+                let old = meta.disk_name.as_deref().ok_or_else(|| {
+                    Failure::Other(
+                        "this backup does not record its disk's file name, so --rename-disk cannot find the entry to change".into(),
+                    )
+                })?;
+                let new = vmx_disk_reference(dir, disk);
+                let (bytes, n) =
+                    archive_format::vmx::rename_disk(vmx, old, &new).map_err(|why| {
+                        Failure::Usage(format!("cannot name {new} in the .vmx: {why}"))
+                    })?;
+                note = match n {
+                    0 => format!(" (no entry named {old} was found: the .vmx is unchanged)"),
+                    1 => format!(" (its disk entry now names {new})"),
+                    n => format!(" ({n} disk entries now name {new})"),
+                };
+                bytes
+            }
+        };
+        Ok(VmxPlan {
+            path,
+            bytes,
+            replace,
+            note,
+        })
+    }
+
+    pub fn write(&self) -> Result<(), Failure> {
+        write_new_file(&self.path, &self.bytes, self.replace)
+    }
 }
 
 /// `<VM name>.vmx`, from the backup's metadata, made safe as a file name;

@@ -10,7 +10,7 @@ pub mod report;
 use archive_format::Error;
 use std::ffi::OsString;
 
-pub use args::{Command, Invocation};
+pub use args::{Command, Invocation, ProgressMode};
 
 /// Exit codes, as in `sdar`.
 pub const EXIT_OK: u8 = 0;
@@ -105,6 +105,15 @@ pub fn run(argv: Vec<OsString>) -> u8 {
     match commands::dispatch(&inv) {
         Ok(()) => EXIT_OK,
         Err(Failure::Reported(code)) => code,
+        Err(e) if inv.progress == ProgressMode::Json => {
+            let line = report::object(&[
+                ("event", report::json_string("error")),
+                ("exit_code", e.exit_code().to_string()),
+                ("message", report::json_string(&e.to_string())),
+            ]);
+            eprintln!("{line}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()

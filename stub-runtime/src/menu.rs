@@ -287,8 +287,11 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
             }
         }
     }
-    match commands::write_vmx(meta, dir, rename, false) {
-        Ok((path, note)) => println!("Wrote {}{note}", path.display()),
+    match commands::VmxPlan::new(meta, dir, rename, false).and_then(|plan| {
+        plan.write()?;
+        Ok(plan)
+    }) {
+        Ok(plan) => println!("Wrote {}{}", plan.path.display(), plan.note),
         Err(e) => println!("Cannot write the .vmx: {e}"),
     }
 }
