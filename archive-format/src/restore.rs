@@ -49,6 +49,9 @@ pub struct RestoreProgress {
     /// Image bytes an interrupted restore had already written, read back and
     /// proven, and kept (not counted in `from_full` or `from_delta`).
     pub kept: u64,
+    /// Image bytes of an interrupted restore read back and hashed so far,
+    /// before the restore proper starts.
+    pub checked: u64,
     /// Image bytes the delta supplies (its changed blocks), and the rest,
     /// which comes from the full: the wholes that `from_delta` and
     /// `from_full` count towards.
@@ -259,19 +262,15 @@ enum Task {
         base_offset: u64,
         base_member: Vec<u8>,
     },
+    /// Already in place, read back and proven: nothing to read or write.
+    Kept {
+        block: u64,
+        hash: Hash,
+        from_delta: bool,
+    },
 }
 
 impl Task {
-    /// The block it rebuilds, the hash that block must have, and whether the
-    /// delta supplies it.
-    fn goal(&self) -> (u64, Hash, bool) {
-        match self {
-            Task::Base { block, entry, .. } => (*block, entry.hash, false),
-            Task::Zero { block, hash } => (*block, *hash, true),
-            Task::Data { entry, .. } | Task::Patch { entry, .. } => (entry.block, entry.hash, true),
-        }
-    }
-
     /// Stored bytes read for it.
     fn stored(&self) -> u64 {
         match self {
@@ -281,7 +280,7 @@ impl Task {
                 base_member,
                 ..
             } => (member.len() + base_member.len()) as u64,
-            Task::Zero { .. } => 0,
+            Task::Zero { .. } | Task::Kept { .. } => 0,
         }
     }
 }
@@ -340,10 +339,16 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
         .map(|_| Worker::new(base.header(), h.codec))
         .collect::<Result<Vec<_>>>()?;
 
+    let mut stats = RestoreProgress::new(delta);
+    let in_place = match prior {
+        Some(p) => Some(blocks_in_place(
+            delta, base, p, workers, &mut stats, progress,
+        )?),
+        None => None,
+    };
     let mut next_block = 0u64;
     let mut cursor = ChangeCursor::new();
     let mut identity = IdentityHasher::new(h.image_size, h.block_size);
-    let mut stats = RestoreProgress::new(delta);
     const BATCH_BYTES: u64 = 1 << 20;
 
     run_ordered(
@@ -354,7 +359,17 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             let mut bytes = 0u64;
             while next_block < block_count && bytes < BATCH_BYTES {
                 let b = next_block;
-                let task = match cursor.take(delta, b)? {
+                let change = cursor.take(delta, b)?;
+                let kept = in_place.as_ref().is_some_and(|k| k[b as usize]);
+                let task = match change {
+                    _ if kept => Task::Kept {
+                        block: b,
+                        hash: match change {
+                            Some(e) => e.hash,
+                            None => base.entry(b)?.hash,
+                        },
+                        from_delta: change.is_some(),
+                    },
                     Some(e) => {
                         let offset = delta.member_file_offset(&e);
                         match e.kind {
@@ -398,7 +413,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                     }
                 };
                 bytes += match &task {
-                    Task::Zero { .. } => 4096,
+                    Task::Zero { .. } | Task::Kept { .. } => 4096,
                     task => task.stored(),
                 };
                 tasks.push(task);
@@ -409,7 +424,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
         |w: &mut Worker, tasks: Vec<Task>| {
             tasks
                 .into_iter()
-                .map(|task| prove_or_keep(w, task, &h, &base_name, &delta_name, prior))
+                .map(|task| prove_or_keep(w, task, &h, &base_name, &delta_name, prior.is_some()))
                 .collect::<Result<Vec<_>>>()
         },
         |done: Vec<Done>| {
@@ -427,36 +442,78 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
     prove_identity(delta, &identity, stats)
 }
 
-/// Proves `task`'s block, unless `prior` already holds it. When resuming,
-/// zero blocks are handed on as bytes: the prior data may hold anything there.
+/// Proves `task`'s block, or passes a kept one on. When resuming, zero
+/// blocks are handed on as bytes: the prior data may hold anything there.
 fn prove_or_keep(
     w: &mut Worker,
     task: Task,
     h: &crate::DeltaHeader,
     base_name: &std::path::Path,
     delta_name: &std::path::Path,
-    prior: Option<&PriorImage>,
+    resuming: bool,
 ) -> Result<Done> {
-    let Some(prior) = prior else {
-        return prove(w, task, h, base_name, delta_name);
-    };
-    let (block, hash, from_delta) = task.goal();
-    let len = h.block_len(block);
-    if prior.holds(block * h.block_size as u64, len, &hash, &mut w.readback)? {
-        return Ok(Done {
-            block,
-            hash,
-            data: None,
-            from_delta,
-            stored: task.stored(),
-            kept: true,
-        });
-    }
     let mut done = prove(w, task, h, base_name, delta_name)?;
-    if done.data.is_none() {
-        done.data = Some(vec![0; len]);
+    if resuming && !done.kept && done.data.is_none() {
+        done.data = Some(vec![0; h.block_len(done.block)]);
     }
     Ok(done)
+}
+
+/// Which blocks `prior` already holds: each read back and hashed, on every
+/// worker, against the hash the image needs there. Nothing is read from the
+/// full or the delta for a block in place.
+fn blocks_in_place<D: Read + Seek, B: Read + Seek>(
+    delta: &mut DeltaArchive<D>,
+    base: &mut FullImage<B>,
+    prior: &PriorImage,
+    workers: usize,
+    stats: &mut RestoreProgress,
+    progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<Vec<bool>> {
+    let h = delta.header().clone();
+    let block_count = h.block_count();
+    let mut in_place = Vec::with_capacity(block_count.min(1 << 24) as usize);
+    let mut cursor = ChangeCursor::new();
+    let mut next_block = 0u64;
+    const BATCH_BLOCKS: u64 = 64;
+    run_ordered(
+        vec![Vec::new(); workers],
+        workers * 3,
+        || {
+            let mut goals = Vec::new();
+            while next_block < block_count && goals.len() < BATCH_BLOCKS as usize {
+                let b = next_block;
+                // A block the full cannot supply is reported by the restore
+                // proper; here it is simply not in place.
+                let hash = match cursor.take(delta, b)? {
+                    Some(e) => Some(e.hash),
+                    None if h.base_has_same_block(b) => Some(base.entry(b)?.hash),
+                    None => None,
+                };
+                goals.push((b, hash));
+                next_block += 1;
+            }
+            Ok((!goals.is_empty()).then_some(goals))
+        },
+        |buf: &mut Vec<u8>, goals: Vec<(u64, Option<Hash>)>| {
+            goals
+                .into_iter()
+                .map(|(b, hash)| match hash {
+                    Some(hash) => prior.holds(b * h.block_size as u64, h.block_len(b), &hash, buf),
+                    None => Ok(false),
+                })
+                .collect::<Result<Vec<bool>>>()
+        },
+        |held: Vec<bool>| {
+            for held_here in held {
+                stats.checked += h.block_len(in_place.len() as u64) as u64;
+                in_place.push(held_here);
+            }
+            progress(stats);
+            Ok(())
+        },
+    )?;
+    Ok(in_place)
 }
 
 fn prove(
@@ -467,6 +524,18 @@ fn prove(
     delta_name: &std::path::Path,
 ) -> Result<Done> {
     match task {
+        Task::Kept {
+            block,
+            hash,
+            from_delta,
+        } => Ok(Done {
+            block,
+            hash,
+            data: None,
+            from_delta,
+            stored: 0,
+            kept: true,
+        }),
         Task::Base {
             block,
             entry,

@@ -227,6 +227,16 @@ impl Reporter {
 
 /// `Delta: 67% Full: 32%, 1300 MiB of 4096 MiB, 211 MiB/s, elapsed 00:06, remain 00:13`
 pub fn progress_line(p: &RestoreProgress, secs: f64) -> String {
+    if p.done == 0 && p.checked > 0 {
+        return format!(
+            "Checking what the interrupted restore wrote: {}%, {} MiB of {} MiB, {:.0} MiB/s, elapsed {}",
+            p.checked as u128 * 100 / p.image_size.max(1) as u128,
+            p.checked >> 20,
+            p.image_size >> 20,
+            p.checked as f64 / MIB / secs.max(1e-3),
+            clock(secs)
+        );
+    }
     let (delta_pct, full_pct) = p.percents();
     let (rate, remain) = rate_and_remain(p, secs);
     let kept = if p.kept > 0 {
@@ -271,6 +281,7 @@ pub fn progress_json(phase: &str, event: &str, p: &RestoreProgress, secs: f64) -
         ("from_delta_bytes", p.from_delta.to_string()),
         ("zero_blocks", p.zero_blocks.to_string()),
         ("kept_bytes", p.kept.to_string()),
+        ("checked_bytes", p.checked.to_string()),
         ("rate_bytes_per_sec", format!("{rate:.0}")),
         ("elapsed_seconds", format!("{secs:.3}")),
         ("remain_seconds", format!("{remain:.0}")),
