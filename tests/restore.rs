@@ -128,32 +128,6 @@ fn write_vmdk(dir: &Path, name: &str, disk: &[u8], kind: DescriptorKind, adapter
     .unwrap();
 }
 
-/// xorshift64: the same seed gives the same changes on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 24) as u8).collect()
-    }
-}
-
 fn is_zero_block(disk: &[u8], b: usize) -> bool {
     disk[b * BLOCK..(b + 1) * BLOCK].iter().all(|&x| x == 0)
 }
