@@ -364,3 +364,40 @@ fn damaged_record_length_is_an_integrity_failure() {
         wrong.join("\n")
     );
 }
+
+/// `sdar verify X.sdar` never runs the archive, and says whether its restore
+/// program is byte-identical to this sdar's: it is for a fresh archive; a
+/// changed byte in it gives a loud warning (exit 0: the payload is intact
+/// and `sdar restore` does not run it), and exit 1 with --require-genuine.
+#[test]
+fn delta_runtime_is_checked_against_this_sdar() {
+    let dir = scratch();
+    let (full, _) = image(dir.path(), "gzip", "gz", &[]);
+    let archive = "disk.sdar";
+    assert!(dir.path().join(archive).exists(), "sdar full writes {archive} beside {full}");
+    let out = sdar(dir.path(), &["verify", archive]).success();
+    assert!(
+        out.stderr.contains("runtime: genuine: byte-identical"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("WARNING"), "{}", out.stderr);
+
+    let altered = "altered.sdar";
+    fs::copy(dir.path().join(archive), dir.path().join(altered)).unwrap();
+    flip_byte(&dir.path().join(altered), 5000);
+    let before = watch(&dir.path().join(altered));
+    let out = sdar(dir.path(), &["verify", altered]).success();
+    assert!(
+        out.stderr.contains(&format!(
+            "WARNING: the restore program inside {altered} is NOT the one this sdar"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Do not run it"), "{}", out.stderr);
+    let out = sdar(dir.path(), &["verify", altered, "--require-genuine"]);
+    assert_eq!(out.code, EXIT_INTEGRITY, "{}", out.stderr);
+    before.assert_unchanged("verify --require-genuine");
+    sdar(dir.path(), &["verify", archive, "--require-genuine", "-q"]).success();
+}

@@ -147,6 +147,10 @@ pub struct VerifyArgs {
     /// For a delta archive: its full image [default: found by identity]
     #[arg(long)]
     pub full: Option<PathBuf>,
+    /// For a delta archive: fail (exit 1) unless its restore program is
+    /// byte-identical to this sdar's
+    #[arg(long)]
+    pub require_genuine: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -16,7 +16,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// Exit codes (README "Exit codes").
-const EXIT_INTEGRITY: u8 = 1;
+pub(crate) const EXIT_INTEGRITY: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_OTHER: u8 = 3;
 

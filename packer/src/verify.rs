@@ -10,6 +10,12 @@ use std::time::Instant;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     if crate::delta::is_delta(&args.file) {
+        let genuine = crate::runtime::check_genuine(&args.file, args.run.quiet)?;
+        if !genuine && args.require_genuine {
+            return Err(anyhow::Error::new(crate::RuntimeExit(
+                crate::EXIT_INTEGRITY,
+            )));
+        }
         let mut rest: Vec<std::ffi::OsString> = Vec::new();
         if let Some(f) = &args.full {
             rest.extend(["--full".into(), f.into()]);
