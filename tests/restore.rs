@@ -11,6 +11,7 @@ use archive_format::ChangeKind;
 use common::*;
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -1282,4 +1283,176 @@ fn delta_of_scattered_page_writes_is_small() {
     let dest = "restore/now.img";
     runtime(&f, Via::Archive, DELTA, "restore", &["--raw", "--to", dest]).success();
     assert_same_bytes(&fs::read(f.path(dest)).unwrap(), &now, dest);
+}
+
+/// A restore with --force over a disk that another process holds locked,
+/// as a running VM does (QEMU takes record locks on its images; other
+/// programs take `flock`), is refused and changes nothing; once the lock is
+/// gone the same command replaces the disk.
+#[test]
+fn restore_over_a_disk_in_use_is_refused() {
+    use rustix::fs::{fcntl_lock, flock, FlockOperation};
+    let mut f = with_full(4096, 43);
+    f.add_delta(44);
+    let dir = f.dest_dir("restore/busy");
+    let dest = "restore/busy/crm.vmdk";
+    runtime(&f, Via::Archive, DELTA, "restore", &["--to", dest, "-q"]).success();
+    let flat = f.path(&flat_of(dest));
+    // Something to tell a refused restore from a done one.
+    fs::write(&flat, b"the running VM's disk").unwrap();
+    let watched = [watch(&flat), watch(&f.path(dest))];
+
+    let refused = |what: &str| {
+        for via in BOTH {
+            let out = runtime(&f, via, DELTA, "restore", &["--to", dest, "--force"]);
+            assert_eq!(
+                out.code, EXIT_USAGE,
+                "{what}, `{}`: {}",
+                out.what, out.stderr
+            );
+            assert!(
+                out.stderr
+                    .contains("is in use: another process holds a lock on it"),
+                "{what}: {}",
+                out.stderr
+            );
+            for w in &watched {
+                w.assert_unchanged(what);
+            }
+            assert_eq!(listing(&dir), ["crm-flat.vmdk", "crm.vmdk"], "{what}");
+        }
+    };
+    // flock, held by this test process.
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&flat)
+        .unwrap();
+    flock(&held, FlockOperation::NonBlockingLockExclusive).unwrap();
+    refused("flock held on the flat extent");
+    drop(held);
+    // A POSIX record lock on the descriptor, held by another process (this
+    // one would lose its own the moment it closed any handle on the file).
+    require_tool("python3");
+    let mut locker = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, sys; f = open(sys.argv[1], 'r+b'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+            &f.path(dest).display().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot run python3");
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said, "locked\n");
+    refused("a record lock held on the descriptor");
+    drop(locker.stdin.take());
+    locker.wait().unwrap();
+
+    // A real program with the disk open for writing: qemu-io, as QEMU would.
+    require_tool("qemu-io");
+    let mut qemu = Command::new("qemu-io")
+        .args(["-f", "raw", &flat.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run qemu-io");
+    // qemu-io has the image open (and locked) once it reads commands.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let probe = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&flat)
+            .unwrap();
+        if fcntl_lock(&probe, FlockOperation::NonBlockingLockExclusive).is_err() {
+            break;
+        }
+        drop(probe);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qemu-io never locked {}",
+            flat.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    refused("qemu-io holding the flat extent open");
+    drop(qemu.stdin.take());
+    qemu.wait().unwrap();
+
+    runtime(
+        &f,
+        Via::Archive,
+        DELTA,
+        "restore",
+        &["--to", dest, "--force", "-q"],
+    )
+    .success();
+    assert_eq!(fs::read(&flat).unwrap(), f.now);
+}
+
+/// While a restore runs, a second one to the same destination is refused
+/// and touches nothing; the first then finishes with the right disk.
+#[test]
+fn second_restore_to_the_same_destination_is_refused() {
+    let mut f = with_full(4096, 43);
+    f.add_delta(44);
+    let dir = f.dest_dir("restore/twice");
+    let dest = "restore/twice/crm.vmdk";
+    // The first restore reads its full from a pipe that this test fills:
+    // half now, so that it is surely running, the rest later.
+    let full = fs::read(f.path(FULL)).unwrap();
+    let mut first = Command::new(f.path(DELTA))
+        .args(["restore", "--to", dest, "--full", "-", "-q"])
+        .current_dir(f.root())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(&full[..full.len() / 2]).unwrap();
+    let partial = dir.join(".crm-flat.vmdk.sdar-partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for via in BOTH {
+        for extra in [&[][..], &["--force"], &["--resume"]] {
+            let mut args = vec!["--to", dest];
+            args.extend_from_slice(extra);
+            let out = runtime(&f, via, DELTA, "restore", &args);
+            assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+            assert!(
+                out.stderr.contains("another restore to") && out.stderr.contains("is running"),
+                "`{}`: {}",
+                out.what,
+                out.stderr
+            );
+            assert!(
+                partial.exists(),
+                "the second restore removed the first's data"
+            );
+        }
+    }
+    stdin.write_all(&full[full.len() / 2..]).unwrap();
+    drop(stdin);
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing(&dir), ["crm-flat.vmdk", "crm.vmdk"]);
+    assert_eq!(fs::read(dir.join("crm-flat.vmdk")).unwrap(), f.now);
 }

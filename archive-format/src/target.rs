@@ -71,6 +71,8 @@ pub struct RestoreTarget {
     resumed: bool,
     /// Leave the partial file in place when dropped uncommitted.
     keep: bool,
+    /// Locks on the files being replaced, held until they are.
+    _in_use: Vec<File>,
     committed: bool,
 }
 
@@ -101,6 +103,10 @@ impl RestoreTarget {
                 )));
             }
         }
+        let in_use = [dest, data_final.as_path()]
+            .into_iter()
+            .filter_map(|p| lock_existing(p).transpose())
+            .collect::<Result<Vec<File>>>()?;
         let data_tmp = partial_path(&data_final);
         let existed = data_tmp.symlink_metadata().is_ok();
         let file = OpenOptions::new()
@@ -130,6 +136,7 @@ impl RestoreTarget {
             thin: opts.thin,
             len: 0,
             resumed,
+            _in_use: in_use,
             // What an earlier run left is never removed by a run that did not
             // take it over.
             keep: existed && !opts.force,
@@ -310,6 +317,31 @@ pub fn flat_path(dest: &Path) -> PathBuf {
         .unwrap_or_default();
     let stem = name.strip_suffix(".vmdk").unwrap_or(&name);
     dest.with_file_name(format!("{stem}-flat.vmdk"))
+}
+
+/// Locks an existing file about to be replaced, with both kinds of lock a
+/// program writing to it may hold: `flock` and POSIX/OFD record locks
+/// (QEMU takes the latter on the images a running VM uses). Refuses when
+/// another process holds either. `None` when there is no regular file.
+fn lock_existing(p: &Path) -> Result<Option<File>> {
+    use rustix::fs::FlockOperation::NonBlockingLockExclusive;
+    if !p.symlink_metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(|e| Error::io(p, None, e))?;
+    if rustix::fs::flock(&file, NonBlockingLockExclusive).is_err()
+        || rustix::fs::fcntl_lock(&file, NonBlockingLockExclusive).is_err()
+    {
+        return Err(Error::invalid(format!(
+            "{} is in use: another process holds a lock on it, as a running VM does; power it off or restore elsewhere",
+            p.display()
+        )));
+    }
+    Ok(Some(file))
 }
 
 /// Says what a full filesystem, a quota or a file-size limit means here.
