@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 type Entry = fn(&[u8]);
 
 /// The fuzz targets whose input is raw bytes, and their entry points.
-const TARGETS: [(&str, Entry); 4] = [
+const TARGETS: [(&str, Entry); 6] = [
     ("index_segment", |d| {
         let _ = archive_format::fuzzing::index_segment(d);
     }),
@@ -22,6 +22,12 @@ const TARGETS: [(&str, Entry); 4] = [
         let _ = archive_format::fuzzing::open_and_verify(d);
     }),
     ("descriptor", archive_format::fuzzing::descriptor),
+    ("delta_open", |d| {
+        let _ = archive_format::fuzzing::delta_open(d);
+    }),
+    ("delta_verify", |d| {
+        let _ = archive_format::fuzzing::delta_verify(d);
+    }),
 ];
 
 /// `roundtrip` builds an image from its input with the `arbitrary` crate,

@@ -73,8 +73,10 @@ impl<R: Read + Seek> DeltaArchive<R> {
         let (dir, _) = read_plain_record(&mut file, dir_at, TAG_DELTA_DIRECTORY, dir_len as u32)?;
         let corrupt =
             |what: String| Error::corrupt(file.name(), dir_at, format!("DDIR record: {what}"));
-        if le_u64(&dir, 0) != footer.group_count {
-            return Err(corrupt("group count disagrees with the footer".into()));
+        if dir.len() as u64 != dir_len || le_u64(&dir, 0) != footer.group_count {
+            return Err(corrupt(
+                "its length or group count disagrees with the footer".into(),
+            ));
         }
         let groups: Vec<(u64, u64)> = dir[DDIR_HEADER_LEN..]
             .chunks_exact(DDIR_ENTRY_LEN)
@@ -90,6 +92,21 @@ impl<R: Read + Seek> DeltaArchive<R> {
         {
             return Err(corrupt(
                 "groups are not in order inside the payload and image".into(),
+            ));
+        }
+        // Every block is the full's or the delta's: an image of more blocks
+        // than both hold is a lie, found before anything reads or allocates
+        // by it.
+        let base_blocks = header.base_image_size.div_ceil(header.block_size as u64);
+        if header.block_count() > base_blocks.saturating_add(footer.entry_count) {
+            return Err(Error::corrupt(
+                file.name(),
+                base,
+                format!(
+                    "DHED claims an image of {} blocks, but its full has {base_blocks} and the delta changes {}",
+                    header.block_count(),
+                    footer.entry_count
+                ),
             ));
         }
         let max_entries = footer.group_count.saturating_mul(header.map_entries as u64);
