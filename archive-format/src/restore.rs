@@ -172,11 +172,20 @@ pub fn check_base<D: Read + Seek, B: Read + Seek>(
             found: base.identity(),
         });
     }
+    // The identities match, and an identity covers the image's size: the
+    // full's own header is right, so a disagreement is the delta's.
     if base.header().image_size != h.base_image_size || base.header().block_size != h.block_size {
         return Err(Error::corrupt(
-            base.name(),
-            0,
-            "the full's size or block size disagrees with its identity as the delta records it",
+            delta.name(),
+            delta.trailer().payload_offset,
+            format!(
+                "DHED says its full holds {} bytes in blocks of {}, but the full with its identity ({}) holds {} bytes in blocks of {}",
+                h.base_image_size,
+                h.block_size,
+                base.name().display(),
+                base.header().image_size,
+                base.header().block_size
+            ),
         ));
     }
     crate::delta::prove_base_index(base)
@@ -412,9 +421,12 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
                         }
                     }
                 };
+                // A batch is bounded by what it holds in memory once proven:
+                // its stored members and the blocks they decode to, so that
+                // members that compress well cannot pile up gigabytes.
                 bytes += match &task {
                     Task::Zero { .. } | Task::Kept { .. } => 4096,
-                    task => task.stored(),
+                    task => task.stored() + h.block_len(b) as u64,
                 };
                 tasks.push(task);
                 next_block += 1;

@@ -40,7 +40,15 @@ impl DiskSource {
                 "this is a sparse VMDK; sdar reads flat disks: convert it first (qemu-img convert -O raw, or vmkfstools -d eagerzeroedthick)".into(),
             ));
         }
-        if len as usize <= vmdk::MAX_DESCRIPTOR_LEN && vmdk::looks_like_descriptor(&head) {
+        if vmdk::looks_like_descriptor(&head) {
+            // No raw disk starts with a descriptor's header; a descriptor this
+            // long is damaged or crafted, not a disk to back up as it is.
+            if len as usize > vmdk::MAX_DESCRIPTOR_LEN {
+                return Err(source_err(format!(
+                    "this looks like a VMDK descriptor but is {len} bytes; descriptors are at most {} bytes",
+                    vmdk::MAX_DESCRIPTOR_LEN
+                )));
+            }
             let text = std::str::from_utf8(&head)
                 .map_err(|_| source_err("descriptor is not UTF-8".into()))?;
             let descriptor = vmdk::parse_descriptor(text).map_err(source_err)?;
@@ -61,6 +69,26 @@ impl DiskSource {
             file: path.to_path_buf(),
             what,
         };
+        // The values that become metadata; others are never read.
+        const KEPT: [&str; 6] = [
+            "ddb.adapterType",
+            "ddb.uuid",
+            "ddb.virtualHWVersion",
+            "ddb.geometry.cylinders",
+            "ddb.geometry.heads",
+            "ddb.geometry.sectors",
+        ];
+        if let Some((key, value)) = descriptor
+            .entries
+            .iter()
+            .find(|(k, v)| KEPT.contains(&k.as_str()) && v.len() > crate::MAX_META_TEXT_LEN)
+        {
+            return Err(source_err(format!(
+                "the value of {key} is {} bytes; at most {} are allowed",
+                value.len(),
+                crate::MAX_META_TEXT_LEN
+            )));
+        }
         let ct = descriptor.create_type.as_str();
         if !matches!(ct, "monolithicFlat" | "vmfs") {
             return Err(source_err(format!(

@@ -85,6 +85,9 @@ impl RestoreTarget {
             TargetKind::Raw => dest.to_path_buf(),
             TargetKind::Vmdk { .. } => flat_path(dest),
         };
+        if opts.resume && !opts.force {
+            adopt_orphan_extent(dest, &data_final, &opts.kind)?;
+        }
         if !opts.force {
             for p in [dest, data_final.as_path()] {
                 if p.symlink_metadata().is_ok() {
@@ -103,7 +106,12 @@ impl RestoreTarget {
                 )));
             }
         }
-        let in_use = [dest, data_final.as_path()]
+        // A raw target is one file under both names: lock it once.
+        let mut replaced = vec![dest];
+        if data_final != dest {
+            replaced.push(data_final.as_path());
+        }
+        let in_use = replaced
             .into_iter()
             .filter_map(|p| lock_existing(p).transpose())
             .collect::<Result<Vec<File>>>()?;
@@ -241,22 +249,40 @@ impl RestoreTarget {
 
     /// Syncs the data, gives it its final name, then writes the descriptor
     /// (for VMDK) through a temporary name too. `spec` is used for VMDK only.
+    ///
+    /// The descriptor is written and synced under its temporary name before
+    /// the data is renamed, so that the two renames follow each other at
+    /// once; if the process dies between them, the extent is left without
+    /// a descriptor, and `--resume` takes it back (`adopt_orphan_extent`).
     pub fn commit(mut self, spec: Option<&DescriptorSpec>) -> Result<()> {
         self.file
             .sync_all()
             .map_err(|e| Error::io(&self.data_tmp, None, e))?;
-        std::fs::rename(&self.data_tmp, &self.data_final)
-            .map_err(|e| Error::io(&self.data_final, None, e))?;
+        let descriptor = match (&self.kind, spec) {
+            (TargetKind::Vmdk { .. }, Some(spec)) => {
+                let tmp = partial_path(&self.dest);
+                let write = || -> std::io::Result<()> {
+                    let f = File::create(&tmp)?;
+                    f.write_all_at(spec.render().as_bytes(), 0)?;
+                    f.sync_all()
+                };
+                if let Err(e) = write() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Error::io(&tmp, None, e));
+                }
+                Some(tmp)
+            }
+            _ => None,
+        };
+        if let Err(e) = std::fs::rename(&self.data_tmp, &self.data_final) {
+            if let Some(tmp) = &descriptor {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(Error::io(&self.data_final, None, e));
+        }
         self.committed = true;
-        if let (TargetKind::Vmdk { .. }, Some(spec)) = (&self.kind, spec) {
-            let tmp = partial_path(&self.dest);
-            let write = || -> std::io::Result<()> {
-                let f = File::create(&tmp)?;
-                f.write_all_at(spec.render().as_bytes(), 0)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &self.dest)
-            };
-            if let Err(e) = write() {
+        if let Some(tmp) = descriptor {
+            if let Err(e) = std::fs::rename(&tmp, &self.dest) {
                 let _ = std::fs::remove_file(&tmp);
                 let _ = std::fs::remove_file(&self.data_final);
                 return Err(Error::io(&self.dest, None, e));
@@ -342,6 +368,23 @@ fn lock_existing(p: &Path) -> Result<Option<File>> {
         )));
     }
     Ok(Some(file))
+}
+
+/// A restore that died between renaming its extent and its descriptor left
+/// a flat extent under its final name and no descriptor. A resume takes it
+/// back as an interrupted restore's data: every block of it is then read
+/// back and proven like any other, so nothing is trusted by its name.
+fn adopt_orphan_extent(dest: &Path, data_final: &Path, kind: &TargetKind) -> Result<()> {
+    let orphan = matches!(kind, TargetKind::Vmdk { .. })
+        && dest.symlink_metadata().is_err()
+        && data_final.symlink_metadata().is_ok_and(|m| m.is_file())
+        && partial_path(data_final).symlink_metadata().is_err()
+        && !is_backup(data_final);
+    if orphan {
+        std::fs::rename(data_final, partial_path(data_final))
+            .map_err(|e| Error::io(data_final, None, e))?;
+    }
+    Ok(())
 }
 
 /// Says what a full filesystem, a quota or a file-size limit means here.

@@ -468,7 +468,12 @@ pub fn vmx_file_name(meta: &Metadata, disk: Option<&Path>) -> String {
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "restored".into());
-    format!("{stem}.vmx")
+    // File names stop at 255 bytes; a VM name may be longer.
+    let mut end = stem.len().min(200);
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}.vmx", &stem[..end])
 }
 
 /// How a .vmx in `dir` names `disk`: by file name when they share a folder,
