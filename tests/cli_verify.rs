@@ -374,7 +374,10 @@ fn delta_runtime_is_checked_against_this_sdar() {
     let dir = scratch();
     let (full, _) = image(dir.path(), "gzip", "gz", &[]);
     let archive = "disk.sdar";
-    assert!(dir.path().join(archive).exists(), "sdar full writes {archive} beside {full}");
+    assert!(
+        dir.path().join(archive).exists(),
+        "sdar full writes {archive} beside {full}"
+    );
     let out = sdar(dir.path(), &["verify", archive]).success();
     assert!(
         out.stderr.contains("runtime: genuine: byte-identical"),

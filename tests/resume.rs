@@ -1191,3 +1191,38 @@ fn vmx_is_written_as_backed_up_or_with_the_disk_renamed() {
     assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
     assert_eq!(listing(&dir), [vmx_name.as_str()]);
 }
+
+/// A restore that died between renaming its flat extent and its descriptor
+/// leaves the extent alone under its final name. A plain rerun refuses to
+/// replace it; `--resume` takes it back, proves every block of it (keeping
+/// all of them) and writes the descriptor.
+#[test]
+fn resume_takes_back_an_extent_left_without_its_descriptor() {
+    let f = fixture(16, 5);
+    let dir = f.dest_dir("restore/orphan");
+    let dest = "restore/orphan/crm.vmdk";
+    f.restore(Via::Archive, &["--to", dest, "-q"]).success();
+    fs::remove_file(dir.join("crm.vmdk")).unwrap();
+
+    let out = f.restore(Via::Archive, &["--to", dest]);
+    assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert_eq!(listing(&dir), ["crm-flat.vmdk"]);
+
+    for via in [Via::Archive, Via::Sdar] {
+        let out = f
+            .restore(via, &["--to", dest, "--resume", "--json"])
+            .success();
+        let doc = summary(&out);
+        assert_eq!(doc["resumed"], true, "{doc}");
+        assert_eq!(count(&doc, "kept_bytes"), f.now.len() as u64, "{doc}");
+        assert_restored(&dir, &f.now);
+        fs::remove_file(dir.join("crm.vmdk")).unwrap();
+    }
+    // A flat extent that is not this disk is taken back too, and replaced
+    // block by block where it differs.
+    fs::write(dir.join("crm-flat.vmdk"), b"not this disk").unwrap();
+    f.restore(Via::Archive, &["--to", dest, "--resume", "-q"])
+        .success();
+    assert_restored(&dir, &f.now);
+}
