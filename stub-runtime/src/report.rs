@@ -145,7 +145,8 @@ pub fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // C0, DEL and C1 controls: a terminal showing the JSON must not obey them.
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -314,5 +315,23 @@ pub fn clock(secs: f64) -> String {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
     } else {
         format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_every_control_character() {
+        assert_eq!(
+            json_string("a\"b\\c\n\u{1b}[2J\u{7f}\u{9b}31m é"),
+            "\"a\\\"b\\\\c\\n\\u001b[2J\\u007f\\u009b31m é\""
+        );
+    }
+
+    #[test]
+    fn printable_replaces_control_characters() {
+        assert_eq!(printable("vm\u{1b}]0;x\u{7}\u{9b}"), "vm?]0;x??");
     }
 }
