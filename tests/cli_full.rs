@@ -589,3 +589,30 @@ fn io_error_names_its_cause_once() {
         out.stderr
     );
 }
+
+/// A killed `sdar full` leaves its hidden temporary file; the next run
+/// writing the same output removes it, but never one that a running writer
+/// holds locked, nor a file that only looks similar.
+#[test]
+fn abandoned_temporary_files_are_removed_by_the_next_run() {
+    use rustix::fs::{flock, FlockOperation};
+    let dir = scratch();
+    let d = dir.path();
+    sample_disk(d, "disk.raw", 1 << 20, 3);
+    let abandoned = d.join(".disk.full.gz.a1B2c3.partial");
+    let running = d.join(".disk.full.gz.Zz9Yy8.partial");
+    let other = d.join(".disk.full.gz.notours.partial");
+    for p in [&abandoned, &running, &other] {
+        fs::write(p, b"half a backup").unwrap();
+    }
+    let held = fs::File::open(&running).unwrap();
+    flock(&held, FlockOperation::NonBlockingLockExclusive).unwrap();
+    sdar(d, &["full", "disk.raw", "-o", "disk.full.gz", "-q"]).success();
+    assert!(
+        !abandoned.exists(),
+        "the abandoned temporary file is still there"
+    );
+    assert!(running.exists(), "a locked temporary file was removed");
+    assert!(other.exists(), "a file not named like ours was removed");
+    drop(held);
+}

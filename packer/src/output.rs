@@ -8,6 +8,37 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
+/// Removes the temporary files of earlier runs writing `name` in `dir`
+/// that were killed before they could clean up: those nobody holds locked.
+/// A run still writing holds its lock, and keeps its file.
+fn remove_abandoned(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        // tempfile's names: the prefix, 6 random characters, the suffix.
+        let abandoned_name = n
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".partial"));
+        if abandoned_name.is_none_or(|random| random.len() != 6) {
+            continue;
+        }
+        let Ok(f) = File::open(entry.path()) else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_file())
+            && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// An output in progress.
 pub struct PendingOutput {
     tmp: NamedTempFile,
@@ -33,11 +64,19 @@ impl PendingOutput {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        remove_abandoned(dir, &name);
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        // Held while the output is written: tells a later run that this
+        // temporary file is not abandoned.
+        rustix::fs::flock(
+            tmp.as_file(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .with_context(|| format!("cannot lock {}", tmp.path().display()))?;
         Ok(PendingOutput {
             tmp,
             dest: dest.to_path_buf(),
