@@ -27,6 +27,8 @@ pub struct DeltaHeader {
     pub version_major: u16,
     pub version_minor: u16,
     pub compat_flags: u32,
+    /// Incompatible flags (SPEC.md §15): only `INCOMPAT_AUTH` is known.
+    pub incompat_flags: u32,
     /// How DATA and PATCH members are compressed.
     pub codec: Codec,
     pub block_size: u32,
@@ -43,6 +45,11 @@ pub struct DeltaHeader {
 impl DeltaHeader {
     pub fn block_count(&self) -> u64 {
         self.image_size.div_ceil(self.block_size as u64)
+    }
+
+    /// The archive carries an AUTH record (SPEC.md §18.1).
+    pub fn has_auth(&self) -> bool {
+        self.incompat_flags & INCOMPAT_AUTH != 0
     }
 
     pub fn block_len(&self, block: u64) -> usize {
@@ -78,6 +85,7 @@ impl DeltaHeader {
         b[HEAD_MAGIC_OFFSET..8].copy_from_slice(&FILE_MAGIC);
         b[HEAD_VERSION_MAJOR_OFFSET..][..2].copy_from_slice(&self.version_major.to_le_bytes());
         b[HEAD_VERSION_MINOR_OFFSET..][..2].copy_from_slice(&self.version_minor.to_le_bytes());
+        b[HEAD_INCOMPAT_FLAGS_OFFSET..][..4].copy_from_slice(&self.incompat_flags.to_le_bytes());
         b[HEAD_COMPAT_FLAGS_OFFSET..][..4].copy_from_slice(&self.compat_flags.to_le_bytes());
         b[HEAD_KIND_OFFSET] = KIND_DELTA;
         b[HEAD_CODEC_OFFSET] = self.codec.to_byte();
@@ -137,6 +145,7 @@ impl DeltaHeader {
             version_major: major,
             version_minor: minor,
             compat_flags: le_u32(body, HEAD_COMPAT_FLAGS_OFFSET),
+            incompat_flags: le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET),
             codec,
             block_size,
             map_entries,

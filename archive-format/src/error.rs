@@ -79,6 +79,8 @@ pub enum Error {
     InvalidInput { what: String },
     /// A source disk (raw image or VMDK descriptor) cannot be used.
     Source { file: FileName, what: String },
+    /// A MAC is missing, made with another key, or does not match.
+    Unauthentic { file: FileName, what: String },
     /// The destination's filesystem has less free space than a restore needs.
     NoSpace {
         dir: FileName,
@@ -101,6 +103,7 @@ impl Error {
                 | Error::BlockMismatch { .. }
                 | Error::IdentityMismatch { .. }
                 | Error::WrongFull { .. }
+                | Error::Unauthentic { .. }
         )
     }
 
@@ -239,6 +242,11 @@ impl fmt::Display for Error {
             ),
             Error::InvalidInput { what } => write!(f, "{what}"),
             Error::Source { file, what } => write!(f, "{}: {what}", file.display()),
+            Error::Unauthentic { file, what } => write!(
+                f,
+                "{}: authenticity check failed: {what}",
+                file.display()
+            ),
             Error::NoSpace {
                 dir,
                 needed,

@@ -274,6 +274,7 @@ mod tests {
             version_major: 1,
             version_minor: 0,
             compat_flags: 0,
+            incompat_flags: 0,
             codec: Codec::Zstd,
             block_size: 4096,
             map_entries: 1,

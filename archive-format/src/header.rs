@@ -15,6 +15,8 @@ pub struct ImageHeader {
     pub version_minor: u16,
     /// Compatible flags found in the file (ignored by this reader).
     pub compat_flags: u32,
+    /// Incompatible flags (SPEC.md §5): only `INCOMPAT_AUTH` is known.
+    pub incompat_flags: u32,
     pub codec: Codec,
     /// Bytes per block; every block but the last is exactly this long.
     pub block_size: u32,
@@ -42,6 +44,7 @@ impl ImageHeader {
             version_major: VERSION_MAJOR,
             version_minor: VERSION_MINOR,
             compat_flags: 0,
+            incompat_flags: 0,
             codec,
             block_size,
             segment_blocks,
@@ -51,6 +54,17 @@ impl ImageHeader {
 
     pub fn block_count(&self) -> u64 {
         self.image_size.div_ceil(self.block_size as u64)
+    }
+
+    /// The file carries an AUTH record (SPEC.md §9.1).
+    pub fn has_auth(&self) -> bool {
+        self.incompat_flags & INCOMPAT_AUTH != 0
+    }
+
+    /// Marks a new image as carrying an AUTH record: a 1.1 feature.
+    pub(crate) fn set_auth(&mut self) {
+        self.incompat_flags |= INCOMPAT_AUTH;
+        self.version_minor = VERSION_MINOR_AUTH;
     }
 
     pub fn segment_count(&self) -> u64 {
@@ -74,6 +88,7 @@ impl ImageHeader {
         b[HEAD_MAGIC_OFFSET..8].copy_from_slice(&FILE_MAGIC);
         b[HEAD_VERSION_MAJOR_OFFSET..][..2].copy_from_slice(&self.version_major.to_le_bytes());
         b[HEAD_VERSION_MINOR_OFFSET..][..2].copy_from_slice(&self.version_minor.to_le_bytes());
+        b[HEAD_INCOMPAT_FLAGS_OFFSET..][..4].copy_from_slice(&self.incompat_flags.to_le_bytes());
         b[HEAD_COMPAT_FLAGS_OFFSET..][..4].copy_from_slice(&self.compat_flags.to_le_bytes());
         b[HEAD_KIND_OFFSET] = KIND_FULL_IMAGE;
         b[HEAD_CODEC_OFFSET] = self.codec.to_byte();
@@ -140,6 +155,7 @@ impl ImageHeader {
             version_major: major,
             version_minor: minor,
             compat_flags,
+            incompat_flags: le_u32(body, HEAD_INCOMPAT_FLAGS_OFFSET),
             codec,
             block_size,
             segment_blocks,

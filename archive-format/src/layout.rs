@@ -27,6 +27,15 @@ pub const TAG_META: [u8; 4] = *b"META";
 pub const TAG_INDEX: [u8; 4] = *b"INDX";
 pub const TAG_DIRECTORY: [u8; 4] = *b"DIRS";
 pub const TAG_FOOT: [u8; 4] = *b"FOOT";
+pub const TAG_AUTH: [u8; 4] = *b"AUTH";
+
+/// SPEC.md §9.1 "AUTH record": key id, then MAC.
+pub const AUTH_LEN: usize = 48;
+pub const AUTH_KEY_ID_LEN: usize = 16;
+pub const AUTH_MAC_OFFSET: usize = 16;
+const _: () = assert!(AUTH_MAC_OFFSET + 32 == AUTH_LEN);
+/// SPEC.md §9.1: the shortest key file accepted.
+pub const MIN_KEY_LEN: usize = 16;
 
 /// SPEC.md §5 "HEAD record".
 pub const HEAD_LEN: usize = 64;
@@ -53,7 +62,11 @@ pub const CODEC_ZSTD: u8 = 2;
 
 /// SPEC.md §5: no incompatible flags are defined in version 1.0; any set bit
 /// means a feature this reader does not know, so it refuses the file.
-pub const INCOMPAT_FLAGS_KNOWN: u32 = 0;
+pub const INCOMPAT_FLAGS_KNOWN: u32 = INCOMPAT_AUTH;
+/// SPEC.md §5, §15: the file carries an AUTH record (§9.1).
+pub const INCOMPAT_AUTH: u32 = 1;
+/// SPEC.md §2: the minor version of files that use a 1.1 feature (AUTH).
+pub const VERSION_MINOR_AUTH: u16 = 1;
 /// SPEC.md §5: no compatible flags are defined; unknown ones are ignored.
 pub const COMPAT_FLAGS_KNOWN: u32 = 0;
 

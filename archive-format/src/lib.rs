@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod archive_file;
+pub mod auth;
 pub mod background_sync;
 mod buffers;
 mod codec;

@@ -161,6 +161,7 @@ fn write_vector(v: &Vector) -> Vec<u8> {
         block_size: v.block_size,
         segment_blocks: v.segment_blocks,
         threads: 1,
+        key: None,
     };
     let mut w =
         FullWriter::new(Vec::new(), v.file, &options, disk.len() as u64, &(v.meta)()).expect("new");

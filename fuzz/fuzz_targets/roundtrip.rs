@@ -116,6 +116,7 @@ fuzz_target!(|case: Case| {
         block_size: BLOCK_SIZE,
         segment_blocks: case.segment_blocks,
         threads: 1,
+        key: None,
     };
     let disk = disk(&case);
     let meta = case.meta.to_metadata();

@@ -73,6 +73,10 @@ pub struct FullArgs {
     /// Replace an existing output file
     #[arg(long)]
     pub force: bool,
+    /// Add a MAC made with this key file, so that `verify --key` and
+    /// `restore --key` can prove the backup came from a key holder
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -96,6 +100,9 @@ pub struct DeltaArgs {
     /// stored whole (for a full on slow or offline storage)
     #[arg(long)]
     pub index_only: bool,
+    /// Add a MAC made with this key file (see `sdar full --key`)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub meta: MetaArgs,
     #[arg(long)]
@@ -151,6 +158,10 @@ pub struct VerifyArgs {
     /// byte-identical to this sdar's
     #[arg(long)]
     pub require_genuine: bool,
+    /// Prove with this key file that the backup was made by a key holder;
+    /// a backup without a valid MAC fails (exit 1)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -38,6 +38,7 @@ fn header(
         version_major: VERSION_MAJOR,
         version_minor: VERSION_MINOR,
         compat_flags: 0,
+        incompat_flags: 0,
         codec,
         block_size,
         map_entries: DEFAULT_MAP_ENTRIES,
@@ -56,6 +57,7 @@ pub fn write_empty(
     summary: &FullSummary,
     block_size: u32,
     meta: &Metadata,
+    key: Option<archive_format::auth::Key>,
 ) -> Result<()> {
     let mut meta = meta.clone();
     meta.base_name = full.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -66,7 +68,7 @@ pub fn write_empty(
         summary.image_size,
         summary.identity,
     );
-    let writer = DeltaWriter::new(pending.writer()?, dest, RUNTIME, h, &meta)?;
+    let writer = DeltaWriter::with_key(pending.writer()?, dest, RUNTIME, h, &meta, key)?;
     let (out, _) = writer.finish(summary.identity)?;
     pending.set_mode(0o755)?;
     pending.commit(out)
@@ -115,7 +117,8 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         base.identity(),
     );
     let pending = PendingOutput::create(&dest, args.force)?;
-    let writer = DeltaWriter::new(pending.writer()?, &dest, RUNTIME, h, &meta)?;
+    let key = crate::key::read(args.key.as_deref())?;
+    let writer = DeltaWriter::with_key(pending.writer()?, &dest, RUNTIME, h, &meta, key)?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "delta", args.run.quiet);
     let data_path = source.data_path.clone();

@@ -22,6 +22,7 @@ pub fn run(args: FullArgs) -> Result<()> {
             crate::UsageError(format!("block size {} is too large", args.block_size))
         })?,
         threads: args.run.threads,
+        key: crate::key::read(args.key.as_deref())?,
         ..FullOptions::default()
     };
     let dest = match &args.output {
@@ -61,6 +62,7 @@ pub fn run(args: FullArgs) -> Result<()> {
         &summary,
         options.block_size,
         &meta,
+        options.key.clone(),
     )?;
     let secs = started.elapsed().as_secs_f64();
     if !args.run.quiet {

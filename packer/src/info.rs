@@ -37,6 +37,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "format_version": format!("{}.{}", h.version_major, h.version_minor),
             "codec": h.codec.name(),
             "identity": hex(&image.identity()),
+            "auth_key_id": image.auth().map(|a| hex(&a.key_id)),
             "image_size": h.image_size,
             "block_size": h.block_size,
             "blocks": h.block_count(),
@@ -73,6 +74,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
         h.version_minor
     );
     t += &format!("Identity:     {}\n", hex(&image.identity()));
+    t += &format!(
+        "Authenticity: {}\n",
+        sdar_stub::report::auth_text(image.auth())
+    );
     t += &format!(
         "Disk size:    {} ({} bytes)\n",
         human(h.image_size),

@@ -5,6 +5,7 @@ mod delta;
 mod demo;
 mod full;
 mod info;
+mod key;
 mod output;
 mod progress;
 mod runtime;

@@ -20,6 +20,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         if let Some(f) = &args.full {
             rest.extend(["--full".into(), f.into()]);
         }
+        if let Some(k) = &args.key {
+            rest.extend(["--key".into(), k.into()]);
+        }
         rest.extend(["--threads".into(), args.run.threads.to_string().into()]);
         if args.run.quiet {
             rest.push("-q".into());
@@ -30,6 +33,15 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let started = Instant::now();
     let mut image = FullImage::open(file, &args.file, &Limits::default())?;
+    if let Some(key) = crate::key::read(args.key.as_deref())? {
+        image.authenticate(&key)?;
+        if !args.run.quiet {
+            eprintln!(
+                "authentic: made by a holder of the key (key id {})",
+                hex(&key.id())
+            );
+        }
+    }
     let pb = progress::bar(image.header().image_size, "verify", args.run.quiet);
     let report = verify_full(&mut image, args.run.threads, &mut |done| {
         pb.set_position(done)

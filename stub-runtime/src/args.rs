@@ -40,6 +40,8 @@ pub struct RestoreArgs {
     pub rename_disk: bool,
     /// Print a JSON summary on standard output at the end.
     pub json: bool,
+    /// Prove the archive's MAC with this key file first.
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +53,7 @@ pub enum Command {
     Verify {
         full: FullSource,
         json: bool,
+        key: Option<PathBuf>,
     },
     Info {
         json: bool,
@@ -87,10 +90,10 @@ pub fn usage(program: &OsStr) -> String {
     format!(
         "A self-restoring sdar delta archive. Run it with no arguments on a terminal\n\
 for a menu.\n\n\
-Usage:\n  {p} restore --to DEST.vmdk [--full FULL|-] [options]\n  {p} verify [--full FULL|-] [--json]\n  {p} info [--json]\n  {p} extract-vmx [-o FILE]\n\n\
+Usage:\n  {p} restore --to DEST.vmdk [--full FULL|-] [options]\n  {p} verify [--full FULL|-] [--key FILE] [--json]\n  {p} info [--json]\n  {p} extract-vmx [-o FILE]\n\n\
 The full image is found by its identity: --full PATH (or - for standard\n\
 input), else in the archive's folder, else in each folder of SDAR_FULL_PATH.\n\n\
-Restore options:\n  --resume          continue an interrupted restore to DEST: blocks already\n                    written are read back and checked, the rest restored\n  --force           replace existing files at DEST (never a backup), or start\n                    an interrupted restore over\n  --thin            sparse data file: zero blocks are holes, nothing preallocated\n  --raw             write a raw image at DEST instead of a VMDK\n  --vmfs            write a VMFS descriptor (createType \"vmfs\")\n  --vmx DIR         also write the VM's .vmx file into DIR\n  --rename-disk     point the .vmx's disk entry at DEST\n  --no-space-check  do not check free space first\n  --json            print a JSON summary on standard output at the end\n\n\
+Restore options:\n  --resume          continue an interrupted restore to DEST: blocks already\n                    written are read back and checked, the rest restored\n  --force           replace existing files at DEST (never a backup), or start\n                    an interrupted restore over\n  --thin            sparse data file: zero blocks are holes, nothing preallocated\n  --raw             write a raw image at DEST instead of a VMDK\n  --vmfs            write a VMFS descriptor (createType \"vmfs\")\n  --vmx DIR         also write the VM's .vmx file into DIR\n  --rename-disk     point the .vmx's disk entry at DEST\n  --no-space-check  do not check free space first\n  --key FILE        first prove the archive's MAC with this key file\n  --json            print a JSON summary on standard output at the end\n\n\
 Options:\n  --archive PATH    the archive to read (default: this program's own file)\n  --threads N       worker threads (default: one per core)\n  --progress MODE   auto (a live line on a terminal), json (one object per\n                    line on standard error) or none\n  -q, --quiet       print nothing but errors\n  -h, --help        this text\n\n\
 Exit codes: 0 ok, 1 integrity failure, 2 usage, 3 other errors.\n"
     )
@@ -109,6 +112,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
     let (mut force, mut raw, mut vmfs, mut json) = (false, false, false, false);
     let (mut thin, mut resume, mut space_check, mut rename_disk) = (false, false, true, false);
     let mut vmx_dir = None;
+    let mut key = None;
     let mut output = None;
     let value = |it: &mut dyn Iterator<Item = &OsString>, flag: &str| -> Result<OsString, String> {
         it.next()
@@ -162,6 +166,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
             Some("--no-space-check") => space_check = false,
             Some("--vmx") => vmx_dir = Some(PathBuf::from(value(&mut it, "--vmx")?)),
             Some("--rename-disk") => rename_disk = true,
+            Some("--key") => key = Some(PathBuf::from(value(&mut it, "--key")?)),
             Some("--json") => json = true,
             Some("-o" | "--output") => output = Some(PathBuf::from(value(&mut it, "-o")?)),
             Some(s) if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -190,9 +195,10 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
                     vmx_dir,
                     rename_disk,
                     json,
+                    key,
                 })
             }
-            Some("verify") => Command::Verify { full, json },
+            Some("verify") => Command::Verify { full, json, key },
             Some("info") => Command::Info { json },
             Some("extract-vmx") => Command::ExtractVmx { output },
             _ => return Err(format!("unknown command {}", w.to_string_lossy())),

@@ -43,9 +43,10 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
                     .map_err(|e| Failure::Other(format!("cannot write to stdout: {e}"))),
             }
         }
-        Command::Verify { full, json } => {
+        Command::Verify { full, json, key } => {
             let mut log = RunLog::default();
-            let result = verify(&mut delta, &archive_path, full, inv, &mut log);
+            let result = authenticate(&mut delta, key.as_deref(), inv)
+                .and_then(|()| verify(&mut delta, &archive_path, full, inv, &mut log));
             if *json {
                 print_out(&log.json("verified", &archive_path, &result, None))?;
             }
@@ -53,13 +54,37 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
         }
         Command::Restore(args) => {
             let mut log = RunLog::default();
-            let result = run_restore(&mut delta, &archive_path, args, inv, &mut log);
+            let result = authenticate(&mut delta, args.key.as_deref(), inv)
+                .and_then(|()| run_restore(&mut delta, &archive_path, args, inv, &mut log));
             if args.json {
                 print_out(&log.json("restored", &archive_path, &result, Some(args)))?;
             }
             result
         }
     }
+}
+
+/// With `--key FILE`, proves the archive's MAC before anything else is
+/// read or written; an archive without a valid one is refused.
+fn authenticate(
+    delta: &mut DeltaArchive<File>,
+    key: Option<&Path>,
+    inv: &Invocation,
+) -> Result<(), Failure> {
+    let Some(path) = key else { return Ok(()) };
+    let secret = std::fs::read(path)
+        .map_err(|e| Failure::Other(format!("cannot read the key file {}: {e}", path.display())))?;
+    let key = archive_format::auth::Key::from_secret(&secret)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    delta.authenticate(&key)?;
+    if inv.chatty() {
+        eprintln!(
+            "authentic: {} was made by a holder of the key (key id {})",
+            delta.name().display(),
+            hex(&key.id())
+        );
+    }
+    Ok(())
 }
 
 pub fn open_delta(path: &Path) -> Result<DeltaArchive<File>, Failure> {

@@ -197,6 +197,7 @@ fn restore_flow(
         vmx_dir: None,
         rename_disk: false,
         json: false,
+        key: None,
     };
     let mut log = RunLog::default();
     let inv = Invocation {

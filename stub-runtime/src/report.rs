@@ -23,6 +23,7 @@ pub fn info_text(d: &DeltaArchive<File>) -> String {
         d.runtime_len()
     );
     t += &format!("Identity:     {}\n", hex(&f.identity));
+    t += &format!("Authenticity: {}\n", auth_text(d.auth()));
     t += &format!("Disk size:    {} bytes\n", h.image_size);
     t += &format!(
         "Needs full:   {} ({} bytes)\n",
@@ -43,6 +44,17 @@ pub fn info_text(d: &DeltaArchive<File>) -> String {
     );
     t += &meta_text(m);
     t
+}
+
+/// What `info` says of a MAC (SPEC.md §9.1).
+pub fn auth_text(auth: Option<&archive_format::auth::Auth>) -> String {
+    match auth {
+        Some(a) => format!(
+            "a MAC with key id {} (prove it with --key FILE)",
+            hex(&a.key_id)
+        ),
+        None => "none (made without a key)".into(),
+    }
 }
 
 pub fn meta_text(m: &Metadata) -> String {
@@ -88,6 +100,11 @@ pub fn info_json(d: &DeltaArchive<File>) -> String {
         ),
         ("codec", json_string(h.codec.name())),
         ("identity", json_string(&hex(&f.identity))),
+        (
+            "auth_key_id",
+            d.auth()
+                .map_or("null".into(), |a| json_string(&hex(&a.key_id))),
+        ),
         ("image_size", h.image_size.to_string()),
         ("block_size", h.block_size.to_string()),
         ("blocks", h.block_count().to_string()),

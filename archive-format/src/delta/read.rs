@@ -22,6 +22,10 @@ pub struct DeltaArchive<R> {
     footer: DeltaFooter,
     /// Per DMAP record: its payload offset and first block.
     groups: Vec<(u64, u64)>,
+    /// The AUTH record, and the DHED and META bodies its MAC covers.
+    auth: Option<crate::auth::Auth>,
+    head_body: Vec<u8>,
+    meta_body: Vec<u8>,
     /// Payload offset where the first group's members start.
     data_start: u64,
 }
@@ -58,10 +62,22 @@ impl<R: Read + Seek> DeltaArchive<R> {
                 limit: limits.max_record_len as u64,
             });
         }
+        // With an AUTH record (SPEC.md §18.1), it sits between DDIR and DFOT.
+        let (auth, dir_end) = if header.has_auth() {
+            let auth_at = foot_at
+                .checked_sub((RECORD_HEADER_LEN + AUTH_LEN) as u64)
+                .filter(|&at| at >= base + data_start)
+                .ok_or_else(|| Error::truncated(file.name(), foot_at, "AUTH record"))?;
+            let (body, _) = read_plain_record(&mut file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
+            let auth = crate::auth::Auth::decode(file.name(), auth_at, &body)?;
+            (Some(auth), auth_at)
+        } else {
+            (None, foot_at)
+        };
         if base
             .checked_add(footer.directory_offset)
             .and_then(|d| d.checked_add(RECORD_HEADER_LEN as u64 + dir_len))
-            != Some(foot_at)
+            != Some(dir_end)
         {
             return Err(Error::corrupt(
                 file.name(),
@@ -124,7 +140,46 @@ impl<R: Read + Seek> DeltaArchive<R> {
             footer,
             groups,
             data_start,
+            auth,
+            head_body: head,
+            meta_body,
         })
+    }
+
+    /// The AUTH record, when the archive was made with a key.
+    pub fn auth(&self) -> Option<&crate::auth::Auth> {
+        self.auth.as_ref()
+    }
+
+    /// Proves that the archive was made by a holder of `key`: its restore
+    /// program, DHED (with the identity of the full it needs), META and
+    /// identity. Refuses an archive without a MAC.
+    pub fn authenticate(&mut self, key: &crate::auth::Key) -> Result<()> {
+        let runtime = self.runtime_hash()?;
+        let expected = key.mac(
+            "delta",
+            &[
+                &runtime,
+                &self.head_body,
+                &self.meta_body,
+                &self.footer.identity,
+            ],
+        );
+        crate::auth::require(self.file.name(), self.auth.as_ref(), key, expected)
+    }
+
+    /// blake3 of the bytes before the payload: the restore program.
+    pub fn runtime_hash(&mut self) -> Result<crate::Hash> {
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut at = 0u64;
+        while at < self.trailer.payload_offset {
+            let n = (self.trailer.payload_offset - at).min(buf.len() as u64) as usize;
+            self.file.read_at(at, &mut buf[..n], "restore program")?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(*h.finalize().as_bytes())
     }
 
     pub fn name(&self) -> &Path {

@@ -66,6 +66,9 @@ pub struct DeltaWriter<W: Write> {
     groups: Vec<(u64, u64)>,
     next_block: u64,
     summary: DeltaSummary,
+    /// With a key: the key and what its MAC covers so far (the restore
+    /// program's hash, DHED and META bodies).
+    auth: Option<(crate::auth::Key, Vec<Vec<u8>>)>,
 }
 
 impl<W: Write> DeltaWriter<W> {
@@ -77,6 +80,23 @@ impl<W: Write> DeltaWriter<W> {
         header: DeltaHeader,
         meta: &Metadata,
     ) -> Result<Self> {
+        Self::with_key(out, name, runtime, header, meta, None)
+    }
+
+    /// As `new`; with a key, the archive ends with an AUTH record (SPEC.md
+    /// §18.1) whose MAC covers the restore program, DHED, META and identity.
+    pub fn with_key(
+        out: W,
+        name: impl Into<PathBuf>,
+        runtime: &[u8],
+        mut header: DeltaHeader,
+        meta: &Metadata,
+        key: Option<crate::auth::Key>,
+    ) -> Result<Self> {
+        if key.is_some() {
+            header.incompat_flags |= INCOMPAT_AUTH;
+            header.version_minor = VERSION_MINOR_AUTH;
+        }
         if header.map_entries == 0 || header.map_entries > MAX_MAP_ENTRIES {
             return Err(Error::invalid(format!(
                 "map_entries must be 1..={MAX_MAP_ENTRIES}"
@@ -94,11 +114,17 @@ impl<W: Write> DeltaWriter<W> {
                 ..DeltaSummary::default()
             },
             header,
+            auth: None,
         };
         w.out.write_all(runtime)?;
         let head = w.header.encode();
         w.write_record(TAG_DELTA_HEAD, &head)?;
-        w.write_record(TAG_META, &meta.encode()?)?;
+        let meta = meta.encode()?;
+        w.write_record(TAG_META, &meta)?;
+        w.auth = key.map(|k| {
+            let runtime_hash = blake3::hash(runtime).as_bytes().to_vec();
+            (k, vec![runtime_hash, head.to_vec(), meta])
+        });
         Ok(w)
     }
 
@@ -201,6 +227,15 @@ impl<W: Write> DeltaWriter<W> {
             dir.extend_from_slice(&first.to_le_bytes());
         }
         self.write_record(TAG_DELTA_DIRECTORY, &dir)?;
+        if let Some((key, parts)) = self.auth.take() {
+            let mut parts: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            parts.push(&identity);
+            let auth = crate::auth::Auth {
+                key_id: key.id(),
+                mac: key.mac("delta", &parts),
+            };
+            self.write_record(TAG_AUTH, &auth.encode())?;
+        }
         let entry_count =
             self.summary.data_blocks + self.summary.zero_blocks + self.summary.patch_blocks;
         let footer = DeltaFooter {
@@ -214,7 +249,7 @@ impl<W: Write> DeltaWriter<W> {
             payload_offset: self.summary.runtime_len,
             payload_len: self.payload_pos(),
             version_major: VERSION_MAJOR,
-            version_minor: VERSION_MINOR,
+            version_minor: self.header.version_minor,
         };
         self.out.write_all(&trailer.encode())?;
         self.out.flush()?;

@@ -27,6 +27,10 @@ pub struct FullImage<R> {
     zero: ZeroHashes,
     limits: Limits,
     cached: Option<IndexSegment>,
+    /// The AUTH record, and the HEAD and META bodies its MAC covers.
+    auth: Option<crate::auth::Auth>,
+    head_body: Vec<u8>,
+    meta_body: Vec<u8>,
 }
 
 impl<R: Read + Seek> FullImage<R> {
@@ -108,10 +112,22 @@ impl<R: Read + Seek> FullImage<R> {
                 limit: limits.max_record_len as u64,
             });
         }
+        // With an AUTH record (SPEC.md §9.1), it sits between DIRS and FOOT.
+        let (auth, dir_end) = if header.has_auth() {
+            let auth_at = foot_at
+                .checked_sub(codec.wrapped_record_len(AUTH_LEN))
+                .filter(|&at| at >= data_start)
+                .ok_or_else(|| Error::truncated(file.name(), foot_at, "AUTH record"))?;
+            let (body, _) = codec.read_record(&mut file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
+            let auth = crate::auth::Auth::decode(file.name(), auth_at, &body)?;
+            (Some(auth), auth_at)
+        } else {
+            (None, foot_at)
+        };
         if footer
             .directory_offset
             .checked_add(codec.wrapped_record_len(dir_body_len as usize))
-            != Some(foot_at)
+            != Some(dir_end)
         {
             return Err(Error::corrupt(
                 file.name(),
@@ -142,6 +158,9 @@ impl<R: Read + Seek> FullImage<R> {
             zero,
             limits: limits.clone(),
             cached: None,
+            auth,
+            head_body: head,
+            meta_body,
         };
         // The last segment's index must end where the directory begins.
         let segments = image.index_offsets.len() as u64;
@@ -157,6 +176,22 @@ impl<R: Read + Seek> FullImage<R> {
 
     pub fn name(&self) -> &Path {
         self.file.name()
+    }
+
+    /// The AUTH record, when the image was made with a key.
+    pub fn auth(&self) -> Option<&crate::auth::Auth> {
+        self.auth.as_ref()
+    }
+
+    /// Proves that the image was made by a holder of `key`: its HEAD, META
+    /// and identity (and so, through the hashes, every block). Refuses an
+    /// image without a MAC.
+    pub fn authenticate(&self, key: &crate::auth::Key) -> Result<()> {
+        let expected = key.mac(
+            "full",
+            &[&self.head_body, &self.meta_body, &self.identity()],
+        );
+        crate::auth::require(self.file.name(), self.auth.as_ref(), key, expected)
     }
 
     pub fn header(&self) -> &ImageHeader {

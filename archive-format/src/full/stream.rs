@@ -346,6 +346,13 @@ impl<R: Read> FullStream<R> {
                 "the directory does not list the segments the stream held",
             ));
         }
+        if self.header.has_auth() {
+            // The MAC is checked by readers given a key, which need a file
+            // they can seek in; a stream only has to be well-formed here.
+            let auth_at = self.src.position();
+            let (body, _) = codec.read_record(&mut self.src, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
+            crate::auth::Auth::decode(self.src.name(), auth_at, &body)?;
+        }
         let foot_at = self.src.position();
         let (foot, span) = codec.read_record(&mut self.src, foot_at, TAG_FOOT, FOOT_LEN as u32)?;
         let footer = Footer::decode(self.src.name(), foot_at, &foot)?;

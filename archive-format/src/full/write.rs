@@ -25,6 +25,8 @@ pub struct FullOptions {
     pub segment_blocks: u32,
     /// Worker threads for hashing and compressing; 0 means one per core.
     pub threads: usize,
+    /// Adds an AUTH record, a MAC with this key (SPEC.md §9.1).
+    pub key: Option<crate::auth::Key>,
 }
 
 impl Default for FullOptions {
@@ -35,6 +37,7 @@ impl Default for FullOptions {
             block_size: DEFAULT_BLOCK_SIZE,
             segment_blocks: DEFAULT_SEGMENT_BLOCKS,
             threads: 0,
+            key: None,
         }
     }
 }
@@ -75,6 +78,9 @@ pub struct FullWriter<W: Write> {
     worker: Option<EncodeWorker>,
     options: FullOptions,
     scratch: Vec<u8>,
+    /// HEAD and META bodies as written, for the MAC.
+    head_body: Vec<u8>,
+    meta_body: Vec<u8>,
 }
 
 impl<W: Write> FullWriter<W> {
@@ -87,12 +93,15 @@ impl<W: Write> FullWriter<W> {
         image_size: u64,
         meta: &Metadata,
     ) -> Result<Self> {
-        let header = ImageHeader::new(
+        let mut header = ImageHeader::new(
             options.codec,
             options.block_size,
             options.segment_blocks,
             image_size,
         )?;
+        if options.key.is_some() {
+            header.set_auth();
+        }
         // Check the level now rather than at the first block.
         let worker = EncodeWorker::new(options)?;
         let mut w = FullWriter {
@@ -107,11 +116,15 @@ impl<W: Write> FullWriter<W> {
             worker: Some(worker),
             options: options.clone(),
             scratch: Vec::new(),
+            head_body: Vec::new(),
+            meta_body: meta.encode()?,
             header,
         };
-        let head = w.header.encode();
+        w.head_body = w.header.encode().to_vec();
+        let head = w.head_body.clone();
         w.write_record(TAG_HEAD, &head)?;
-        w.write_record(TAG_META, &meta.encode()?)?;
+        let meta = w.meta_body.clone();
+        w.write_record(TAG_META, &meta)?;
         w.segment_data_offset = w.out.pos;
         Ok(w)
     }
@@ -225,6 +238,13 @@ impl<W: Write> FullWriter<W> {
         let directory_offset = self.out.pos;
         self.write_record(TAG_DIRECTORY, &encode_directory(&self.index_offsets))?;
         let identity = self.identity.finalize();
+        if let Some(key) = &self.options.key {
+            let auth = crate::auth::Auth {
+                key_id: key.id(),
+                mac: key.mac("full", &[&self.head_body, &self.meta_body, &identity]),
+            };
+            self.write_record(TAG_AUTH, &auth.encode())?;
+        }
         let file_len = self.out.pos + self.header.codec.wrapped_record_len(FOOT_LEN);
         let footer = Footer {
             identity,
