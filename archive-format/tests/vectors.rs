@@ -29,6 +29,8 @@ struct Vector {
     identity: &'static str,
     disk: fn() -> Vec<u8>,
     meta: fn() -> Metadata,
+    /// The key file's bytes, for a vector with an AUTH record (1.1).
+    key: Option<&'static [u8]>,
 }
 
 const VECTORS: &[Vector] = &[
@@ -42,6 +44,7 @@ const VECTORS: &[Vector] = &[
         identity: V1_IDENTITY,
         disk: v1_disk,
         meta: v1_meta,
+        key: None,
     },
     Vector {
         file: "full-v1-zstd.full.zst",
@@ -53,8 +56,36 @@ const VECTORS: &[Vector] = &[
         identity: V1_IDENTITY,
         disk: v1_disk,
         meta: v1_meta,
+        key: None,
+    },
+    Vector {
+        file: "full-v1.1-gzip-auth.full.gz",
+        version: (1, 1),
+        codec: Codec::Gzip,
+        level: 6,
+        block_size: 4096,
+        segment_blocks: 2,
+        identity: V1_IDENTITY,
+        disk: v1_disk,
+        meta: v1_meta,
+        key: Some(V11_KEY),
+    },
+    Vector {
+        file: "full-v1.1-zstd-auth.full.zst",
+        version: (1, 1),
+        codec: Codec::Zstd,
+        level: 3,
+        block_size: 4096,
+        segment_blocks: 2,
+        identity: V1_IDENTITY,
+        disk: v1_disk,
+        meta: v1_meta,
+        key: Some(V11_KEY),
     },
 ];
+
+/// The key file of the 1.1 vectors: 32 bytes, frozen.
+const V11_KEY: &[u8] = b"sdar golden vector key, 32 bytes";
 
 const V1_IDENTITY: &str = "2eeec66ff0cc3939ec159d7aa3866e21cb97486c17b66a0289ec18af8a6e42c4";
 
@@ -161,7 +192,9 @@ fn write_vector(v: &Vector) -> Vec<u8> {
         block_size: v.block_size,
         segment_blocks: v.segment_blocks,
         threads: 1,
-        key: None,
+        key: v
+            .key
+            .map(|k| archive_format::auth::Key::from_secret(k).expect("key")),
     };
     let mut w =
         FullWriter::new(Vec::new(), v.file, &options, disk.len() as u64, &(v.meta)()).expect("new");
@@ -204,6 +237,17 @@ fn every_vector_reads_and_verifies() {
             "{what}: identity of the generated disk"
         );
 
+        match v.key {
+            Some(k) => {
+                let key = archive_format::auth::Key::from_secret(k).expect("key");
+                image
+                    .authenticate(&key)
+                    .unwrap_or_else(|e| panic!("{what}: authenticate: {e}"));
+                let other = archive_format::auth::Key::from_secret(&[0u8; 32]).expect("key");
+                assert!(image.authenticate(&other).is_err(), "{what}: another key");
+            }
+            None => assert!(image.auth().is_none(), "{what}: no AUTH record"),
+        }
         let report = verify_full(&mut image, 1, &mut |_| {})
             .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
         assert_eq!(hex(&report.identity), v.identity, "{what}");
@@ -248,7 +292,12 @@ fn every_vector_reads_and_verifies() {
 
 #[test]
 fn vectors_of_the_current_version_are_what_the_writer_writes() {
-    let current = (VERSION_MAJOR, VERSION_MINOR);
+    // The writer writes 1.0 without a key and 1.1 with one (SPEC.md §2).
+    let written_versions = [
+        (VERSION_MAJOR, VERSION_MINOR),
+        (VERSION_MAJOR, archive_format::layout::VERSION_MINOR_AUTH),
+    ];
+    let current = written_versions[0];
     for codec in [Codec::Gzip, Codec::Zstd] {
         assert!(
             VECTORS.iter().any(|v| v.version == current && v.codec == codec),
@@ -259,7 +308,10 @@ fn vectors_of_the_current_version_are_what_the_writer_writes() {
         );
     }
     let mut stale = Vec::new();
-    for v in VECTORS.iter().filter(|v| v.version == current) {
+    for v in VECTORS
+        .iter()
+        .filter(|v| written_versions.contains(&v.version))
+    {
         let written = write_vector(v);
         let path = vectors_dir().join(v.file);
         if blessing() {
