@@ -38,6 +38,12 @@ impl Key {
         })
     }
 
+    /// Reads a key file and derives its key; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Key> {
+        let secret = std::fs::read(path).map_err(|e| Error::io(path, None, e))?;
+        Key::from_secret(&secret).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    }
+
     /// Names the key without revealing it: stored in AUTH, so that a wrong
     /// key is told apart from a forged MAC.
     pub fn id(&self) -> [u8; AUTH_KEY_ID_LEN] {

@@ -52,6 +52,12 @@ impl DeltaHeader {
         self.incompat_flags & INCOMPAT_AUTH != 0
     }
 
+    /// Marks a new archive as carrying an AUTH record: a 1.1 feature.
+    pub(crate) fn set_auth(&mut self) {
+        self.incompat_flags |= INCOMPAT_AUTH;
+        self.version_minor = VERSION_MINOR_AUTH;
+    }
+
     pub fn block_len(&self, block: u64) -> usize {
         (self.image_size - block * self.block_size as u64).min(self.block_size as u64) as usize
     }

@@ -1,15 +1,18 @@
 //! `--key FILE`: the secret behind a backup's MAC.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use archive_format::auth::Key;
 use std::path::Path;
 
-/// Reads and derives the key in `path`, if one was given.
+/// Reads and derives the key in `path`, if one was given; a key file that
+/// is too short is a usage error.
 pub fn read(path: Option<&Path>) -> Result<Option<Key>> {
     let Some(path) = path else { return Ok(None) };
-    let secret = std::fs::read(path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?;
-    Key::from_secret(&secret)
-        .map(Some)
-        .map_err(|e| anyhow::Error::new(crate::UsageError(format!("{}: {e}", path.display()))))
+    match Key::from_file(path) {
+        Ok(key) => Ok(Some(key)),
+        Err(e @ archive_format::Error::InvalidInput { .. }) => {
+            Err(anyhow::Error::new(crate::UsageError(e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

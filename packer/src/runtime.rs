@@ -9,21 +9,14 @@ pub static RUNTIME: &[u8] = include_bytes!(env!("SDAR_STUB_PATH"));
 /// when it is genuine.
 pub fn check_genuine(path: &std::path::Path, quiet: bool) -> anyhow::Result<bool> {
     use anyhow::Context;
-    use std::io::Read;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let delta = archive_format::DeltaArchive::open(file, path, &archive_format::Limits::default())?;
+    let mut delta =
+        archive_format::DeltaArchive::open(file, path, &archive_format::Limits::default())?;
     let len = delta.runtime_len();
-    let mut hasher = blake3::Hasher::new();
-    let mut file = delta.into_inner();
-    use std::io::Seek;
-    file.seek(std::io::SeekFrom::Start(0))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let copied = std::io::copy(&mut (&mut file).take(len), &mut hasher)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let theirs = hasher.finalize();
+    let theirs = blake3::Hash::from(delta.runtime_hash()?);
     let ours = blake3::hash(RUNTIME);
-    let genuine = copied == len && len == RUNTIME.len() as u64 && theirs == ours;
+    let genuine = len == RUNTIME.len() as u64 && theirs == ours;
     let version = env!("CARGO_PKG_VERSION");
     if genuine {
         if !quiet {

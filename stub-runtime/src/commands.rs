@@ -72,10 +72,7 @@ fn authenticate(
     inv: &Invocation,
 ) -> Result<(), Failure> {
     let Some(path) = key else { return Ok(()) };
-    let secret = std::fs::read(path)
-        .map_err(|e| Failure::Other(format!("cannot read the key file {}: {e}", path.display())))?;
-    let key = archive_format::auth::Key::from_secret(&secret)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let key = archive_format::auth::Key::from_file(path)?;
     delta.authenticate(&key)?;
     if inv.chatty() {
         eprintln!(
@@ -178,7 +175,7 @@ pub fn verify(
     let mut reporter = Reporter::new(inv.progress, "verify");
     let base = open_base(delta, archive, full)?;
     log.full = Some(base.name().to_path_buf());
-    let result = rebuild(
+    let report = rebuild(
         delta,
         base,
         &mut DiscardSink,
@@ -186,8 +183,7 @@ pub fn verify(
         None,
         &mut reporter,
         log,
-    );
-    let report = result?;
+    )?;
     if inv.chatty() {
         eprintln!(
             "OK: {} verified against {}: {} blocks, identity {}",

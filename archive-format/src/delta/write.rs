@@ -94,8 +94,7 @@ impl<W: Write> DeltaWriter<W> {
         key: Option<crate::auth::Key>,
     ) -> Result<Self> {
         if key.is_some() {
-            header.incompat_flags |= INCOMPAT_AUTH;
-            header.version_minor = VERSION_MINOR_AUTH;
+            header.set_auth();
         }
         if header.map_entries == 0 || header.map_entries > MAX_MAP_ENTRIES {
             return Err(Error::invalid(format!(
@@ -343,18 +342,11 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
         })
         .collect::<Result<Vec<_>>>()?;
     let block_size = header.block_size as usize;
-    let batch_blocks = ((1 << 20) / block_size).max(1);
     let image_size = header.image_size;
     let base_name = base.name().to_path_buf();
     let mut identity = IdentityHasher::new(image_size, header.block_size);
     let raw_pool = BufferPool::default();
-    let mut batches = SourceBatches {
-        source: &mut source,
-        name: source_name,
-        size: image_size,
-        batch_len: batch_blocks * block_size,
-        read: 0,
-    };
+    let mut batches = SourceBatches::new(&mut source, source_name, image_size, block_size);
     let mut next_block = 0u64;
     let mut done = 0u64;
     run_ordered(
