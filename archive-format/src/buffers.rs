@@ -13,13 +13,7 @@ pub(crate) struct BufferPool {
 impl BufferPool {
     /// An empty buffer, with capacity from an earlier use when there is one.
     pub fn take(&self) -> Vec<u8> {
-        let mut b = self
-            .free
-            .lock()
-            .map(|mut f| f.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut b = self.pop();
         b.clear();
         b
     }
@@ -27,15 +21,19 @@ impl BufferPool {
     /// A buffer of exactly `len` bytes. Its content is whatever was there:
     /// callers overwrite all of it.
     pub fn take_len(&self, len: usize) -> Vec<u8> {
-        let mut b = self
-            .free
+        let mut b = self.pop();
+        b.resize(len, 0);
+        b
+    }
+
+    /// A buffer from the pool as it was given back, or a new one.
+    fn pop(&self) -> Vec<u8> {
+        self.free
             .lock()
             .map(|mut f| f.pop())
             .ok()
             .flatten()
-            .unwrap_or_default();
-        b.resize(len, 0);
-        b
+            .unwrap_or_default()
     }
 
     pub fn give(&self, b: Vec<u8>) {

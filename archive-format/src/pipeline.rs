@@ -112,6 +112,25 @@ pub(crate) struct SourceBatches<'a, R> {
     pub read: u64,
 }
 
+/// About how much of the source one batch holds: large enough that thread
+/// hand-offs cost nothing, small enough that a few batches in flight stay
+/// within a few MiB.
+const SOURCE_BATCH_BYTES: usize = 1 << 20;
+
+impl<'a, R> SourceBatches<'a, R> {
+    /// Batches of whole `block_size` blocks, about 1 MiB each, from the start
+    /// of a source of `size` bytes.
+    pub fn new(source: R, name: &'a std::path::Path, size: u64, block_size: usize) -> Self {
+        SourceBatches {
+            source,
+            name,
+            size,
+            batch_len: (SOURCE_BATCH_BYTES / block_size).max(1) * block_size,
+            read: 0,
+        }
+    }
+}
+
 impl<R: std::io::Read> SourceBatches<'_, R> {
     /// The next batch, read into a buffer from `pool`; `None` at the end.
     pub fn next(&mut self, pool: &crate::buffers::BufferPool) -> Result<Option<Vec<u8>>> {

@@ -320,10 +320,6 @@ struct EncodedBatch {
     raw_len: u64,
 }
 
-/// Blocks per job: large enough that thread hand-offs cost nothing, small
-/// enough that a few jobs in flight stay within a few MiB.
-const BATCH_BYTES: usize = 1 << 20;
-
 /// Reads the image's bytes from `source` and writes them through `writer`,
 /// hashing and compressing on the writer's worker threads, then finishes
 /// it. `progress` is called with the number of source bytes done so far.
@@ -337,7 +333,6 @@ pub fn write_full<R: Read, W: Write + Send>(
     let options = &options;
     let image_size = writer.header.image_size;
     let block_size = options.block_size as usize;
-    let batch_blocks = (BATCH_BYTES / block_size).max(1);
     let workers = worker_count(options.threads);
     let states = (0..workers)
         .map(|_| EncodeWorker::new(options))
@@ -345,13 +340,7 @@ pub fn write_full<R: Read, W: Write + Send>(
     let mut done = 0u64;
     let raw_pool = BufferPool::default();
     let member_pool = BufferPool::default();
-    let mut batches = SourceBatches {
-        source: &mut source,
-        name: source_name,
-        size: image_size,
-        batch_len: batch_blocks * block_size,
-        read: 0,
-    };
+    let mut batches = SourceBatches::new(&mut source, source_name, image_size, block_size);
     // Writing runs on its own thread: the page-cache copies and writeback of
     // the output then overlap reading and compressing instead of taking
     // turns with them on the pipeline's thread.
