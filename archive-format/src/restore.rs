@@ -369,7 +369,7 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             while next_block < block_count && bytes < BATCH_BYTES {
                 let b = next_block;
                 let change = cursor.take(delta, b)?;
-                let kept = in_place.as_ref().is_some_and(|k| k[b as usize]);
+                let kept = in_place.as_ref().is_some_and(|k| k.contains(b));
                 let task = match change {
                     _ if kept => Task::Kept {
                         block: b,
@@ -471,6 +471,32 @@ fn prove_or_keep(
     Ok(done)
 }
 
+/// One bit per block, in block order: a 16 TiB disk of 64 KiB blocks needs
+/// 32 MiB, not the 256 MiB of one `bool` each.
+#[derive(Default)]
+struct BlockSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl BlockSet {
+    fn push(&mut self, member: bool) {
+        if self.len.is_multiple_of(64) {
+            self.words.push(0);
+        }
+        if member {
+            *self.words.last_mut().expect("pushed above") |= 1 << (self.len % 64);
+        }
+        self.len += 1;
+    }
+
+    fn contains(&self, b: u64) -> bool {
+        self.words
+            .get((b / 64) as usize)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+}
+
 /// Which blocks `prior` already holds: each read back and hashed, on every
 /// worker, against the hash the image needs there. Nothing is read from the
 /// full or the delta for a block in place.
@@ -481,10 +507,10 @@ fn blocks_in_place<D: Read + Seek, B: Read + Seek>(
     workers: usize,
     stats: &mut RestoreProgress,
     progress: &mut dyn FnMut(&RestoreProgress),
-) -> Result<Vec<bool>> {
+) -> Result<BlockSet> {
     let h = delta.header().clone();
     let block_count = h.block_count();
-    let mut in_place = Vec::with_capacity(block_count.min(1 << 24) as usize);
+    let mut in_place = BlockSet::default();
     let mut cursor = ChangeCursor::new();
     let mut next_block = 0u64;
     const BATCH_BLOCKS: u64 = 64;
@@ -518,7 +544,7 @@ fn blocks_in_place<D: Read + Seek, B: Read + Seek>(
         },
         |held: Vec<bool>| {
             for held_here in held {
-                stats.checked += h.block_len(in_place.len() as u64) as u64;
+                stats.checked += h.block_len(in_place.len) as u64;
                 in_place.push(held_here);
             }
             progress(stats);
@@ -834,4 +860,23 @@ pub fn nonzero_bytes<D: Read + Seek, B: Read + Seek>(
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockSet;
+
+    #[test]
+    fn block_sets_keep_one_bit_per_block_across_words() {
+        let mut s = BlockSet::default();
+        let members = |b: u64| b.is_multiple_of(3) || b == 64 || b == 127;
+        for b in 0..130 {
+            s.push(members(b));
+        }
+        assert_eq!(s.len, 130);
+        assert_eq!(s.words.len(), 3);
+        for b in 0..200 {
+            assert_eq!(s.contains(b), b < 130 && members(b), "block {b}");
+        }
+    }
 }
