@@ -2350,7 +2350,7 @@ fn four_gib_disk_verifies_and_restores_in_bounded_memory() {
     let scratch = scratch();
     let dir = scratch.path();
     const GIB: u64 = 1 << 30;
-    sample_disk_file(dir, "part.img", 256 << 20);
+    write_sample_disk(dir, "part.img", 256 << 20, 1);
     {
         let part = fs::read(dir.join("part.img")).unwrap();
         let disk = fs::File::create(dir.join("disk.img")).unwrap();
@@ -2425,21 +2425,6 @@ fn four_gib_disk_verifies_and_restores_in_bounded_memory() {
     for (what, kib, secs) in &rows {
         eprintln!("| {what} | {:.1} MiB | {secs:.1} s |", *kib as f64 / 1024.0);
     }
-}
-
-fn sample_disk_file(dir: &Path, name: &str, size: u64) {
-    sdar(
-        dir,
-        &[
-            "sample-disk",
-            name,
-            "--size",
-            &size.to_string(),
-            "--seed",
-            "1",
-        ],
-    )
-    .success();
 }
 
 /// Compares two large files a chunk at a time.

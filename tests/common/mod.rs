@@ -138,6 +138,15 @@ pub fn stock(dir: &Path, tool: &str, args: &[&str]) -> Outcome {
 /// Writes `sdar sample-disk` output of `size` bytes for `seed` to `dir/name`
 /// and returns the bytes.
 pub fn sample_disk(dir: &Path, name: &str, size: u64, seed: u64) -> Vec<u8> {
+    write_sample_disk(dir, name, size, seed);
+    let bytes = fs::read(dir.join(name)).expect("cannot read the sample disk");
+    assert_eq!(bytes.len() as u64, size, "sample-disk wrote the wrong size");
+    bytes
+}
+
+/// Writes `sdar sample-disk` output of `size` bytes for `seed` to
+/// `dir/name`, without reading it back (for disks of gigabytes).
+pub fn write_sample_disk(dir: &Path, name: &str, size: u64, seed: u64) {
     sdar(
         dir,
         &[
@@ -150,9 +159,6 @@ pub fn sample_disk(dir: &Path, name: &str, size: u64, seed: u64) -> Vec<u8> {
         ],
     )
     .success();
-    let bytes = fs::read(dir.join(name)).expect("cannot read the sample disk");
-    assert_eq!(bytes.len() as u64, size, "sample-disk wrote the wrong size");
-    bytes
 }
 
 /// The two descriptor layouts `sdar full` reads.
