@@ -33,15 +33,8 @@ done
 dir=${dir:-$root/bench/out}
 mkdir -p "$dir"
 cd "$dir"
-if [ ! -f disk.raw ] || [ "$(cat disk.made 2>/dev/null)" != "$size seed 1" ]; then
-    "$sdar" sample-disk disk.raw --size "$size" --seed 1 --force
-    echo "$size seed 1" > disk.made
-fi
-if [ ! -f new.raw ] || [ "$(cat new.made 2>/dev/null)" != "$size seed 1 change $percent seed 2" ]; then
-    cp disk.raw new.raw
-    "$sdar" sample-change new.raw --percent "$percent" --seed 2
-    echo "$size seed 1 change $percent seed 2" > new.made
-fi
+. "$root/bench/disks.sh"
+sample_disks "$size" "$percent"
 bytes=$(stat -c %s new.raw)
 rm -f base.* restored* d-*.sdar
 "$sdar" full disk.raw -o base.full.gz -q --force

@@ -37,15 +37,8 @@ command -v python3 >/dev/null || { echo "missing python3" >&2; exit 3; }
 dir=${dir:-$root/bench/out}
 mkdir -p "$dir"
 cd "$dir"
-if [ ! -f disk.raw ] || [ "$(cat disk.made 2>/dev/null)" != "$size seed 1" ]; then
-    "$sdar" sample-disk disk.raw --size "$size" --seed 1 --force
-    echo "$size seed 1" > disk.made
-fi
-if [ ! -f new.raw ] || [ "$(cat new.made 2>/dev/null)" != "$size seed 1 change 3 seed 2" ]; then
-    cp disk.raw new.raw
-    "$sdar" sample-change new.raw --percent 3 --seed 2
-    echo "$size seed 1 change 3 seed 2" > new.made
-fi
+. "$root/bench/disks.sh"
+sample_disks "$size" 3
 rm -rf resume && mkdir resume
 "$sdar" full disk.raw -o resume/base.full.gz -q
 "$sdar" delta new.raw --full resume/base.full.gz -o resume/d.sdar -q
