@@ -1,11 +1,13 @@
 //! Writes a small image the fuzzer shapes (size, codec, level, segment
 //! length, metadata, content), then reads it back: `verify_full` must pass,
 //! every `read_block` must return the exact bytes written, and a stock
-//! decompressor must turn the file back into the disk. Any mismatch panics:
-//! that is a finding.
+//! decompressor must turn the file back into the disk. A keyed image (format
+//! 1.1) must prove itself with its key and fail with any other. Any mismatch
+//! panics: that is a finding.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
+use archive_format::auth::Key;
 use archive_format::{
     verify_full, write_full, Codec, FullImage, FullOptions, FullWriter, Geometry, Limits,
     MemberCheck, Metadata, MAX_META_TEXT_LEN,
@@ -34,6 +36,9 @@ struct Case {
     zero_blocks: u8,
     /// Blocks read back in reverse, so segment caching is crossed both ways.
     read_backwards: bool,
+    /// Written with a key (an AUTH record, format 1.1) made from these bytes,
+    /// padded to the 16 a key file needs.
+    key: Option<Vec<u8>>,
     meta: Meta,
     /// Repeated to fill the non-zero blocks; empty means zeros.
     pattern: Vec<u8>,
@@ -106,7 +111,14 @@ fn stock_decompress(codec: Codec, file: &[u8]) -> Vec<u8> {
     out
 }
 
+fn key_from(secret: &[u8]) -> Key {
+    let mut secret = secret.to_vec();
+    secret.resize(secret.len().max(16), b'k');
+    Key::from_secret(&secret).expect("16 bytes make a key")
+}
+
 fuzz_target!(|case: Case| {
+    let key = case.key.as_deref().map(key_from);
     let codec = if case.zstd { Codec::Zstd } else { Codec::Gzip };
     let range = codec.level_range();
     let span = (range.end() - range.start() + 1) as u8;
@@ -116,7 +128,7 @@ fuzz_target!(|case: Case| {
         block_size: BLOCK_SIZE,
         segment_blocks: case.segment_blocks,
         threads: 1,
-        key: None,
+        key: key.clone(),
     };
     let disk = disk(&case);
     let meta = case.meta.to_metadata();
@@ -147,6 +159,26 @@ fuzz_target!(|case: Case| {
         .expect("open fails on a file the writer made");
     assert_eq!(image.identity(), summary.identity);
     assert_eq!(image.meta(), &meta);
+    match &key {
+        None => assert!(
+            image.auth().is_none(),
+            "an image made without a key has a MAC"
+        ),
+        Some(key) => {
+            image
+                .authenticate(key)
+                .unwrap_or_else(|e| panic!("the image fails its own key: {e}"));
+            let mut other = case.key.clone().unwrap_or_default();
+            other.push(0x5a);
+            let other = key_from(&other);
+            if other.id() != key.id() {
+                assert!(
+                    image.authenticate(&other).is_err(),
+                    "the image proves itself with another key"
+                );
+            }
+        }
+    }
     let report = verify_full(&mut image, 1, &mut |_| {}).expect("verify_full fails");
     assert_eq!(report.identity, summary.identity);
     assert_eq!(report.blocks, summary.blocks);
