@@ -58,6 +58,6 @@ pub use identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
 pub use index::{BlockEntry, IndexSegment};
 pub use limits::Limits;
 pub use meta::{utc_stamp, Geometry, Metadata, MAX_META_TEXT_LEN};
-pub use source::DiskSource;
+pub use source::{DiskBytes, DiskFile, DiskSource};
 pub use trailer::Trailer;
 pub use verify::{verify_full, VerifyReport};

@@ -2,8 +2,12 @@
 //! results in the order the producer made the jobs. Bounded in flight, so
 //! memory stays flat whatever the disk size.
 
-use crate::error::Result;
+use crate::buffers::BufferPool;
+use crate::error::{Error, Result};
+use crate::source::DiskBytes;
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
 /// Runs `work` over the jobs from `produce` on one thread per entry of
@@ -103,13 +107,18 @@ pub(crate) fn worker_count(threads: usize) -> usize {
 }
 
 /// Reads a source disk of known size in batches of whole blocks, and
-/// reports a source that ends early as what it is.
-pub(crate) struct SourceBatches<'a, R> {
-    pub source: R,
-    pub name: &'a std::path::Path,
-    pub size: u64,
-    pub batch_len: usize,
-    pub read: u64,
+/// reports a source that ends early as what it is. Blocks that lie wholly
+/// in a hole of the source are not read: the batch marks them as zero.
+pub(crate) struct SourceBatches<'a, S> {
+    source: S,
+    name: &'a Path,
+    size: u64,
+    block_size: usize,
+    batch_len: usize,
+    read: u64,
+    /// The run of data the source reported last, asked at or before `read`:
+    /// bytes from where it was asked up to its start are zeros.
+    data: Range<u64>,
 }
 
 /// About how much of the source one batch holds: large enough that thread
@@ -117,41 +126,218 @@ pub(crate) struct SourceBatches<'a, R> {
 /// within a few MiB.
 const SOURCE_BATCH_BYTES: usize = 1 << 20;
 
-impl<'a, R> SourceBatches<'a, R> {
-    /// Batches of whole `block_size` blocks, about 1 MiB each, from the start
-    /// of a source of `size` bytes.
-    pub fn new(source: R, name: &'a std::path::Path, size: u64, block_size: usize) -> Self {
-        SourceBatches {
-            source,
-            name,
-            size,
-            batch_len: (SOURCE_BATCH_BYTES / block_size).max(1) * block_size,
-            read: 0,
+/// A run of consecutive blocks of the source.
+pub(crate) struct SourceBatch {
+    /// The batch's bytes; those of blocks marked zero were not read and
+    /// hold whatever the buffer held before (nothing, when all are zero).
+    data: Vec<u8>,
+    len: usize,
+    block_size: usize,
+    /// Per block: it lies in a hole, so it is all zeros.
+    zero: Vec<bool>,
+}
+
+/// One block of a batch.
+pub(crate) enum SourceBlock<'a> {
+    Data(&'a [u8]),
+    /// A block of this many zero bytes, known from the source's holes.
+    Zero(usize),
+}
+
+impl SourceBatch {
+    /// The batch's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// How many blocks the batch holds.
+    pub fn block_count(&self) -> usize {
+        self.zero.len()
+    }
+
+    /// The batch's blocks in order, each a whole block but the image's last.
+    pub fn blocks(&self) -> impl Iterator<Item = SourceBlock<'_>> {
+        self.zero.iter().enumerate().map(move |(i, &zero)| {
+            let at = i * self.block_size;
+            let end = (at + self.block_size).min(self.len);
+            if zero {
+                SourceBlock::Zero(end - at)
+            } else {
+                SourceBlock::Data(&self.data[at..end])
+            }
+        })
+    }
+
+    /// Gives the buffer back to `pool` for a later batch.
+    pub fn recycle(self, pool: &BufferPool) {
+        if self.data.capacity() > 0 {
+            pool.give(self.data);
         }
     }
 }
 
-impl<R: std::io::Read> SourceBatches<'_, R> {
-    /// The next batch, read into a buffer from `pool`; `None` at the end.
-    pub fn next(&mut self, pool: &crate::buffers::BufferPool) -> Result<Option<Vec<u8>>> {
+impl<'a, S> SourceBatches<'a, S> {
+    /// Batches of whole `block_size` blocks, about 1 MiB each, from the start
+    /// of a source of `size` bytes.
+    pub fn new(source: S, name: &'a Path, size: u64, block_size: usize) -> Self {
+        SourceBatches {
+            source,
+            name,
+            size,
+            block_size,
+            batch_len: (SOURCE_BATCH_BYTES / block_size).max(1) * block_size,
+            read: 0,
+            data: 0..0,
+        }
+    }
+}
+
+impl<S: DiskBytes> SourceBatches<'_, S> {
+    /// The next batch, its data blocks read into a buffer from `pool`;
+    /// `None` at the end.
+    pub fn next(&mut self, pool: &BufferPool) -> Result<Option<SourceBatch>> {
         let want = (self.size - self.read).min(self.batch_len as u64) as usize;
         if want == 0 {
             return Ok(None);
         }
-        let mut data = pool.take_len(want);
-        let n = crate::archive_file::read_full(&mut self.source, &mut data)
-            .map_err(|e| crate::Error::io(self.name, Some(self.read), e))?;
-        if n < want {
-            return Err(crate::Error::Source {
+        let start = self.read;
+        let end = start + want as u64;
+        let mut zero = vec![true; want.div_ceil(self.block_size)];
+        let mut at = start;
+        while at < end {
+            let data = self.data_at(at)?;
+            if data.start >= end {
+                break;
+            }
+            // A block that holds any byte of data is read whole.
+            let first = ((data.start - start) / self.block_size as u64) as usize;
+            let last = ((data.end.min(end) - start).div_ceil(self.block_size as u64)) as usize;
+            zero[first..last].fill(false);
+            at = data.end;
+        }
+        let mut data = Vec::new();
+        if zero.contains(&false) {
+            data = pool.take_len(want);
+            let mut i = 0;
+            while i < zero.len() {
+                if zero[i] {
+                    i += 1;
+                    continue;
+                }
+                let run = zero[i..].iter().take_while(|&&z| !z).count();
+                let from = i * self.block_size;
+                let to = ((i + run) * self.block_size).min(want);
+                self.fill(start + from as u64, &mut data[from..to])?;
+                i += run;
+            }
+        }
+        self.read = end;
+        Ok(Some(SourceBatch {
+            data,
+            len: want,
+            block_size: self.block_size,
+            zero,
+        }))
+    }
+
+    /// Reads all of `buf` from `offset`, or fails naming where the source ended.
+    fn fill(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let n = self
+            .source
+            .fill_at(offset, buf)
+            .map_err(|e| Error::io(self.name, Some(offset), e))?;
+        if n < buf.len() {
+            return Err(Error::Source {
                 file: self.name.to_path_buf(),
                 what: format!(
                     "ended at byte {}, but the disk is {} bytes",
-                    self.read + n as u64,
+                    offset + n as u64,
                     self.size
                 ),
             });
         }
-        self.read += want as u64;
-        Ok(Some(data))
+        Ok(())
+    }
+
+    /// The data at or after `at`: zeros from `at` to its start. Asks the
+    /// source only when `at` is past the run it reported last.
+    fn data_at(&mut self, at: u64) -> Result<Range<u64>> {
+        if at >= self.data.end {
+            let found = self
+                .source
+                .data_from(at)
+                .map_err(|e| Error::io(self.name, Some(at), e))?;
+            let data_start = found.start.max(at);
+            // An empty run would never advance: take the rest as data.
+            let data_end = if found.end > data_start {
+                found.end
+            } else {
+                u64::MAX
+            };
+            self.data = data_start..data_end;
+        }
+        Ok(self.data.start.max(at)..self.data.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// Zeros with data in `data`, as a file system would map them.
+    struct Mapped {
+        size: u64,
+        data: Vec<Range<u64>>,
+    }
+
+    impl DiskBytes for Mapped {
+        fn fill_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min((self.size - offset) as usize);
+            buf[..n].fill(0);
+            Ok(n)
+        }
+        fn data_from(&mut self, offset: u64) -> io::Result<Range<u64>> {
+            Ok(self
+                .data
+                .iter()
+                .find(|r| r.end > offset)
+                .map_or(u64::MAX..u64::MAX, |r| r.start.max(offset)..r.end))
+        }
+    }
+
+    /// A batch wholly in a hole takes no buffer, so a disk of holes costs
+    /// no memory and no copying; a block with one byte of data is read.
+    #[test]
+    fn holes_take_no_buffer() {
+        let block = 4096;
+        let mib = SOURCE_BATCH_BYTES as u64;
+        let size = 3 * mib + 100;
+        let source = Mapped {
+            size,
+            data: vec![mib + 5..mib + 6, 3 * mib..size],
+        };
+        let pool = BufferPool::default();
+        let mut batches = SourceBatches::new(source, Path::new("t"), size, block);
+        let mut seen = Vec::new();
+        while let Some(batch) = batches.next(&pool).expect("next") {
+            let data: Vec<usize> = batch
+                .blocks()
+                .enumerate()
+                .filter(|(_, b)| matches!(b, SourceBlock::Data(_)))
+                .map(|(i, _)| i)
+                .collect();
+            seen.push((batch.len(), batch.data.len(), data));
+        }
+        let full = SOURCE_BATCH_BYTES;
+        assert_eq!(
+            seen,
+            [
+                (full, 0, vec![]),
+                (full, full, vec![0]),
+                (full, 0, vec![]),
+                (100, 100, vec![0]),
+            ]
+        );
     }
 }

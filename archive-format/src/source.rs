@@ -1,13 +1,16 @@
 //! Disk sources: a raw image, or a VMDK descriptor whose flat extent holds
 //! the data. Opening one yields a reader, a size and what the descriptor
-//! says about the disk.
+//! says about the disk. The writers read it through `DiskBytes`, which
+//! also tells them where the file has holes, so that the unallocated part
+//! of a thin-provisioned disk is never read.
 
 use crate::archive_file::read_full;
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::vmdk::{self, Descriptor};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// An opened source disk, positioned at its first byte.
@@ -18,6 +21,9 @@ pub struct DiskSource {
     pub data_path: PathBuf,
     /// The disk size in bytes.
     pub size: u64,
+    /// Where the disk's first byte is in `file` (non-zero for a flat
+    /// extent that starts at an offset).
+    pub start: u64,
     /// The descriptor, when the source was one.
     pub descriptor: Option<Descriptor>,
 }
@@ -60,6 +66,7 @@ impl DiskSource {
             file,
             data_path: path.to_path_buf(),
             size: len,
+            start: 0,
             descriptor: None,
         })
     }
@@ -142,6 +149,7 @@ impl DiskSource {
             file,
             data_path,
             size,
+            start,
             descriptor: Some(descriptor),
         })
     }
@@ -171,9 +179,107 @@ impl DiskSource {
         }
     }
 
-    /// The reader for the disk's bytes (exactly `size` of them).
-    pub fn reader(&mut self) -> impl Read + '_ {
-        (&mut self.file).take(self.size)
+    /// The disk's bytes (exactly `size` of them) for `write_full` and
+    /// `write_delta`, which skip the holes of a sparse file.
+    pub fn reader(&mut self) -> DiskFile<'_> {
+        DiskFile {
+            file: &self.file,
+            start: self.start,
+            size: self.size,
+            holes_known: true,
+        }
+    }
+}
+
+/// A disk's bytes as `write_full` and `write_delta` read them. Every `Read`
+/// is one, read once from start to end and all data; a [`DiskFile`] also
+/// knows where its file has holes, which read as zeros, so that the writers
+/// hash and store those blocks as zero blocks without reading them. The
+/// image they write is the same byte for byte either way.
+pub trait DiskBytes {
+    /// Fills `buf` with the disk's bytes from `offset`, or with as many as
+    /// there are before its end; returns how many. Calls come in increasing
+    /// order of `offset`; what they pass over is only bytes that
+    /// `data_from` reported as a hole. (A `Read` ignores `offset`: it reports
+    /// no holes, so nothing is passed over.)
+    fn fill_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// The first run of data at or after `offset`: every byte from `offset`
+    /// up to its start is zero, and its bytes are to be read (they may be
+    /// zeros too). A start past the disk's end means only zeros remain. The
+    /// default, for sources that know nothing of holes, is all data.
+    fn data_from(&mut self, offset: u64) -> io::Result<Range<u64>> {
+        Ok(offset..u64::MAX)
+    }
+}
+
+impl<R: Read> DiskBytes for R {
+    fn fill_at(&mut self, _offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        read_full(self, buf)
+    }
+}
+
+/// The disk's bytes in its file: `size` bytes from `start`, read at
+/// offsets, with the holes found by `lseek(SEEK_DATA)` and `SEEK_HOLE`. A
+/// block device, or a file system that cannot tell, reports no holes, and
+/// then every byte is read.
+#[derive(Debug)]
+pub struct DiskFile<'a> {
+    file: &'a File,
+    start: u64,
+    size: u64,
+    /// False once the file system failed to answer: then stop asking.
+    holes_known: bool,
+}
+
+impl DiskBytes for DiskFile<'_> {
+    fn fill_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let len = buf.len().min(self.size.saturating_sub(offset) as usize);
+        let mut filled = 0;
+        while filled < len {
+            match self
+                .file
+                .read_at(&mut buf[filled..len], self.start + offset + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn data_from(&mut self, offset: u64) -> io::Result<Range<u64>> {
+        use rustix::fs::{seek, SeekFrom};
+        if !self.holes_known {
+            return Ok(offset..u64::MAX);
+        }
+        let at = self.start + offset;
+        let data = match seek(self.file, SeekFrom::Data(at)) {
+            Ok(data) => data.max(at),
+            // lseek(2): no data from `at` to the end of the file. A file
+            // that now ends before the disk does is read instead, so that
+            // it is reported short rather than taken as zeros.
+            Err(rustix::io::Errno::NXIO) => {
+                let end = self.start + self.size;
+                return Ok(match self.file.metadata() {
+                    Ok(m) if m.len() >= end => u64::MAX..u64::MAX,
+                    _ => offset..u64::MAX,
+                });
+            }
+            // EINVAL where the file system has no SEEK_DATA, or any other
+            // failure: reading every byte is always right, only slower.
+            Err(_) => {
+                self.holes_known = false;
+                return Ok(offset..u64::MAX);
+            }
+        };
+        // The end of the file counts as a hole, so SEEK_HOLE after data
+        // always has an answer; if it fails anyway, read on to the end.
+        let hole = seek(self.file, SeekFrom::Hole(data)).unwrap_or(u64::MAX);
+        Ok(data - self.start..hole.max(data) - self.start)
     }
 }
 

@@ -6,12 +6,13 @@ use crate::buffers::BufferPool;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
 use crate::full::{FullImage, MemberCheck};
-use crate::identity::{block_hash, is_zero, IdentityHasher};
+use crate::identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
 use crate::index::BlockEntry;
 use crate::layout::*;
 use crate::meta::Metadata;
-use crate::pipeline::{run_ordered, worker_count, SourceBatches};
+use crate::pipeline::{run_ordered, worker_count, SourceBatch, SourceBatches, SourceBlock};
 use crate::record::encode_record;
+use crate::source::DiskBytes;
 use crate::trailer::Trailer;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -265,10 +266,10 @@ impl<W: Write> DeltaWriter<W> {
     }
 }
 
-/// One source block and what the base has at the same place.
+/// A batch of source blocks and what the base has at the same places.
 struct Job {
     first_block: u64,
-    data: Vec<u8>,
+    batch: SourceBatch,
     base: Vec<Option<BlockEntry>>,
 }
 
@@ -310,9 +311,10 @@ pub(crate) fn prove_base_index<B: Read + Seek>(base: &mut FullImage<B>) -> Resul
 /// every block that differs from `base`. Of the base it reads the index, and
 /// (unless `index_only`) the data of changed blocks to store only their
 /// changed 4 KiB pages. `open_base` opens another handle on the base for
-/// each worker thread.
-pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
-    mut source: R,
+/// each worker thread. Blocks in the holes of a sparse source (a
+/// `DiskSource`'s reader) are taken as zero blocks without being read.
+pub fn write_delta<S: DiskBytes, B: Read + Seek + Send, W: Write>(
+    source: S,
     source_name: &Path,
     base: &mut FullImage<B>,
     open_base: &(dyn Fn() -> Result<FullImage<B>> + Sync),
@@ -346,19 +348,19 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
     let base_name = base.name().to_path_buf();
     let mut identity = IdentityHasher::new(image_size, header.block_size);
     let raw_pool = BufferPool::default();
-    let mut batches = SourceBatches::new(&mut source, source_name, image_size, block_size);
+    let zero_hashes = ZeroHashes::new(header.block_size, image_size);
+    let mut batches = SourceBatches::new(source, source_name, image_size, block_size);
     let mut next_block = 0u64;
     let mut done = 0u64;
     run_ordered(
         states,
         workers * 3,
         || {
-            let Some(data) = batches.next(&raw_pool)? else {
+            let Some(batch) = batches.next(&raw_pool)? else {
                 return Ok(None);
             };
-            let want = data.len();
             let first_block = next_block;
-            let count = want.div_ceil(block_size) as u64;
+            let count = batch.block_count() as u64;
             next_block += count;
             let base_entries = (first_block..first_block + count)
                 .map(|b| {
@@ -370,21 +372,22 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some(Job {
                 first_block,
-                data,
+                batch,
                 base: base_entries,
             }))
         },
         |w: &mut Worker<B>, job: Job| {
             let mut out = Vec::with_capacity(job.base.len());
-            for (i, raw) in job.data.chunks(block_size).enumerate() {
+            for (i, block_data) in job.batch.blocks().enumerate() {
                 let block = job.first_block + i as u64;
-                let hash = block_hash(raw);
+                let (raw, hash) = match block_data {
+                    SourceBlock::Data(raw) => (Some(raw), block_hash(raw)),
+                    SourceBlock::Zero(len) => (None, zero_hashes.get(len)),
+                };
                 let base_entry = job.base[i];
                 if base_entry.is_some_and(|e| e.hash == hash) {
                     out.push(Change::Unchanged(hash));
-                } else if is_zero(raw) {
-                    out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
-                } else {
+                } else if let Some(raw) = raw.filter(|raw| !is_zero(raw)) {
                     out.push(encode_change(
                         w,
                         &header,
@@ -396,10 +399,12 @@ pub fn write_delta<R: Read, B: Read + Seek + Send, W: Write>(
                         hash,
                         base_entry.is_some(),
                     )?);
+                } else {
+                    out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
                 }
             }
-            let raw_len = job.data.len() as u64;
-            raw_pool.give(job.data);
+            let raw_len = job.batch.len() as u64;
+            job.batch.recycle(&raw_pool);
             Ok((out, raw_len))
         },
         |(changes, raw_len): (Vec<Change>, u64)| {

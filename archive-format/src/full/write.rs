@@ -11,8 +11,9 @@ use crate::identity::{block_hash, is_zero, IdentityHasher};
 use crate::index::{encode_directory, BlockEntry, IndexSegment};
 use crate::layout::*;
 use crate::meta::Metadata;
-use crate::pipeline::{run_ordered, worker_count, SourceBatches};
-use std::io::{Read, Write};
+use crate::pipeline::{run_ordered, worker_count, SourceBatch, SourceBatches, SourceBlock};
+use crate::source::DiskBytes;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// How to write a full image.
@@ -305,11 +306,17 @@ impl EncodeWorker {
         self.encoder.encode(block, out)?;
         Ok((block_hash(block), false, (out.len() - start) as u32))
     }
-}
 
-/// A run of consecutive blocks read from the source.
-struct RawBatch {
-    data: Vec<u8>,
+    /// As `encode` for a block of `len` zero bytes that was never read.
+    fn encode_zero(&mut self, len: usize, out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
+        match self.zero.iter().find(|z| z.0 == len) {
+            Some((_, hash, member)) => {
+                out.extend_from_slice(member);
+                Ok((*hash, true, member.len() as u32))
+            }
+            None => self.encode(&vec![0u8; len], out),
+        }
+    }
 }
 
 /// The same run compressed: members back to back, and per block its hash,
@@ -323,8 +330,10 @@ struct EncodedBatch {
 /// Reads the image's bytes from `source` and writes them through `writer`,
 /// hashing and compressing on the writer's worker threads, then finishes
 /// it. `progress` is called with the number of source bytes done so far.
-pub fn write_full<R: Read, W: Write + Send>(
-    mut source: R,
+/// Blocks in the holes of a sparse source (a `DiskSource`'s reader) are
+/// written as zero blocks without being read.
+pub fn write_full<S: DiskBytes, W: Write + Send>(
+    source: S,
     source_name: &std::path::Path,
     mut writer: FullWriter<W>,
     progress: &mut dyn FnMut(u64),
@@ -340,7 +349,7 @@ pub fn write_full<R: Read, W: Write + Send>(
     let mut done = 0u64;
     let raw_pool = BufferPool::default();
     let member_pool = BufferPool::default();
-    let mut batches = SourceBatches::new(&mut source, source_name, image_size, block_size);
+    let mut batches = SourceBatches::new(source, source_name, image_size, block_size);
     // Writing runs on its own thread: the page-cache copies and writeback of
     // the output then overlap reading and compressing instead of taking
     // turns with them on the pipeline's thread.
@@ -362,16 +371,18 @@ pub fn write_full<R: Read, W: Write + Send>(
         let piped = run_ordered(
             states,
             workers * 3,
-            || Ok(batches.next(&raw_pool)?.map(|data| RawBatch { data })),
-            |worker: &mut EncodeWorker, batch: RawBatch| {
+            || batches.next(&raw_pool),
+            |worker: &mut EncodeWorker, batch: SourceBatch| {
                 let mut members = member_pool.take();
                 let blocks = batch
-                    .data
-                    .chunks(block_size)
-                    .map(|block| worker.encode(block, &mut members))
+                    .blocks()
+                    .map(|block| match block {
+                        SourceBlock::Data(data) => worker.encode(data, &mut members),
+                        SourceBlock::Zero(len) => worker.encode_zero(len, &mut members),
+                    })
                     .collect::<Result<Vec<_>>>()?;
-                let raw_len = batch.data.len() as u64;
-                raw_pool.give(batch.data);
+                let raw_len = batch.len() as u64;
+                batch.recycle(&raw_pool);
                 Ok(EncodedBatch {
                     members,
                     blocks,
