@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The restore runtime's size, as `sdar` embeds it, and what it is made of.
+#
+#   bench/runtime-size.sh            size, then cargo-bloat's table by crate
+#   bench/runtime-size.sh -n 40      ... and the 40 largest functions
+#
+# The runtime comes from `cargo build --release -p sdar` (packer/build.rs
+# picks its target: musl when installed, else glibc). The breakdown needs
+# symbols, so it rebuilds the same runtime unstripped in target/runtime-size
+# with cargo-bloat (cargo install cargo-bloat).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+functions=0
+if [ "${1:-}" = "-n" ]; then functions=${2:?-n needs a count}; fi
+
+cargo build --release -p sdar --quiet
+stub=$(ls -t target/release/build/sdar-*/out/stub-target/*/stub/sdar-stub | head -n 1)
+triple=$(basename "$(dirname "$(dirname "$stub")")")
+echo "runtime: $stub"
+echo "target:  $triple"
+echo "size:    $(stat -c %s "$stub") bytes"
+echo "file:    $(file -b "$stub")"
+
+if ! command -v cargo-bloat >/dev/null 2>&1; then
+    echo "no breakdown: cargo-bloat is not installed (cargo install cargo-bloat)"
+    exit 0
+fi
+# As packer/build.rs builds it (keep in step with runtime_target and
+# musl_c_flags there), with symbols kept.
+export CARGO_PROFILE_STUB_STRIP=false
+export CARGO_ENCODED_RUSTFLAGS=-Ctarget-feature=+crt-static
+case "$triple" in
+*-musl) export "CFLAGS_${triple//-/_}=-DDYNAMIC_BMI2=0" ;;
+esac
+bloat=(cargo bloat --profile stub -p sdar-stub --bin sdar-stub --target "$triple"
+    --target-dir target/runtime-size)
+echo
+"${bloat[@]}" --crates -n 15 2>/dev/null
+if [ "$functions" -gt 0 ]; then
+    echo
+    "${bloat[@]}" -n "$functions" 2>/dev/null
+fi
