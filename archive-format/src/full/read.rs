@@ -368,6 +368,21 @@ impl MemberCheck {
     /// `entry` describes, and leaves the block in `out` (which has the
     /// block's length). Zero blocks proven before are not decompressed;
     /// `out` is then filled with zeros.
+    /// True when `member` is exactly a member already proven to decode to
+    /// `len` zero bytes, `entry` says it is a zero block with the hash of
+    /// those zeros, and the member passes `entry`'s CRC: the block is then
+    /// proven zeros without decoding it or a buffer to decode into. False
+    /// says nothing: [`MemberCheck::check`] decides.
+    pub fn is_proven_zero(&self, entry: &BlockEntry, member: &[u8], len: usize) -> bool {
+        entry.zero
+            && entry.hash == self.zero.get(len)
+            && self
+                .zero_members
+                .iter()
+                .any(|(l, m)| *l == len && m == member)
+            && crc32fast::hash(member) == entry.member_crc
+    }
+
     pub fn check(
         &mut self,
         file: &Path,
@@ -384,12 +399,7 @@ impl MemberCheck {
                 format!("block {block}: its stored bytes fail their CRC-32 (the compressed data is damaged)"),
             ));
         }
-        if entry.zero
-            && self
-                .zero_members
-                .iter()
-                .any(|(len, m)| *len == out.len() && m == member)
-        {
+        if self.is_proven_zero(entry, member, out.len()) {
             out.fill(0);
             return Ok(());
         }
