@@ -589,23 +589,18 @@ fn prove(
         } => {
             let len = h.block_len(block);
             // Most of a sparse disk: no buffer, no zeroing, no decoding.
-            if w.check.is_proven_zero(&entry, &member, len) {
-                return Ok(Done {
-                    block,
-                    hash: entry.hash,
-                    data: None,
-                    from_delta: false,
-                    stored: member.len() as u64,
-                    kept: false,
-                });
-            }
-            let mut out = vec![0u8; len];
-            w.check
-                .check(base_name, block, offset, &entry, &member, &mut out)?;
+            let data = if w.check.is_proven_zero(&entry, &member, len) {
+                None
+            } else {
+                let mut out = vec![0u8; len];
+                w.check
+                    .check(base_name, block, offset, &entry, &member, &mut out)?;
+                (!entry.zero).then_some(out)
+            };
             Ok(Done {
                 block,
                 hash: entry.hash,
-                data: (!entry.zero).then_some(out),
+                data,
                 from_delta: false,
                 stored: member.len() as u64,
                 kept: false,

@@ -364,25 +364,29 @@ impl MemberCheck {
         })
     }
 
-    /// Proves that `member`, found at `offset` in `file`, holds the block
-    /// `entry` describes, and leaves the block in `out` (which has the
-    /// block's length). Zero blocks proven before are not decompressed;
-    /// `out` is then filled with zeros.
     /// True when `member` is exactly a member already proven to decode to
     /// `len` zero bytes, `entry` says it is a zero block with the hash of
     /// those zeros, and the member passes `entry`'s CRC: the block is then
     /// proven zeros without decoding it or a buffer to decode into. False
     /// says nothing: [`MemberCheck::check`] decides.
     pub fn is_proven_zero(&self, entry: &BlockEntry, member: &[u8], len: usize) -> bool {
+        self.is_known_zero(entry, member, len) && crc32fast::hash(member) == entry.member_crc
+    }
+
+    /// `is_proven_zero` but for the CRC, which the caller has checked.
+    fn is_known_zero(&self, entry: &BlockEntry, member: &[u8], len: usize) -> bool {
         entry.zero
             && entry.hash == self.zero.get(len)
             && self
                 .zero_members
                 .iter()
                 .any(|(l, m)| *l == len && m == member)
-            && crc32fast::hash(member) == entry.member_crc
     }
 
+    /// Proves that `member`, found at `offset` in `file`, holds the block
+    /// `entry` describes, and leaves the block in `out` (which has the
+    /// block's length). Zero blocks proven before are not decompressed;
+    /// `out` is then filled with zeros.
     pub fn check(
         &mut self,
         file: &Path,
@@ -399,7 +403,7 @@ impl MemberCheck {
                 format!("block {block}: its stored bytes fail their CRC-32 (the compressed data is damaged)"),
             ));
         }
-        if self.is_proven_zero(entry, member, out.len()) {
+        if self.is_known_zero(entry, member, out.len()) {
             out.fill(0);
             return Ok(());
         }

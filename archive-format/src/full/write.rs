@@ -292,30 +292,27 @@ impl EncodeWorker {
     }
 
     fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
-        let start = out.len();
         if is_zero(block) {
-            if let Some((_, hash, member)) = self.zero.iter().find(|z| z.0 == block.len()) {
-                out.extend_from_slice(member);
-                return Ok((*hash, true, member.len() as u32));
-            }
-            self.encoder.encode(block, out)?;
-            let hash = block_hash(block);
-            self.zero.push((block.len(), hash, out[start..].to_vec()));
-            return Ok((hash, true, (out.len() - start) as u32));
+            return self.encode_zero(block.len(), out);
         }
+        let start = out.len();
         self.encoder.encode(block, out)?;
         Ok((block_hash(block), false, (out.len() - start) as u32))
     }
 
-    /// As `encode` for a block of `len` zero bytes that was never read.
+    /// A block of `len` zero bytes, read or known from a hole: the member
+    /// and hash cached for that length, made on first use.
     fn encode_zero(&mut self, len: usize, out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
-        match self.zero.iter().find(|z| z.0 == len) {
-            Some((_, hash, member)) => {
-                out.extend_from_slice(member);
-                Ok((*hash, true, member.len() as u32))
-            }
-            None => self.encode(&vec![0u8; len], out),
+        if let Some((_, hash, member)) = self.zero.iter().find(|z| z.0 == len) {
+            out.extend_from_slice(member);
+            return Ok((*hash, true, member.len() as u32));
         }
+        let start = out.len();
+        let zeros = vec![0u8; len];
+        self.encoder.encode(&zeros, out)?;
+        let hash = block_hash(&zeros);
+        self.zero.push((len, hash, out[start..].to_vec()));
+        Ok((hash, true, (out.len() - start) as u32))
     }
 }
 
