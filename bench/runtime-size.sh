@@ -5,9 +5,9 @@
 #   bench/runtime-size.sh -n 40      ... and the 40 largest functions
 #
 # The runtime comes from `cargo build --release -p sdar` (packer/build.rs
-# picks its target: musl when installed, else glibc). The breakdown needs
-# symbols, so it rebuilds the same runtime unstripped in target/runtime-size
-# with cargo-bloat (cargo install cargo-bloat).
+# picks how: nightly with std rebuilt, else stable musl, else glibc). The
+# breakdown needs symbols, so it rebuilds the same runtime unstripped in
+# target/runtime-size with cargo-bloat (cargo install cargo-bloat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +15,11 @@ functions=0
 if [ "${1:-}" = "-n" ]; then functions=${2:?-n needs a count}; fi
 
 cargo build --release -p sdar --quiet
-stub=$(ls -t target/release/build/sdar-*/out/stub-target/*/stub/sdar-stub | head -n 1)
+stub=$(ls -t target/release/build/sdar-*/out/stub-target/*/*/stub/sdar-stub | head -n 1)
 triple=$(basename "$(dirname "$(dirname "$stub")")")
+toolchain=$(basename "$(dirname "$(dirname "$(dirname "$stub")")")")
 echo "runtime: $stub"
-echo "target:  $triple"
+echo "target:  $triple ($toolchain toolchain)"
 echo "size:    $(stat -c %s "$stub") bytes"
 echo "file:    $(file -b "$stub")"
 
@@ -26,15 +27,19 @@ if ! command -v cargo-bloat >/dev/null 2>&1; then
     echo "no breakdown: cargo-bloat is not installed (cargo install cargo-bloat)"
     exit 0
 fi
-# As packer/build.rs builds it (keep in step with runtime_target and
+# As packer/build.rs builds it (keep in step with RUSTFLAGS, BUILD_STD and
 # musl_c_flags there), with symbols kept.
 export CARGO_PROFILE_STUB_STRIP=false
-export CARGO_ENCODED_RUSTFLAGS=-Ctarget-feature=+crt-static
+export CARGO_ENCODED_RUSTFLAGS=$'-Ctarget-feature=+crt-static\x1f-Cforce-unwind-tables=no'
 case "$triple" in
-*-musl) export "CFLAGS_${triple//-/_}=-DDYNAMIC_BMI2=0" ;;
+*-musl) export "CFLAGS_${triple//-/_}=-DDYNAMIC_BMI2=0 -fno-asynchronous-unwind-tables -fno-unwind-tables" ;;
 esac
-bloat=(cargo bloat --profile stub -p sdar-stub --bin sdar-stub --target "$triple"
-    --target-dir target/runtime-size)
+bloat=(cargo bloat)
+if [ "$toolchain" = nightly ]; then
+    bloat=(cargo +nightly bloat -Zbuild-std=std,panic_abort -Zbuild-std-features=)
+fi
+bloat+=(--profile stub -p sdar-stub --bin sdar-stub --target "$triple"
+    --target-dir "target/runtime-size/$toolchain")
 echo
 "${bloat[@]}" --crates -n 15 2>/dev/null
 if [ "$functions" -gt 0 ]; then

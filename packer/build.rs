@@ -3,17 +3,35 @@
 //! --path packer` gives one `sdar` that can write archives by itself.
 //!
 //! The runtime is built by a nested cargo into its own target folder, in the
-//! `stub` profile (LTO, stripped, panic=abort, small code but fast codecs),
-//! for the host's musl target when its std and a musl C compiler are
-//! installed (about 1.0 MB), else for the host target with glibc and
-//! `+crt-static` (about 1.9 MB, with a warning). `+crt-static` is given for
-//! the runtime's target only, so build scripts and proc macros stay dynamic.
-//! `SDAR_STUB_TARGET` picks the runtime's target by hand.
+//! `stub` profile (LTO, stripped, panic=abort, small code but fast codecs).
+//! The first of these that the machine can build is taken:
+//!
+//! 1. musl, with std rebuilt from source by the nightly toolchain without its
+//!    panic backtrace printer (`-Zbuild-std`): about 0.68 MB. Needs `rustup
+//!    toolchain install nightly --component rust-src --target
+//!    x86_64-unknown-linux-musl` and a musl C compiler (musl-tools).
+//! 2. musl, with the stable toolchain's std: about 1.0 MB.
+//! 3. the host target with glibc and `+crt-static`: about 1.8 MB.
+//!
+//! Each step down prints a warning naming what is missing; a nightly build
+//! that fails falls back to the stable one. `+crt-static` is given for the
+//! runtime's target only, so build scripts and proc macros stay dynamic.
+//! `SDAR_STUB` embeds a prebuilt runtime, `SDAR_STUB_TARGET` picks the
+//! target by hand (stable toolchain), and `SDAR_STUB_BUILD_STD=0` skips the
+//! nightly build.
 
 use std::env;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// For the runtime's target only: a static executable, and no unwind tables
+/// (with `panic = "abort"` nothing unwinds; 62 KB of `.eh_frame`).
+const RUSTFLAGS: [&str; 2] = ["-Ctarget-feature=+crt-static", "-Cforce-unwind-tables=no"];
+
+/// The nightly build's extra arguments: std and panic_abort from source,
+/// with none of std's default features (the backtrace printer is one).
+const BUILD_STD: [&str; 2] = ["-Zbuild-std=std,panic_abort", "-Zbuild-std-features="];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -23,20 +41,19 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let target = env::var("TARGET").expect("set by cargo");
-    let target_dir = out_dir.join("stub-target");
     for dir in ["stub-runtime/src", "archive-format/src"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("stub-runtime/Cargo.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("archive-format/Cargo.toml").display()
-    );
-    println!("cargo:rerun-if-env-changed=SDAR_STUB");
-    println!("cargo:rerun-if-env-changed=SDAR_STUB_TARGET");
+    for file in [
+        "stub-runtime/Cargo.toml",
+        "archive-format/Cargo.toml",
+        "Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    for var in ["SDAR_STUB", "SDAR_STUB_TARGET", "SDAR_STUB_BUILD_STD"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
 
     // A prebuilt runtime may be given, for example by a packager.
     if let Some(prebuilt) = env::var_os("SDAR_STUB") {
@@ -47,108 +64,218 @@ fn main() {
         return;
     }
 
-    let (stub_target, c_env) = runtime_target(&target);
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--profile",
-            "stub",
-            "-p",
-            "sdar-stub",
-            "--bin",
-            "sdar-stub",
-            "--target",
-            &stub_target,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
-    // What the outer build set for itself must not leak into the nested one.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_PROFILE_")
-            || key.starts_with("CARGO_CFG_")
-            || key.starts_with("CARGO_FEATURE_")
-        {
-            cmd.env_remove(&key);
+    let builds = candidates(&target);
+    let last = builds.len() - 1;
+    for (i, build) in builds.iter().enumerate() {
+        match build.run(&workspace, &out_dir.join("stub-target")) {
+            Ok(stub) => {
+                println!("cargo:rustc-env=SDAR_STUB_PATH={}", stub.display());
+                return;
+            }
+            Err(why) if i < last => {
+                println!("cargo:warning=the restore runtime: {why}; trying the next way")
+            }
+            Err(why) => panic!("building the restore runtime (stub-runtime) failed: {why}"),
         }
     }
-    cmd.envs(c_env);
-    let status = cmd
-        .status()
-        .expect("cannot run cargo to build the restore runtime");
-    assert!(
-        status.success(),
-        "building the restore runtime (stub-runtime) failed"
-    );
-    let stub = target_dir.join(&stub_target).join("stub").join("sdar-stub");
-    assert!(
-        stub.is_file(),
-        "restore runtime not found at {}",
-        stub.display()
-    );
-    println!("cargo:rustc-env=SDAR_STUB_PATH={}", stub.display());
 }
 
-/// The target to build the runtime for, and what its C code (libdeflate,
-/// zstd) needs in the environment to build for it.
-fn runtime_target(target: &str) -> (String, Vec<(String, OsString)>) {
+/// One way to build the runtime.
+struct Build {
+    /// `Some(toolchain)`: run that toolchain's cargo through rustup and
+    /// rebuild std from source; `None`: the cargo that runs this script.
+    nightly: Option<PathBuf>,
+    target: String,
+    /// What the C code (libdeflate, zstd) needs to build for `target`.
+    c_env: Vec<(String, OsString)>,
+}
+
+impl Build {
+    fn run(&self, workspace: &Path, target_root: &Path) -> Result<PathBuf, String> {
+        let (mut cmd, target_dir) = match &self.nightly {
+            Some(rustup) => {
+                let mut cmd = Command::new(rustup);
+                cmd.args(["run", "nightly", "cargo"]);
+                // The outer build's compiler and toolchain choice must not
+                // reach the nightly cargo.
+                for var in ["RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN"] {
+                    cmd.env_remove(var);
+                }
+                (cmd, target_root.join("nightly"))
+            }
+            None => {
+                let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                (Command::new(cargo), target_root.join("stable"))
+            }
+        };
+        cmd.current_dir(workspace)
+            .args(["build", "--profile", "stub"]);
+        if self.nightly.is_some() {
+            cmd.args(BUILD_STD);
+        }
+        cmd.args(["-p", "sdar-stub", "--bin", "sdar-stub", "--target"])
+            .arg(&self.target)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", RUSTFLAGS.join("\x1f"));
+        // What the outer build set for itself must not leak into the nested one.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WORKSPACE_WRAPPER",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (key, _) in env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("CARGO_PROFILE_")
+                || key.starts_with("CARGO_CFG_")
+                || key.starts_with("CARGO_FEATURE_")
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.envs(self.c_env.iter().map(|(k, v)| (k, v)));
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+        if !status.success() {
+            return Err(format!(
+                "{} build for {} failed ({status})",
+                if self.nightly.is_some() {
+                    "the nightly"
+                } else {
+                    "the"
+                },
+                self.target
+            ));
+        }
+        let stub = target_dir.join(&self.target).join("stub").join("sdar-stub");
+        if stub.is_file() {
+            Ok(stub)
+        } else {
+            Err(format!("not found at {}", stub.display()))
+        }
+    }
+}
+
+/// The ways to build the runtime on this machine, best first; the last one
+/// is always the host target. Warns when the best way is not available, and
+/// why.
+fn candidates(target: &str) -> Vec<Build> {
+    let host = Build {
+        nightly: None,
+        target: target.to_string(),
+        c_env: Vec::new(),
+    };
     if let Ok(chosen) = env::var("SDAR_STUB_TARGET") {
         let c_env = musl_c_flags(&chosen).into_iter().collect();
-        return (chosen, c_env);
+        return vec![Build {
+            nightly: None,
+            target: chosen,
+            c_env,
+        }];
     }
     let Some(arch) = target.strip_suffix("-unknown-linux-gnu") else {
-        return (target.to_string(), Vec::new());
+        return vec![host];
     };
     let musl = format!("{arch}-unknown-linux-musl");
-    let cc_var = format!("CC_{}", musl.replace('-', "_"));
-    println!("cargo:rerun-if-env-changed={cc_var}");
-    let fallback = |why: &str| {
-        println!(
-            "cargo:warning=the restore runtime is built with glibc (about 1.9 MB instead of 1.0 MB): {why}"
-        );
-        (target.to_string(), Vec::new())
+    let warn = |size: &str, why: &str| {
+        println!("cargo:warning=the restore runtime is {size} instead of about 0.68 MB: {why}")
     };
-    if !musl_std_installed(&musl) {
-        return fallback(&format!(
-            "the Rust std for {musl} is not installed (rustup target add {musl})"
+    let Some(c_env) = musl_c_env(arch, target, &musl) else {
+        warn(
+            "built with glibc (about 1.8 MB)",
+            &format!("no C compiler for {musl} (apt-get install musl-tools)"),
+        );
+        return vec![host];
+    };
+    let stable_rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let stable = target_std_installed(Command::new(stable_rustc), &musl).then(|| Build {
+        nightly: None,
+        target: musl.clone(),
+        c_env: c_env.clone(),
+    });
+    let mut builds = Vec::new();
+    match (nightly_build_std(&musl), stable) {
+        (Ok(rustup), stable) => {
+            builds.push(Build {
+                nightly: Some(rustup),
+                target: musl,
+                c_env,
+            });
+            builds.extend(stable);
+        }
+        (Err(why), Some(stable)) => {
+            warn("built with the stable std (about 1.0 MB)", &why);
+            builds.push(stable);
+        }
+        (Err(why), None) => warn(
+            "built with glibc (about 1.8 MB)",
+            &format!("{why}, and the stable Rust std for {musl} is not installed (rustup target add {musl})"),
+        ),
+    }
+    builds.push(host);
+    builds
+}
+
+/// rustup, when the nightly toolchain can rebuild std for `musl`.
+fn nightly_build_std(musl: &str) -> Result<PathBuf, String> {
+    if env::var_os("SDAR_STUB_BUILD_STD").is_some_and(|v| v == "0") {
+        return Err("SDAR_STUB_BUILD_STD=0".to_string());
+    }
+    let hint = format!("rustup toolchain install nightly --component rust-src --target {musl}");
+    let rustup = find_in_path("rustup")
+        .or_else(|| {
+            let home = env::var_os("CARGO_HOME")?;
+            let path = PathBuf::from(home).join("bin/rustup");
+            path.is_file().then_some(path)
+        })
+        .ok_or_else(|| format!("rustup not found ({hint})"))?;
+    let mut rustc = Command::new(&rustup);
+    rustc
+        .args(["run", "nightly", "rustc"])
+        .env_remove("RUSTUP_TOOLCHAIN");
+    let sysroot = sysroot(rustc).ok_or_else(|| format!("no nightly toolchain ({hint})"))?;
+    let lib = sysroot.join("lib/rustlib");
+    if !lib.join("src/rust/library/std").is_dir() {
+        return Err(format!("the nightly toolchain has no rust-src ({hint})"));
+    }
+    // std is built from source, but musl's C runtime objects come with the
+    // target's prebuilt std.
+    if !lib.join(musl).join("lib").is_dir() {
+        return Err(format!(
+            "the nightly toolchain has no {musl} target ({hint})"
         ));
     }
-    let mut c_env: Vec<_> = musl_c_flags(&musl).into_iter().collect();
+    Ok(rustup)
+}
+
+/// The C compiler and flags for `musl`, or `None` if there is no compiler.
+fn musl_c_env(arch: &str, target: &str, musl: &str) -> Option<Vec<(String, OsString)>> {
+    let cc_var = format!("CC_{}", musl.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={cc_var}");
+    let mut c_env: Vec<_> = musl_c_flags(musl).into_iter().collect();
     if env::var_os(&cc_var).is_none() {
         // Debian's musl-tools installs both names; musl-gcc only builds for
         // the machine it runs on.
         let native = env::var("HOST").is_ok_and(|host| host == target);
         let names = [format!("{arch}-linux-musl-gcc"), "musl-gcc".to_string()];
-        let found = names
+        let cc = names
             .iter()
             .take(if native { 2 } else { 1 })
-            .find_map(|name| find_in_path(name));
-        let Some(cc) = found else {
-            return fallback(&format!(
-                "no C compiler for {musl} ({} not found: apt-get install musl-tools, or set {cc_var})",
-                names[0]
-            ));
-        };
+            .find_map(|name| find_in_path(name))?;
         c_env.push((cc_var, cc.into_os_string()));
     }
-    (musl, c_env)
+    Some(c_env)
 }
 
 /// zstd's decoder is compiled once, without the second copy of its hot
 /// loops for CPUs with BMI2: 41 KB less, about 9% more CPU time in a zstd
-/// restore (measured on 1 GiB; gzip restores are not affected).
+/// restore (measured on 1 GiB; gzip restores are not affected). The C code
+/// has no unwind tables either, as the Rust code (`RUSTFLAGS`).
 fn musl_c_flags(musl: &str) -> Option<(String, OsString)> {
     if !musl.ends_with("-musl") {
         return None;
@@ -157,7 +284,8 @@ fn musl_c_flags(musl: &str) -> Option<(String, OsString)> {
     println!("cargo:rerun-if-env-changed={var}");
     println!("cargo:rerun-if-env-changed=CFLAGS");
     // cc reads the first of CFLAGS_<target> and CFLAGS: keep what was set.
-    let mut flags = OsString::from("-DDYNAMIC_BMI2=0");
+    let mut flags =
+        OsString::from("-DDYNAMIC_BMI2=0 -fno-asynchronous-unwind-tables -fno-unwind-tables");
     if let Some(user) = env::var_os(&var).or_else(|| env::var_os("CFLAGS")) {
         flags.push(" ");
         flags.push(user);
@@ -165,18 +293,14 @@ fn musl_c_flags(musl: &str) -> Option<(String, OsString)> {
     Some((var, flags))
 }
 
-fn musl_std_installed(musl: &str) -> bool {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
-        return false;
-    };
+fn sysroot(mut rustc: Command) -> Option<PathBuf> {
+    let out = rustc.args(["--print", "sysroot"]).output().ok()?;
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    out.status.success()
-        && PathBuf::from(sysroot)
-            .join("lib/rustlib")
-            .join(musl)
-            .join("lib")
-            .is_dir()
+    (out.status.success() && !sysroot.is_empty()).then(|| PathBuf::from(sysroot))
+}
+
+fn target_std_installed(rustc: Command, target: &str) -> bool {
+    sysroot(rustc).is_some_and(|root| root.join("lib/rustlib").join(target).join("lib").is_dir())
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
