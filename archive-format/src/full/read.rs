@@ -430,3 +430,101 @@ impl MemberCheck {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::BlockEncoder;
+
+    const LEN: usize = 65536;
+
+    /// A checker for a 4-block image, a member holding one zero block, and
+    /// the entry that truly describes it.
+    fn zero_block(codec: Codec) -> (MemberCheck, Vec<u8>, BlockEntry) {
+        let header = ImageHeader::new(codec, LEN as u32, 1024, 4 * LEN as u64).unwrap();
+        let check = MemberCheck::new(codec, &header).unwrap();
+        let mut member = Vec::new();
+        BlockEncoder::new(codec, codec.default_level())
+            .unwrap()
+            .encode(&[0; LEN], &mut member)
+            .unwrap();
+        let entry = BlockEntry {
+            hash: block_hash(&[0; LEN]),
+            member_len: member.len() as u32,
+            member_crc: crc32fast::hash(&member),
+            zero: true,
+        };
+        (check, member, entry)
+    }
+
+    fn check(
+        checker: &mut MemberCheck,
+        block: u64,
+        entry: &BlockEntry,
+        member: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut out = vec![0xAA; LEN];
+        checker.check(Path::new("x.full"), block, 4096, entry, member, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_zero_member_is_proven_by_decoding_once_then_by_its_bytes() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let (mut checker, member, entry) = zero_block(codec);
+            assert!(!checker.is_proven_zero(&entry, &member, LEN), "{codec:?}");
+            assert_eq!(check(&mut checker, 0, &entry, &member).unwrap(), [0; LEN]);
+            assert!(checker.is_proven_zero(&entry, &member, LEN), "{codec:?}");
+            // Known by its bytes, so filled with zeros without decoding.
+            assert_eq!(check(&mut checker, 1, &entry, &member).unwrap(), [0; LEN]);
+            // The same member for a block of another length is not known.
+            assert!(!checker.is_proven_zero(&entry, &member, LEN / 2));
+        }
+    }
+
+    #[test]
+    fn a_zero_entry_must_carry_the_zero_hash() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let (mut checker, member, entry) = zero_block(codec);
+            check(&mut checker, 0, &entry, &member).unwrap();
+            let lying = BlockEntry {
+                hash: [7; 32],
+                ..entry
+            };
+            assert!(!checker.is_proven_zero(&lying, &member, LEN), "{codec:?}");
+            match check(&mut checker, 2, &lying, &member) {
+                Err(Error::BlockMismatch {
+                    block: 2,
+                    offset: 4096,
+                    expected,
+                    actual,
+                    ..
+                }) => {
+                    assert_eq!(expected, [7; 32]);
+                    assert_eq!(actual, entry.hash);
+                }
+                other => panic!("{codec:?}: a zero entry with a wrong hash gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_known_zero_member_still_needs_its_crc_and_its_zero_flag() {
+        let (mut checker, member, entry) = zero_block(Codec::Gzip);
+        check(&mut checker, 0, &entry, &member).unwrap();
+        let bad_crc = BlockEntry {
+            member_crc: entry.member_crc ^ 1,
+            ..entry
+        };
+        assert!(!checker.is_proven_zero(&bad_crc, &member, LEN));
+        let err = check(&mut checker, 3, &bad_crc, &member).unwrap_err();
+        assert!(err.to_string().contains("block 3"), "{err}");
+        // Not flagged zero: decoded and hashed, and still right.
+        let plain = BlockEntry {
+            zero: false,
+            ..entry
+        };
+        assert!(!checker.is_proven_zero(&plain, &member, LEN));
+        assert_eq!(check(&mut checker, 3, &plain, &member).unwrap(), [0; LEN]);
+    }
+}
