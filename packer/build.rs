@@ -82,8 +82,9 @@ fn main() {
 
 /// One way to build the runtime.
 struct Build {
-    /// `Some(toolchain)`: run that toolchain's cargo through rustup and
-    /// rebuild std from source; `None`: the cargo that runs this script.
+    /// `Some(rustup)`: run the nightly toolchain's cargo through this
+    /// rustup and rebuild std from source; `None`: the cargo that runs this
+    /// script, with its toolchain's prebuilt std.
     nightly: Option<PathBuf>,
     target: String,
     /// What the C code (libdeflate, zstd) needs to build for `target`.
