@@ -27,19 +27,15 @@ if ! command -v cargo-bloat >/dev/null 2>&1; then
     echo "no breakdown: cargo-bloat is not installed (cargo install cargo-bloat)"
     exit 0
 fi
-# As packer/build.rs builds it (keep in step with RUSTFLAGS, BUILD_STD and
-# musl_c_flags there), with symbols kept.
+# As packer/build.rs built it (its recipe, written beside the runtime's
+# target folder), with symbols kept.
+# shellcheck source=/dev/null
+. "$(dirname "$(dirname "$(dirname "$stub")")")/sdar-stub.env"
 export CARGO_PROFILE_STUB_STRIP=false
-export CARGO_ENCODED_RUSTFLAGS=$'-Ctarget-feature=+crt-static\x1f-Cforce-unwind-tables=no'
-case "$triple" in
-*-musl) export "CFLAGS_${triple//-/_}=-DDYNAMIC_BMI2=0 -fno-asynchronous-unwind-tables -fno-unwind-tables" ;;
-esac
-bloat=(cargo bloat)
-if [ "$toolchain" = nightly ]; then
-    bloat=(cargo +nightly bloat -Zbuild-std=std,panic_abort -Zbuild-std-features=)
-fi
-bloat+=(--profile stub -p sdar-stub --bin sdar-stub --target "$triple"
-    --target-dir "target/runtime-size/$toolchain")
+bloat=(cargo)
+if [ "$stub_toolchain" = nightly ]; then bloat+=(+nightly); fi
+bloat+=(bloat "${stub_cargo_args[@]}" --profile stub -p sdar-stub --bin sdar-stub
+    --target "$stub_target" --target-dir "target/runtime-size/$stub_toolchain")
 echo
 "${bloat[@]}" --crates -n 15 2>/dev/null
 if [ "$functions" -gt 0 ]; then

@@ -93,7 +93,7 @@ struct Build {
 
 impl Build {
     fn run(&self, workspace: &Path, target_root: &Path) -> Result<PathBuf, String> {
-        let (mut cmd, target_dir) = match &self.nightly {
+        let mut cmd = match &self.nightly {
             Some(rustup) => {
                 let mut cmd = Command::new(rustup);
                 cmd.args(["run", "nightly", "cargo"]);
@@ -102,19 +102,18 @@ impl Build {
                 for var in ["RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN"] {
                     cmd.env_remove(var);
                 }
-                (cmd, target_root.join("nightly"))
+                cmd
             }
             None => {
                 let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                (Command::new(cargo), target_root.join("stable"))
+                Command::new(cargo)
             }
         };
+        let target_dir = target_root.join(self.toolchain());
         cmd.current_dir(workspace)
-            .args(["build", "--profile", "stub"]);
-        if self.nightly.is_some() {
-            cmd.args(BUILD_STD);
-        }
-        cmd.args(["-p", "sdar-stub", "--bin", "sdar-stub", "--target"])
+            .args(["build", "--profile", "stub"])
+            .args(self.std_args())
+            .args(["-p", "sdar-stub", "--bin", "sdar-stub", "--target"])
             .arg(&self.target)
             .arg("--target-dir")
             .arg(&target_dir)
@@ -154,11 +153,52 @@ impl Build {
             ));
         }
         let stub = target_dir.join(&self.target).join("stub").join("sdar-stub");
-        if stub.is_file() {
-            Ok(stub)
-        } else {
-            Err(format!("not found at {}", stub.display()))
+        if !stub.is_file() {
+            return Err(format!("not found at {}", stub.display()));
         }
+        let recipe = target_dir.join("sdar-stub.env");
+        std::fs::write(&recipe, self.recipe())
+            .map_err(|e| format!("cannot write {}: {e}", recipe.display()))?;
+        Ok(stub)
+    }
+
+    /// Names the build's own target folder, and the toolchain in its recipe.
+    fn toolchain(&self) -> &'static str {
+        if self.nightly.is_some() {
+            "nightly"
+        } else {
+            "stable"
+        }
+    }
+
+    /// The nightly build's arguments that rebuild std; none for stable.
+    fn std_args(&self) -> &'static [&'static str] {
+        if self.nightly.is_some() {
+            &BUILD_STD
+        } else {
+            &[]
+        }
+    }
+
+    /// How this build ran, as shell lines: `bench/runtime-size.sh` sources
+    /// them to rebuild the same runtime with symbols for cargo-bloat.
+    fn recipe(&self) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut lines = vec![
+            "# Written by packer/build.rs: how the runtime beside it was built.".to_string(),
+            format!("stub_toolchain={}", self.toolchain()),
+            format!("stub_target={}", quote(&self.target)),
+        ];
+        let args: Vec<String> = self.std_args().iter().map(|a| quote(a)).collect();
+        lines.push(format!("stub_cargo_args=({})", args.join(" ")));
+        lines.push(format!(
+            "export CARGO_ENCODED_RUSTFLAGS={}",
+            quote(&RUSTFLAGS.join("\x1f"))
+        ));
+        for (key, value) in &self.c_env {
+            lines.push(format!("export {key}={}", quote(&value.to_string_lossy())));
+        }
+        lines.join("\n") + "\n"
     }
 }
 
