@@ -4,6 +4,7 @@ use crate::cli::InfoArgs;
 use crate::output::print;
 use crate::progress::human;
 use anyhow::{Context, Result};
+use archive_format::display::is_unsafe_char;
 use archive_format::{hex, FullImage, Limits};
 use serde_json::json;
 use std::fs::File;
@@ -63,10 +64,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
                 "tool": m.tool,
             },
         });
-        return print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+        let text = serde_json::to_string_pretty(&doc)?;
+        return print(&format!("{}\n", terminal_safe_json(&text)));
     }
     let mut t = String::new();
-    t += &format!("File:         {}\n", args.file.display());
+    t += &format!(
+        "File:         {}\n",
+        sdar_stub::report::shown(&args.file.display().to_string())
+    );
     t += &format!(
         "Kind:         full image, {}, format {}.{}\n",
         h.codec.name(),
@@ -100,4 +105,40 @@ pub fn run(args: InfoArgs) -> Result<()> {
     );
     t += &sdar_stub::report::meta_text(m);
     print(&t)
+}
+
+/// `json` with every character a terminal could obey or that reorders text
+/// (DEL, the C1 controls, the bidirectional overrides and isolates) written
+/// as a `\uXXXX` escape: serde_json escapes only what RFC 8259 requires
+/// (quotes, backslashes, C0 controls). Outside strings the text holds only
+/// ASCII punctuation, digits and the newlines and spaces of pretty printing,
+/// so every character changed is inside a string, and all of them are in the
+/// Basic Multilingual Plane: one escape each.
+fn terminal_safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c != '\n' && is_unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_what_serde_json_leaves_raw() {
+        let doc = serde_json::json!({"vm_name": "a\u{1b}]0;x\u{7}\u{7f}\u{9b}\u{202e}\u{2066}b\n"});
+        let text = terminal_safe_json(&serde_json::to_string_pretty(&doc).unwrap());
+        assert!(
+            !text.chars().any(|c| c != '\n' && is_unsafe_char(c)),
+            "{text:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
+    }
 }

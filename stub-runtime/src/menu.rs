@@ -6,8 +6,9 @@
 
 use crate::args::{FullSource, Invocation, RestoreArgs};
 use crate::commands::{self, RunLog};
-use crate::report::{self, printable};
+use crate::report::{self, shown};
 use crate::Failure;
+use archive_format::display::safe_file_name;
 use archive_format::locate::{candidates, inspect, search_dirs, Candidate};
 use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
 use archive_format::{hex, utc_stamp, DeltaArchive};
@@ -29,12 +30,13 @@ enum Answer {
     Quit,
 }
 
-/// Prints `question [default]: ` and reads a line; Enter gives the default.
+/// Prints `question [default]: ` and reads a line; Enter gives the default
+/// (exactly as given: only what is shown of it is escaped).
 fn ask(question: &str, default: &str) -> Answer {
     if default.is_empty() {
         print!("{question}: ");
     } else {
-        print!("{question} [{default}]: ");
+        print!("{question} [{}]: ", shown(default));
     }
     let _ = std::io::stdout().flush();
     let mut line = String::new();
@@ -94,8 +96,8 @@ pub fn run(
 ) -> Result<(), Failure> {
     let mut session = Session::default();
     let m = delta.meta();
-    let field = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
-    println!("sdar archive {}", archive.display());
+    let field = |v: &Option<String>| v.as_deref().map(shown).unwrap_or_else(|| "-".into());
+    println!("sdar archive {}", path_text(archive));
     println!(
         "  VM {}, disk {}, {}, backed up {}",
         field(&m.vm_name),
@@ -156,12 +158,12 @@ fn restore_flow(
     let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
     println!();
     println!("Ready to restore:");
-    println!("  Archive:      {}", archive.display());
-    println!("  Full:         {}", full.display());
+    println!("  Archive:      {}", path_text(archive));
+    println!("  Full:         {}", path_text(&full));
     println!(
         "  Destination:  {} and {}",
-        to.display(),
-        flat_path(&to).display()
+        path_text(&to),
+        path_text(&flat_path(&to))
     );
     println!(
         "  Disk size:    {} ({size} bytes), preallocated",
@@ -169,12 +171,12 @@ fn restore_flow(
     );
     match free_space(&dir) {
         Ok(free) => println!("  Free there:   {}", size_text(free)),
-        Err(e) => println!("  Free there:   unknown ({e})"),
+        Err(e) => println!("  Free there:   unknown ({})", shown(&e.to_string())),
     }
     if resume {
         println!(
             "  Resuming:     {} holds an interrupted restore; its blocks are read back and checked",
-            partial.display()
+            path_text(&partial)
         );
     }
     match confirm("Start the restore?", true) {
@@ -215,7 +217,7 @@ fn restore_flow(
                     Err(_) => session.quit = true,
                 }
             }
-            println!("Done. The disk is ready: {}", to.display());
+            println!("Done. The disk is ready: {}", path_text(&to));
         }
         Err(e) => report_failure(&e, session),
     }
@@ -274,8 +276,8 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
         if new_name.as_deref() != meta.disk_name.as_deref() || folder_of(disk) != dir {
             let question = format!(
                 "Point the .vmx's disk entry ({}) at {}?",
-                meta.disk_name.as_deref().map(printable).unwrap_or_default(),
-                disk.display()
+                meta.disk_name.as_deref().map(shown).unwrap_or_default(),
+                path_text(disk)
             );
             match confirm(&question, true) {
                 Ok(true) => rename = Some(disk.as_path()),
@@ -292,13 +294,13 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
         plan.write()?;
         Ok(plan)
     }) {
-        Ok(plan) => println!("Wrote {}{}", plan.path.display(), plan.note),
-        Err(e) => println!("Cannot write the .vmx: {e}"),
+        Ok(plan) => println!("Wrote {}{}", path_text(&plan.path), shown(&plan.note)),
+        Err(e) => println!("Cannot write the .vmx: {}", lines_text(&e.to_string())),
     }
 }
 
 fn report_failure(e: &Failure, session: &mut Session) {
-    println!("error: {e}");
+    println!("error: {}", lines_text(&e.to_string()));
     session.code = e.exit_code();
 }
 
@@ -322,7 +324,7 @@ fn choose_full(
         println!(
             "No full image was found in {}.",
             dirs.iter()
-                .map(|d| d.display().to_string())
+                .map(|d| path_text(d))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -330,7 +332,7 @@ fn choose_full(
         println!("Full images found (* = the one this archive needs):");
         let width = found
             .iter()
-            .map(|c| c.path.display().to_string().chars().count())
+            .map(|c| path_text(&c.path).chars().count())
             .max()
             .unwrap_or(0);
         for (i, c) in found.iter().enumerate() {
@@ -373,7 +375,7 @@ fn choose_full(
                 };
                 let c = inspect(&path);
                 if c.is_none() {
-                    println!("{} is not a full image sdar can read.", path.display());
+                    println!("{} is not a full image sdar can read.", path_text(&path));
                     continue;
                 }
                 c
@@ -385,7 +387,7 @@ fn choose_full(
         }
         println!(
             "Refused: {} is not this archive's full (its identity is {}, this archive needs {}).",
-            c.path.display(),
+            path_text(&c.path),
             c.identity.map_or("unreadable".into(), |h| short(&h)),
             short(&needed)
         );
@@ -401,7 +403,7 @@ fn candidate_line(c: &Candidate, needed: &archive_format::Hash, width: usize) ->
     };
     format!(
         "{mark} {:width$}  {:>10}  {}  {verdict}",
-        c.path.display().to_string(),
+        path_text(&c.path),
         size_text(c.size),
         utc_stamp(c.modified)
     )
@@ -413,14 +415,7 @@ fn choose_destination(
     delta: &DeltaArchive<File>,
     session: &mut Session,
 ) -> Option<(PathBuf, bool)> {
-    let disk_name = delta
-        .meta()
-        .disk_name
-        .as_deref()
-        .and_then(|n| Path::new(n).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .unwrap_or_else(|| "restored.vmdk".into());
+    let disk_name = suggested_name(delta.meta().disk_name.as_deref());
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut default = suggest(&here, &disk_name);
     loop {
@@ -448,7 +443,7 @@ fn choose_destination(
         if let Some(p) = taken {
             println!(
                 "{} already exists; the menu never replaces files. Choose another name.",
-                p.display()
+                path_text(&p)
             );
             let dir = match folder_of(&to) {
                 d if d == Path::new(".") => here.clone(),
@@ -458,7 +453,7 @@ fn choose_destination(
             continue;
         }
         if !folder_of(&to).is_dir() {
-            println!("The folder {} does not exist.", folder_of(&to).display());
+            println!("The folder {} does not exist.", path_text(&folder_of(&to)));
             continue;
         }
         let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
@@ -466,7 +461,7 @@ fn choose_destination(
             use std::os::unix::fs::MetadataExt;
             println!(
                 "An interrupted restore to {} was found ({} written).",
-                to.display(),
+                path_text(&to),
                 size_text(meta.blocks() * 512)
             );
             return match confirm("Resume it? (No starts over)", true) {
@@ -480,6 +475,31 @@ fn choose_destination(
         }
         return Some((to, false));
     }
+}
+
+/// The name the menu offers for the restored disk: the backup's disk name,
+/// made a safe file name (it comes from the backup: no control character,
+/// escape sequence or bidirectional override may reach the prompt or the
+/// file system through it), with room left for `-restored-N-flat.vmdk`.
+fn suggested_name(disk_name: Option<&str>) -> String {
+    const MAX_STEM_BYTES: usize = 200;
+    disk_name
+        .and_then(|n| Path::new(n).file_name())
+        .map(|n| safe_file_name(&n.to_string_lossy(), MAX_STEM_BYTES))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "restored.vmdk".into())
+}
+
+/// A path as the menu shows it: the disk name in it came from the backup,
+/// and a file found on the search path may be named by anyone.
+fn path_text(path: &Path) -> String {
+    shown(&path.display().to_string())
+}
+
+/// A message shown line by line, each line escaped: a message may span
+/// lines, but text inside it must not start new ones.
+fn lines_text(text: &str) -> String {
+    text.split('\n').map(shown).collect::<Vec<_>>().join("\n")
 }
 
 /// `dir/NAME`, or the first of `NAME-restored`, `NAME-restored-2`, ... that
@@ -508,5 +528,27 @@ fn size_text(bytes: u64) -> String {
         format!("{:.2} GiB", bytes as f64 / GIB)
     } else {
         format!("{:.1} MiB", bytes as f64 / MIB)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_names_hold_no_unsafe_character() {
+        assert_eq!(
+            suggested_name(Some("\u{1b}]0;pwned\u{7}\u{202e}kmdv.exe\r\n.vmdk")),
+            "_]0;pwned__kmdv.exe__.vmdk"
+        );
+        assert_eq!(suggested_name(Some("dir/CRM.vmdk")), "CRM.vmdk");
+        assert_eq!(suggested_name(Some("..")), "restored.vmdk");
+        assert_eq!(suggested_name(Some("\u{2066}")), "_");
+        assert_eq!(suggested_name(None), "restored.vmdk");
+    }
+
+    #[test]
+    fn messages_keep_their_lines_and_escape_the_rest() {
+        assert_eq!(lines_text("a\u{1b}[2J\nb\rc"), "a\\e[2J\nb\\rc");
     }
 }

@@ -1,6 +1,7 @@
 //! What the runtime prints: info as text or JSON, progress and summaries.
 
 use crate::args::ProgressMode;
+use archive_format::display::{escape, is_unsafe_char};
 use archive_format::restore::RestoreProgress;
 use archive_format::{hex, DeltaArchive, Metadata};
 use std::fs::File;
@@ -13,9 +14,9 @@ pub fn info_text(d: &DeltaArchive<File>) -> String {
     let h = d.header();
     let m = d.meta();
     let f = d.footer();
-    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let opt = |v: &Option<String>| v.as_deref().map(shown).unwrap_or_else(|| "-".into());
     let mut t = String::new();
-    t += &format!("Archive:      {}\n", d.name().display());
+    t += &format!("Archive:      {}\n", shown(&d.name().display().to_string()));
     t += &format!(
         "Kind:         delta archive, format {}.{}, runtime {} bytes\n",
         h.version_major,
@@ -58,7 +59,7 @@ pub fn auth_text(auth: Option<&archive_format::auth::Auth>) -> String {
 }
 
 pub fn meta_text(m: &Metadata) -> String {
-    let opt = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let opt = |v: &Option<String>| v.as_deref().map(shown).unwrap_or_else(|| "-".into());
     let mut t = String::new();
     t += &format!("VM name:      {}\n", opt(&m.vm_name));
     t += &format!("VM UUID:      {}\n", opt(&m.vm_uuid));
@@ -151,7 +152,9 @@ pub fn object(fields: &[(&str, String)]) -> String {
     format!("{{{}}}", body.join(","))
 }
 
-/// A JSON string literal, escaping quotes, backslashes and control characters.
+/// A JSON string literal, escaping quotes, backslashes, control characters
+/// and bidirectional overrides (a terminal showing the JSON must neither
+/// obey the first nor reorder text for the second).
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -162,8 +165,9 @@ pub fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            // C0, DEL and C1 controls: a terminal showing the JSON must not obey them.
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // All unsafe characters are in the Basic Multilingual Plane, so
+            // one \uXXXX escape holds each.
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -171,11 +175,11 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
-/// Metadata comes from the file: never let it drive the terminal.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+/// Metadata comes from the file: never let it drive the terminal
+/// (control characters, escape sequences and bidirectional overrides are
+/// shown escaped, as `archive_format::display::escape` shows them).
+pub fn shown(s: &str) -> String {
+    escape(s).into_owned()
 }
 
 /// Reports a running restore or verify on standard error: a live line on a
@@ -348,7 +352,18 @@ mod tests {
     }
 
     #[test]
-    fn printable_replaces_control_characters() {
-        assert_eq!(printable("vm\u{1b}]0;x\u{7}\u{9b}"), "vm?]0;x??");
+    fn json_strings_escape_bidirectional_overrides() {
+        assert_eq!(
+            json_string("a\u{202e}b\u{2066}c\u{2069}"),
+            "\"a\\u202eb\\u2066c\\u2069\""
+        );
+    }
+
+    #[test]
+    fn shown_escapes_controls_and_overrides() {
+        assert_eq!(
+            shown("vm\u{1b}]0;x\u{7}\u{9b}\u{202e}"),
+            "vm\\e]0;x\\u{0007}\\u{009B}\\u{202E}"
+        );
     }
 }

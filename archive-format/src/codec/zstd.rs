@@ -7,6 +7,12 @@ use crate::layout::*;
 use crate::record::{self, le_u32};
 use zstd::zstd_safe;
 
+/// SPEC.md §3.2: the largest window a block's frame may ask for. A block is
+/// at most 1 MiB, so no frame sdar writes needs more than 1 MiB; 2 MiB
+/// leaves room for other writers' window choices.
+pub(crate) const WINDOW_LOG_MAX: u32 = 21;
+pub(crate) const WINDOW_MAX: u64 = 1 << WINDOW_LOG_MAX;
+
 pub(super) fn looks_like_record(first: &[u8]) -> bool {
     first.len() >= ZSTD_RECORD_HEAD_LEN && le_u32(first, 0) == ZSTD_RECORD_MAGIC
 }
@@ -106,8 +112,9 @@ pub(super) struct Decoder {
 impl Decoder {
     pub fn new() -> Result<Self> {
         let mut dctx = zstd_safe::DCtx::create();
-        // A block is at most 1 MiB; no legitimate frame needs a larger window.
-        dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(21))
+        // Only zstd's streaming decoder obeys this; the one-shot decode
+        // below is guarded by `window_size` instead.
+        dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
             .map_err(|code| {
                 Error::invalid(format!(
                     "zstd rejected a parameter: {}",
@@ -135,10 +142,80 @@ impl Decoder {
             Ok(Some(_)) => return Err("zstd frame content size does not match the block length"),
             _ => return Err("zstd frame does not declare its content size"),
         }
+        if window_size(member).is_none_or(|w| w > WINDOW_MAX) {
+            return Err("zstd frame asks for a window larger than 2 MiB (SPEC.md §3.2)");
+        }
         match self.dctx.decompress(out, member) {
             Ok(n) if n == out.len() => Ok(()),
             Ok(_) => Err("zstd frame decompressed to the wrong length"),
             Err(_) => Err("zstd frame data is invalid"),
         }
+    }
+}
+
+/// The `Window_Size` a frame's header declares (RFC 8878 §3.1.1.1.2): its
+/// content size for a single-segment frame, else what its
+/// `Window_Descriptor` says. `None` when the header is cut short.
+fn window_size(frame: &[u8]) -> Option<u64> {
+    const SINGLE_SEGMENT: u8 = 0x20;
+    let descriptor = *frame.get(4)?;
+    if descriptor & SINGLE_SEGMENT != 0 {
+        return zstd_safe::get_frame_content_size(frame).ok().flatten();
+    }
+    let window = *frame.get(5)?;
+    let base = 1u64 << (10 + (window >> 3));
+    Some(base + base / 8 * u64::from(window & 7))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame holding `content` in one raw block, not single-segment, with
+    /// a 4-byte content size and `window` as its Window_Descriptor.
+    fn frame_with_window(window: u8, content: &[u8]) -> Vec<u8> {
+        let mut f = ZSTD_FRAME_MAGIC.to_le_bytes().to_vec();
+        f.push(0x80); // Frame_Content_Size_flag 2 (4 bytes), nothing else
+        f.push(window);
+        f.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        let block_header = (content.len() as u32) << 3 | 1; // last, raw
+        f.extend_from_slice(&block_header.to_le_bytes()[..3]);
+        f.extend_from_slice(content);
+        f
+    }
+
+    #[test]
+    fn a_window_of_2_mib_decodes_and_a_larger_one_is_refused() {
+        let content: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out = vec![0u8; content.len()];
+        let mut d = Decoder::new().unwrap();
+        // Exponent 11: 2^21 bytes exactly.
+        let at_limit = frame_with_window(11 << 3, &content);
+        assert_eq!(window_size(&at_limit), Some(WINDOW_MAX));
+        d.decode(&at_limit, &mut out).unwrap();
+        assert_eq!(out, content);
+        // 2 MiB + 256 KiB, and 4 MiB.
+        for window in [11 << 3 | 1, 12 << 3] {
+            let above = frame_with_window(window, &content);
+            assert!(window_size(&above).unwrap() > WINDOW_MAX);
+            let why = d.decode(&above, &mut out).unwrap_err();
+            assert!(why.contains("window larger than 2 MiB"), "{why}");
+        }
+    }
+
+    #[test]
+    fn frames_sdar_writes_fit_the_window() {
+        let block: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i % 253) as u8 ^ (i >> 12) as u8)
+            .collect();
+        let mut member = Vec::new();
+        Encoder::new(19)
+            .unwrap()
+            .encode(&block, &mut member)
+            .unwrap();
+        assert!(window_size(&member).unwrap() <= WINDOW_MAX);
+        let mut out = vec![0u8; block.len()];
+        Decoder::new().unwrap().decode(&member, &mut out).unwrap();
+        assert_eq!(out, block);
     }
 }
