@@ -1597,6 +1597,62 @@ fn delta_data_entries_lie() {
     run_delta_cases(&fx, cases);
 }
 
+/// SPEC.md §16.1: a PATCH entry of a short last block (9000 bytes, three
+/// pages) whose mask names a fourth page, past the block's end: refused as
+/// corrupt, naming the DMAP record and the block (it once reached
+/// `apply_patch` and sliced past the block: a panic).
+#[test]
+fn delta_patch_mask_past_a_short_last_block() {
+    const CHANGE_KIND: u64 = 8;
+    const CHANGE_PAGES: u64 = 12;
+    const KIND_PATCH: u8 = 3;
+    let dir = scratch();
+    let d = dir.path();
+    let size = (2 << 20) + 9000;
+    let mut disk = sample_disk(d, "d.img", size, 4);
+    sdar(d, &["full", "d.img", "-o", "f.full.gz", "-q"]).success();
+    // Ten bytes of the last block's first page change: a one-page PATCH.
+    let last = disk.len() - 8900;
+    disk[last..last + 10].copy_from_slice(b"0123456789");
+    fs::write(d.join("n.img"), &disk).unwrap();
+    sdar(
+        d,
+        &[
+            "delta",
+            "n.img",
+            "--full",
+            "f.full.gz",
+            "-o",
+            "x.sdar",
+            "-q",
+        ],
+    )
+    .success();
+    let fx = Small {
+        dir,
+        full: "f.full.gz".into(),
+        delta: "x.sdar".into(),
+    };
+    let bytes = fs::read(fx.dir.path().join(&fx.delta)).unwrap();
+    let d0 = delta_map(&bytes).dmaps[0];
+    let entry = d0 + RECORD_HEADER + DMAP_ENTRIES;
+    let block = u64_at(&bytes, entry + CHANGE_BLOCK);
+    assert_eq!(block, size / 65536, "the only change is the last block");
+    assert_eq!(bytes[(entry + CHANGE_KIND) as usize], KIND_PATCH);
+    assert_eq!(u32_at(&bytes, entry + CHANGE_PAGES), 1);
+    let cases = vec![case(
+        "patch-page-past-the-block",
+        Stage::Data,
+        EXIT_INTEGRITY,
+        &[&byte(d0), &format!("block {block}")],
+        move |b| {
+            put_u32(b, entry + CHANGE_PAGES, 0b1001);
+            reseal(b, d0);
+        },
+    )];
+    run_delta_cases(&fx, cases);
+}
+
 /// A delta claiming a 2^48-byte image (2^32 blocks) over a 2 MiB full and
 /// 32 changed blocks: no block past 32 can come from anywhere.
 fn huge_image_case(fx: &Small) -> Case {

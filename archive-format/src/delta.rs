@@ -86,6 +86,18 @@ impl DeltaHeader {
         }
     }
 
+    /// True when `pages` is a PATCH mask block `block` may carry (SPEC.md
+    /// §16.1): not empty, no bit for a page at or past the block's end (a
+    /// short last block has fewer pages), and the base has a block of the
+    /// same length to patch.
+    pub fn patch_mask_fits(&self, block: u64, pages: u32) -> bool {
+        if self.patch_pages() == 0 || pages == 0 || !self.base_has_same_block(block) {
+            return false;
+        }
+        let in_block = self.block_len(block).div_ceil(PATCH_PAGE);
+        in_block >= 32 || pages >> in_block == 0
+    }
+
     pub(crate) fn encode(&self) -> [u8; DHED_LEN] {
         let mut b = [0u8; DHED_LEN];
         b[HEAD_MAGIC_OFFSET..8].copy_from_slice(&FILE_MAGIC);

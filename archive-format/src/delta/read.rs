@@ -284,11 +284,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
                 ChangeKind::Zero => 0,
                 ChangeKind::Data => block_len,
                 ChangeKind::Patch { pages } => {
-                    if !self.header.base_has_same_block(e.block)
-                        || self.header.patch_pages() == 0
-                        || (self.header.patch_pages() < 32
-                            && pages >> self.header.patch_pages() != 0)
-                    {
+                    if !self.header.patch_mask_fits(e.block, pages) {
                         return Err(corrupt(format!(
                             "block {}: a patch is not possible here",
                             e.block

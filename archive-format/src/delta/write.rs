@@ -152,12 +152,7 @@ impl<W: Write> DeltaWriter<W> {
             )));
         }
         if let ChangeKind::Patch { pages } = kind {
-            let allowed = self.header.patch_pages();
-            if pages == 0
-                || allowed == 0
-                || (allowed < 32 && pages >> allowed != 0)
-                || !self.header.base_has_same_block(block)
-            {
+            if !self.header.patch_mask_fits(block, pages) {
                 return Err(Error::invalid(format!(
                     "block {block}: patch pages {pages:#x} are not valid here"
                 )));
