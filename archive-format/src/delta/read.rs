@@ -38,7 +38,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
             return Err(Error::corrupt(
                 file.name(),
                 0,
-                "the file is empty (0 bytes), so it holds no delta archive (was its copy or write cut off?)",
+                "the file is empty (0 bytes): not an sdar file (was its copy or its writing cut off?)",
             ));
         }
         let trailer = Trailer::read(&mut file)?;

@@ -43,7 +43,7 @@ impl<R: Read + Seek> FullImage<R> {
             return Err(Error::corrupt(
                 file.name(),
                 0,
-                "the file is empty (0 bytes), so it holds no full image (was its copy or write cut off?)",
+                "the file is empty (0 bytes): not an sdar file (was its copy or its writing cut off?)",
             ));
         }
         let mut first = [0u8; GZIP_RECORD_HEAD_LEN];
