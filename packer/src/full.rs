@@ -229,6 +229,6 @@ mod tests {
         assert_eq!(name.len(), 255);
         assert!(name.ends_with("v_19700101T000000Z.full.gz"), "{name}");
         let name = default_name_within(&meta, ".full.gz", 40);
-        assert_eq!(name, format!("{}_19700101T000000Z.full.gz", "v".repeat(14)));
+        assert_eq!(name, format!("{}_19700101T000000Z.full.gz", "v".repeat(15)));
     }
 }

@@ -298,3 +298,34 @@ pub fn print(text: &str) -> Result<()> {
         r => r.context("cannot write to stdout"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_fit_and_abandoned_ones_are_removed_in_both_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = "a.full.gz";
+        let long = "n".repeat(250);
+        assert_eq!(hidden_prefix(short, 255), ".a.full.gz.");
+        let hashed = hidden_prefix(&long, 255);
+        assert!(
+            hashed.starts_with(".sdar-") && hashed.len() == 23,
+            "{hashed}"
+        );
+        assert_ne!(hashed, hidden_prefix(&"m".repeat(250), 255));
+        for prefix in [hidden_prefix(short, 255), hashed] {
+            let abandoned = dir.path().join(format!("{prefix}abcdef.partial"));
+            let held = dir.path().join(format!("{prefix}ghijkl.partial"));
+            std::fs::write(&abandoned, b"x").unwrap();
+            std::fs::write(&held, b"x").unwrap();
+            let f = File::open(&held).unwrap();
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+            remove_abandoned(dir.path(), &prefix);
+            assert!(!abandoned.exists(), "{prefix}");
+            // flock is per open file: a second open of it cannot take the lock.
+            assert!(held.exists(), "{prefix}");
+        }
+    }
+}
