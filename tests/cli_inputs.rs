@@ -622,3 +622,52 @@ fn force_never_replaces_an_input() {
     key.assert_unchanged("outputs named as the key file");
     full.assert_unchanged("a companion named as its full");
 }
+
+/// The same with a real full filesystem: a small tmpfs mounted in a
+/// private mount namespace (root only), too small for the delta's restore
+/// program but not for the full.
+#[test]
+fn a_full_filesystem_for_the_companion_says_out_of_space() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("NOT RUN: mounting a tmpfs needs root");
+        return;
+    }
+    let s = scratch();
+    let dir = s.path();
+    small_disk(dir, "d.raw");
+    fs::create_dir(dir.join("out")).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=700k tmpfs out || exit 99
+         '{SDAR}' full d.raw -o out/c.full.gz -q
+         echo \"full exit $?\"
+         '{SDAR}' verify out/c.full.gz -q && echo 'verify ok'
+         ls -A out"
+    );
+    let out = run_command(
+        "unshare -m sh".into(),
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .current_dir(dir),
+    );
+    if out.code == 99 || out.code != 0 {
+        eprintln!("NOT RUN: cannot mount a tmpfs here: {}", out.stderr);
+        return;
+    }
+    let said = out.stdout_text();
+    assert!(
+        said.contains("full exit 3") && said.contains("verify ok"),
+        "{said}\n{}",
+        out.stderr
+    );
+    // Only the full is left: no partial delta, no lock.
+    assert!(said.ends_with("verify ok\nc.full.gz\n"), "{said}");
+    assert!(
+        out.stderr.contains("out/c.full.gz is complete and usable")
+            && out.stderr.contains("(out of space)")
+            && out
+                .stderr
+                .contains("sdar companion out/c.full.gz -o out/c.sdar"),
+        "{}",
+        out.stderr
+    );
+}
