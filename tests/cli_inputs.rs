@@ -504,7 +504,8 @@ fn two_fulls_to_one_output_refuse_the_second() {
     // backup is untouched.
     let before = watch(&dir.join("out.full.gz"));
     std::os::unix::fs::symlink("out.full.gz", dir.join(".new.full.gz.lock")).unwrap();
-    sdar(dir, &["full", "d.raw", "-o", "new.full.gz", "-q"]).expect_code(EXIT_OTHER);
+    let out = sdar(dir, &["full", "d.raw", "-o", "new.full.gz", "-q"]).expect_code(EXIT_OTHER);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
     before.assert_unchanged("a full refused at a planted lock link");
 }
 

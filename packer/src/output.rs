@@ -94,11 +94,17 @@ impl DestinationLock {
                     (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
                 )
                 .open(&path)
-                .with_context(|| {
-                    format!(
-                        "cannot create the lock file {} (a symbolic link there is never followed: remove it)",
-                        path.display()
-                    )
+                .map_err(|e| {
+                    let link = e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
+                    anyhow::Error::new(e).context(format!(
+                        "cannot create the lock file {}{}",
+                        path.display(),
+                        if link {
+                            " (it is a symbolic link, which sdar never follows: remove it)"
+                        } else {
+                            ""
+                        }
+                    ))
                 })?;
             let meta = file.metadata()?;
             if !meta.is_file() || meta.nlink() != 1 {
