@@ -172,8 +172,9 @@ fn fifos_and_devices_are_refused_at_once() {
     sdar(dir, &["full", "d.raw", "-o", "d.full.gz", "-q"]).success();
     let fifo = mkfifo(dir, "pipe");
     let fifo = fifo.to_str().unwrap();
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 8] = [
         &["verify", fifo],
+        &["verify", "d.sdar", "--full", fifo],
         &["info", fifo],
         &["delta", "d.raw", "--full", fifo, "-o", "x.sdar"],
         &["full", "d.raw", "-o", "k.full.gz", "--key", fifo],

@@ -19,6 +19,14 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             )));
         }
         let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(f) = args
+            .full
+            .as_deref()
+            .filter(|f| *f != std::path::Path::new("-"))
+        {
+            // A FIFO or a device is refused here, before the runtime opens it.
+            archive_format::input::open_input(f, archive_format::input::InputKind::Regular)?;
+        }
         if let Some(f) = &args.full {
             rest.extend(["--full".into(), f.into()]);
         }
