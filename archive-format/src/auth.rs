@@ -6,6 +6,10 @@ use crate::error::{Error, Hash, Result};
 use crate::layout::{AUTH_KEY_ID_LEN, AUTH_LEN, AUTH_MAC_OFFSET, MIN_KEY_LEN};
 use std::path::Path;
 
+/// The largest key file read: a key is a few dozen random bytes, so a
+/// larger file is a mistake (such as `--key /dev/urandom`), not a key.
+pub const MAX_KEY_FILE_LEN: u64 = 4096;
+
 const MAC_KEY_CONTEXT: &str = "sdar 2026-11-22 archive MAC key v1";
 const KEY_ID_CONTEXT: &str = "sdar 2026-11-22 archive key id v1";
 
@@ -38,9 +42,19 @@ impl Key {
         })
     }
 
-    /// Reads a key file and derives its key; errors name the file.
+    /// Reads a key file (a regular file of at most [`MAX_KEY_FILE_LEN`]
+    /// bytes; never a FIFO or a device, which could block or never end) and
+    /// derives its key; errors name the file.
     pub fn from_file(path: &Path) -> Result<Key> {
-        let secret = std::fs::read(path).map_err(|e| Error::io(path, None, e))?;
+        let secret = match crate::input::read_small(path, MAX_KEY_FILE_LEN, "key file length") {
+            Err(Error::LimitExceeded { .. }) => {
+                return Err(Error::invalid(format!(
+                    "{}: a key file holds at most {MAX_KEY_FILE_LEN} bytes; this is larger, so it is not a key file (make one with: head -c 32 /dev/urandom > sdar.key)",
+                    path.display()
+                )))
+            }
+            r => r?,
+        };
         Key::from_secret(&secret).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
 
@@ -163,5 +177,21 @@ mod tests {
         let e = back.check(Path::new("f"), &other, &mac).unwrap_err();
         assert!(e.to_string().contains("another key"), "{e}");
         assert!(require(Path::new("f"), None, &k, mac).is_err());
+    }
+
+    #[test]
+    fn key_files_are_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, vec![1u8; MAX_KEY_FILE_LEN as usize]).unwrap();
+        Key::from_file(&p).unwrap();
+        std::fs::write(&p, vec![1u8; MAX_KEY_FILE_LEN as usize + 1]).unwrap();
+        let e = Key::from_file(&p).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidInput { what } if what.contains("at most 4096")),
+            "{e}"
+        );
+        let e = Key::from_file(Path::new("/dev/urandom")).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
     }
 }

@@ -46,7 +46,7 @@ mod verify;
 pub mod vmdk;
 pub mod vmx;
 
-pub use archive_file::ArchiveFile;
+pub use archive_file::{ArchiveFile, SharedFile};
 pub use codec::Codec;
 pub use delta::{
     write_delta, ChangeEntry, ChangeKind, DeltaArchive, DeltaHeader, DeltaOptions, DeltaSummary,

@@ -34,22 +34,25 @@ where
         return Ok(());
     }
     let depth = depth.max(states.len());
+    let workers = states.len();
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = mpsc::sync_channel::<(u64, T)>(depth);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = mpsc::channel::<(u64, Result<U>)>();
-        for mut state in states.drain(..) {
+        for (i, mut state) in states.drain(..).enumerate() {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             let work = &work;
-            scope.spawn(move || loop {
+            // Returning drops the job sender, so the workers already
+            // started stop and the scope joins them.
+            spawn_scoped(scope, i, workers, move || loop {
                 // Hold the lock only to take a job, not while working on it.
                 let next = job_rx.lock().map(|rx| rx.recv());
                 let Ok(Ok((seq, job))) = next else { break };
                 if done_tx.send((seq, work(&mut state, job))).is_err() {
                     break;
                 }
-            });
+            })?;
         }
         drop(done_tx);
 
@@ -98,11 +101,45 @@ where
     })
 }
 
-/// Worker threads for a requested count: 0 means one per core.
+/// Starts thread `i` of `of` in `scope`; a thread the system will not
+/// create (a process or memory limit) is an error to report, not a panic.
+pub(crate) fn spawn_scoped<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    i: usize,
+    of: usize,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(format!("sdar-{i}"))
+        .spawn_scoped(scope, f)
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot start thread {} of {of}: {e} (the system limits threads or memory; try fewer --threads)",
+                i + 1
+            ))
+        })
+}
+
+/// The most worker threads a run uses: 4 per core, at most [`MAX_THREADS`].
+/// The workers only compress and hash (one thread reads), so more than the
+/// cores gains nothing, while each in flight holds about 3 MiB of batches.
+pub(crate) fn max_threads() -> usize {
+    (4 * cores()).min(MAX_THREADS)
+}
+
+/// The hard ceiling on worker threads, whatever the core count.
+pub(crate) const MAX_THREADS: usize = 256;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Worker threads for a requested count: 0 means one per core; a count
+/// above [`max_threads`] is lowered to it.
 pub(crate) fn worker_count(threads: usize) -> usize {
     match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+        0 => cores().min(MAX_THREADS),
+        n => n.min(max_threads()),
     }
 }
 

@@ -324,8 +324,8 @@ fn delta_of(
     base_file: &[u8],
     options: &DeltaOptions,
 ) -> Vec<u8> {
-    let open_base = || FullImage::open(Cursor::new(base_file), "base.full", &Limits::default());
-    let mut base = open_base().expect("open base");
+    let mut base = FullImage::open(Cursor::new(base_file), "base.full", &Limits::default())
+        .expect("open base");
     let header = DeltaHeader {
         version_major: VERSION_MAJOR,
         version_minor: VERSION_MINOR,
@@ -344,7 +344,6 @@ fn delta_of(
         source,
         Path::new("new.raw"),
         &mut base,
-        &open_base,
         writer,
         options,
         &mut |_| {},

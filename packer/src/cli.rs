@@ -25,6 +25,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the metadata and layout of a full image or delta archive
     Info(InfoArgs),
+    /// Write the delta that restores a full unchanged (the one `sdar full`
+    /// writes beside it), from the full's index alone
+    Companion(CompanionArgs),
     /// Write the .vmx file a delta archive carries
     ExtractVmx(RuntimeArgs),
     /// Run the whole story on a built-in sample disk, printing each command
@@ -139,7 +142,8 @@ pub struct MetaArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Worker threads [default: one per core]
+    /// Worker threads [default: one per core; more than 4 per core, or
+    /// than 256, are lowered to that]
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Print nothing but errors
@@ -173,6 +177,26 @@ pub struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompanionArgs {
+    /// The full image
+    pub full: PathBuf,
+    /// Where to write the delta [default: beside the full, NAME.sdar for
+    /// NAME.full.gz]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Add a MAC made with this key file; the full must carry a valid MAC
+    /// of the same key
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Replace an existing output file
+    #[arg(long)]
+    pub force: bool,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

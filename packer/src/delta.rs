@@ -1,20 +1,22 @@
 //! `sdar delta`, and the empty delta written beside every full.
 
 use crate::cli::DeltaArgs;
-use crate::output::{print, same_file, PendingOutput};
+use crate::output::{print, refuse_inputs, PendingOutput};
 use crate::progress;
 use crate::runtime::RUNTIME;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use archive_format::input::{open_input, InputKind};
 use archive_format::layout::{DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
-    hex, write_delta, Codec, DeltaHeader, DeltaOptions, DeltaWriter, DiskSource, FullImage,
-    FullSummary, Limits, Metadata,
+    hex, write_delta, Codec, DeltaHeader, DeltaOptions, DeltaWriter, DiskSource, FullImage, Limits,
+    Metadata, SharedFile,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `NAME.full.gz` → `NAME.sdar`; any other name gets `.sdar` appended.
+/// `NAME.full.gz` → `NAME.sdar`; any other name gets `.sdar` appended,
+/// its end cut off where that would pass the filesystem's name limit.
 pub fn beside_full(full: &Path) -> PathBuf {
     let name = full
         .file_name()
@@ -24,7 +26,22 @@ pub fn beside_full(full: &Path) -> PathBuf {
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .unwrap_or(&name);
+    let dir = full.parent().unwrap_or(Path::new("."));
+    let stem = cut_to(
+        stem,
+        crate::output::name_max(dir).saturating_sub(".sdar".len()),
+    );
     full.with_file_name(format!("{stem}.sdar"))
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn cut_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn header(
@@ -54,39 +71,25 @@ pub fn write_empty(
     pending: PendingOutput,
     dest: &Path,
     full: &Path,
-    summary: &FullSummary,
+    (image_size, identity): (u64, archive_format::Hash),
     block_size: u32,
     meta: &Metadata,
     key: Option<archive_format::auth::Key>,
 ) -> Result<()> {
     let mut meta = meta.clone();
     meta.base_name = full.file_name().map(|n| n.to_string_lossy().into_owned());
-    let h = header(
-        Codec::Zstd,
-        block_size,
-        summary.image_size,
-        summary.image_size,
-        summary.identity,
-    );
+    let h = header(Codec::Zstd, block_size, image_size, image_size, identity);
     let writer = DeltaWriter::with_key(pending.writer()?, dest, RUNTIME, h, &meta, key)?;
-    let (out, _) = writer.finish(summary.identity)?;
-    pending.set_mode(0o755)?;
+    let (out, _) = writer.finish(identity)?;
     pending.commit(out)
 }
 
 pub fn run(args: DeltaArgs) -> Result<()> {
     let mut source = DiskSource::open(&args.source)?;
     let mut meta = crate::full::metadata(&args.meta, &args.source, &source)?;
-    let full_path = args.full.clone();
-    let open_base = || -> archive_format::Result<FullImage<File>> {
-        let f = File::open(&full_path).map_err(|e| archive_format::Error::Io {
-            path: full_path.clone(),
-            offset: None,
-            source: e,
-        })?;
-        FullImage::open(f, &full_path, &Limits::default())
-    };
-    let mut base = open_base()?;
+    // Opened once: every thread reads this file, whatever the path names later.
+    let full_file = open_input(&args.full, InputKind::Regular)?;
+    let mut base = FullImage::open(SharedFile::new(full_file), &args.full, &Limits::default())?;
     meta.base_name = args
         .full
         .file_name()
@@ -95,14 +98,10 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => PathBuf::from(crate::full::default_name(&meta, ".sdar")),
     };
-    for p in [&args.source, &source.data_path, &args.full] {
-        if same_file(&dest, p) {
-            bail!(crate::UsageError(format!(
-                "{} is one of the inputs",
-                dest.display()
-            )));
-        }
-    }
+    let mut inputs = vec![args.source.as_path(), &source.data_path, &args.full];
+    inputs.extend(args.meta.vmx.as_deref());
+    inputs.extend(args.key.as_deref());
+    refuse_inputs(&[&dest], &inputs)?;
     let options = DeltaOptions {
         codec: args.codec.into(),
         level: args.level,
@@ -116,7 +115,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         base.header().image_size,
         base.identity(),
     );
-    let pending = PendingOutput::create(&dest, args.force)?;
+    let pending = PendingOutput::create(&dest, args.force, DELTA_MODE)?;
     let key = crate::key::read(args.key.as_deref())?;
     let writer = DeltaWriter::with_key(pending.writer()?, &dest, RUNTIME, h, &meta, key)?;
     let started = Instant::now();
@@ -126,14 +125,12 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         source.reader(),
         &data_path,
         &mut base,
-        &open_base,
         writer,
         &options,
         &mut |done| pb.set_position(done),
     )
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
-    pending.set_mode(0o755)?;
     pending.commit(out)?;
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -157,16 +154,19 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     Ok(())
 }
 
-/// True when `path` ends with a delta archive trailer.
-pub fn is_delta(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
+/// Permission bits of a delta archive: runnable by its owner, unreadable
+/// by others (it holds disk blocks, as a full does).
+pub const DELTA_MODE: u32 = 0o700;
+
+/// True when the opened `file` ends with a delta archive trailer.
+pub fn is_delta(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
     let mut tail = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::End(-(archive_format::layout::TRAILER_LEN as i64)))?;
-            f.read_exact(&mut tail)
-        })
-        .is_ok()
+    let len = file.metadata().map_or(0, |m| m.len());
+    len >= archive_format::layout::TRAILER_LEN as u64
+        && file
+            .read_exact_at(&mut tail, len - archive_format::layout::TRAILER_LEN as u64)
+            .is_ok()
         && tail == archive_format::layout::TRAILER_MAGIC
 }
 

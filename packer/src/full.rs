@@ -1,9 +1,10 @@
 //! `sdar full`: a disk in, a full image out.
 
 use crate::cli::{FullArgs, MetaArgs};
-use crate::output::{print, same_file, PendingOutput};
+use crate::output::{print, refuse_inputs, same_file, PendingOutput};
 use crate::progress;
 use anyhow::{bail, Context, Result};
+use archive_format::input::read_small;
 use archive_format::vmx::vmx_facts;
 use archive_format::{
     hex, write_full, Codec, DiskSource, FullOptions, FullWriter, Limits, Metadata,
@@ -36,8 +37,12 @@ pub fn run(args: FullArgs) -> Result<()> {
         )));
     }
     let delta_dest = crate::delta::beside_full(&dest);
-    let pending = PendingOutput::create(&dest, args.force)?;
-    let pending_delta = PendingOutput::create(&delta_dest, args.force)?;
+    let mut inputs = vec![args.source.as_path(), &source.data_path];
+    inputs.extend(args.meta.vmx.as_deref());
+    inputs.extend(args.key.as_deref());
+    refuse_inputs(&[&dest, &delta_dest], &inputs)?;
+    let pending = PendingOutput::create(&dest, args.force, FULL_MODE)?;
+    let pending_delta = PendingOutput::create(&delta_dest, args.force, crate::delta::DELTA_MODE)?;
     let writer = FullWriter::new(pending.writer()?, &dest, &options, source.size, &meta).map_err(
         |e| match e {
             archive_format::Error::InvalidInput { what } => {
@@ -59,11 +64,12 @@ pub fn run(args: FullArgs) -> Result<()> {
         pending_delta,
         &delta_dest,
         &dest,
-        &summary,
+        (summary.image_size, summary.identity),
         options.block_size,
         &meta,
         options.key.clone(),
-    )?;
+    )
+    .map_err(|e| crate::companion::failed_beside(e, &dest, &delta_dest, args.key.as_deref()))?;
     let secs = started.elapsed().as_secs_f64();
     if !args.run.quiet {
         let percent = |part: u64, digits: usize| match summary.image_size {
@@ -88,6 +94,10 @@ pub fn run(args: FullArgs) -> Result<()> {
     Ok(())
 }
 
+/// Permission bits of a full image: it holds disk blocks, so only its
+/// owner reads it.
+pub const FULL_MODE: u32 = 0o600;
+
 /// Metadata from the options, then the .vmx, then the descriptor.
 pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result<Metadata> {
     let mut meta = Metadata {
@@ -99,16 +109,13 @@ pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result
     source.describe(source_path, &mut meta);
     if let Some(path) = &m.vmx {
         let limit = Limits::default().max_vmx_len as u64;
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        if len > limit {
-            bail!(
+        let vmx = match read_small(path, limit, ".vmx length") {
+            Err(archive_format::Error::LimitExceeded { value: len, .. }) => bail!(
                 "{}: the .vmx is {len} bytes; at most {limit} are kept",
                 path.display()
-            );
-        }
-        let vmx = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            ),
+            r => r.with_context(|| format!("cannot read {}", path.display()))?,
+        };
         let facts = vmx_facts(&vmx, meta.disk_name.as_deref());
         meta.vm_name = meta.vm_name.or(facts.display_name);
         meta.vm_uuid = meta.vm_uuid.or(facts.uuid_bios);
@@ -125,8 +132,15 @@ pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result
 }
 
 /// `VM_scsi0-0_DISK_20261122T013000Z.full.gz`, from what is known, with
-/// anything but letters, digits, `.`, `-` and `_` replaced.
+/// anything but letters, digits, `.`, `-` and `_` replaced, short enough
+/// for the current folder's filesystem.
 pub fn default_name(meta: &Metadata, suffix: &str) -> String {
+    default_name_within(meta, suffix, crate::output::name_max(Path::new(".")))
+}
+
+/// `default_name` of at most `max` bytes: the VM, slot and disk part is
+/// cut short, the date stamp and the suffix are always kept.
+fn default_name_within(meta: &Metadata, suffix: &str, max: usize) -> String {
     let mut parts = Vec::new();
     if let Some(vm) = &meta.vm_name {
         parts.push(vm.clone());
@@ -144,8 +158,8 @@ pub fn default_name(meta: &Metadata, suffix: &str) -> String {
             parts.push(stem);
         }
     }
-    parts.push(archive_format::utc_stamp(meta.created_unix.unwrap_or(0)));
-    let name: String = parts
+    let stamp = archive_format::utc_stamp(meta.created_unix.unwrap_or(0));
+    let head: String = parts
         .join("_")
         .chars()
         .map(|c| {
@@ -156,6 +170,13 @@ pub fn default_name(meta: &Metadata, suffix: &str) -> String {
             }
         })
         .collect();
+    let room = max.saturating_sub(stamp.len() + suffix.len() + 1);
+    let head = crate::delta::cut_to(&head, room);
+    let name = if head.is_empty() && parts.is_empty() {
+        stamp
+    } else {
+        format!("{head}_{stamp}")
+    };
     let name = name.trim_start_matches('.').to_string();
     format!("{name}{suffix}")
 }
@@ -194,5 +215,20 @@ mod tests {
             default_name(&bare, Codec::Zstd.full_suffix()),
             "_19700101T000000Z.full.zst"
         );
+    }
+
+    #[test]
+    fn long_names_are_cut_keeping_stamp_and_suffix() {
+        let meta = Metadata {
+            vm_name: Some("v".repeat(300)),
+            scsi_id: Some("0:1".into()),
+            created_unix: Some(0),
+            ..Metadata::default()
+        };
+        let name = default_name_within(&meta, ".full.gz", 255);
+        assert_eq!(name.len(), 255);
+        assert!(name.ends_with("v_19700101T000000Z.full.gz"), "{name}");
+        let name = default_name_within(&meta, ".full.gz", 40);
+        assert_eq!(name, format!("{}_19700101T000000Z.full.gz", "v".repeat(15)));
     }
 }

@@ -3,14 +3,16 @@
 use crate::cli::InfoArgs;
 use crate::output::print;
 use crate::progress::human;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use archive_format::display::is_unsafe_char;
 use archive_format::{hex, FullImage, Limits};
 use serde_json::json;
-use std::fs::File;
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    if crate::delta::is_delta(&args.file) {
+    // Refuses a FIFO or a device at once, and reads what it checked.
+    let file =
+        archive_format::input::open_input(&args.file, archive_format::input::InputKind::Regular)?;
+    if crate::delta::is_delta(&file) {
         let rest: Vec<std::ffi::OsString> = if args.json {
             vec!["--json".into()]
         } else {
@@ -18,8 +20,6 @@ pub fn run(args: InfoArgs) -> Result<()> {
         };
         return crate::delta::run_runtime(&args.file, "info", &rest);
     }
-    let file =
-        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut image = FullImage::open(file, &args.file, &Limits::default())?;
     let h = image.header().clone();
     let mut zero_blocks = 0u64;

@@ -1,6 +1,7 @@
 //! `sdar`: make and check full images of VM disks.
 
 mod cli;
+mod companion;
 mod delta;
 mod demo;
 mod full;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         cli::Command::ExtractVmx(a) => delta::run_runtime(&a.archive, "extract-vmx", &a.args),
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),
+        cli::Command::Companion(args) => companion::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
         cli::Command::SampleChange(args) => sample_disk::run_change(args),

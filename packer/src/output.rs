@@ -8,11 +8,42 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
+/// The longest file name the filesystem holding `dir` takes (255 on most).
+pub fn name_max(dir: &Path) -> usize {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    rustix::fs::statvfs(dir).map_or(255, |v| (v.f_namemax as usize).clamp(14, 4096))
+}
+
+/// The folder an output named `dest` is written in.
+fn folder_of(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The prefix of the hidden files (temporary and lock) that belong to the
+/// output `name`: `.NAME.`, or, when that would make them longer than the
+/// filesystem allows, `.sdar-HASH.` with a hash of the name (the output's
+/// own name may be as long as the limit; its helpers must not overflow it).
+fn hidden_prefix(name: &str, max: usize) -> String {
+    let long = format!(".{name}.");
+    // The longest helper: the prefix, 6 random characters and ".partial".
+    if long.len() + 6 + ".partial".len() <= max {
+        return long;
+    }
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    format!(".sdar-{}.", &hash[..16])
+}
+
 /// Removes the temporary files of earlier runs writing `name` in `dir`
 /// that were killed before they could clean up: those nobody holds locked.
 /// A run still writing holds its lock, and keeps its file.
-fn remove_abandoned(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.");
+fn remove_abandoned(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -23,7 +54,7 @@ fn remove_abandoned(dir: &Path, name: &str) {
         };
         // tempfile's names: the prefix, 6 random characters, the suffix.
         let abandoned_name = n
-            .strip_prefix(&prefix)
+            .strip_prefix(prefix)
             .and_then(|r| r.strip_suffix(".partial"));
         if abandoned_name.is_none_or(|random| random.len() != 6) {
             continue;
@@ -39,35 +70,122 @@ fn remove_abandoned(dir: &Path, name: &str) {
     }
 }
 
+/// The lock that makes one sdar at a time the writer of a destination: an
+/// exclusive `flock` on the hidden file `PREFIX` + `lock` beside it, taken
+/// before anything is written and removed when the output is done.
+struct DestinationLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl DestinationLock {
+    fn take(dir: &Path, prefix: &str, dest: &Path) -> Result<Self> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let path = dir.join(format!("{prefix}lock"));
+        // A lock file that is unlinked by its holder between our open and
+        // our lock is not the lock any more: open it again.
+        for _ in 0..16 {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(
+                    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+                )
+                .open(&path)
+                .map_err(|e| {
+                    let link = e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
+                    anyhow::Error::new(e).context(format!(
+                        "cannot create the lock file {}{}",
+                        path.display(),
+                        if link {
+                            " (it is a symbolic link, which sdar never follows: remove it)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+            let meta = file.metadata()?;
+            if !meta.is_file() || meta.nlink() != 1 {
+                bail!(
+                    "{} is not a regular file of one link, as sdar's lock file for {} is: remove it",
+                    path.display(),
+                    dest.display()
+                );
+            }
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                    "another sdar is writing {} (it holds the lock {}); wait until it is done",
+                    dest.display(),
+                    path.display()
+                ),
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot lock {}", path.display()))
+                }
+            }
+            let still_ours = path
+                .symlink_metadata()
+                .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+            if still_ours {
+                return Ok(DestinationLock { path, file });
+            }
+        }
+        bail!("cannot lock {}: it keeps being replaced", path.display())
+    }
+}
+
+impl Drop for DestinationLock {
+    /// Unlinks the lock file while still holding it, so a run waiting on
+    /// this file finds it gone and takes a fresh one.
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(now), Ok(ours)) = (self.path.symlink_metadata(), self.file.metadata()) {
+            if now.dev() == ours.dev() && now.ino() == ours.ino() {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
 /// An output in progress.
 pub struct PendingOutput {
     tmp: NamedTempFile,
     dest: PathBuf,
     force: bool,
+    // Declared last: dropped after the temporary file is gone.
+    _lock: DestinationLock,
 }
 
 impl PendingOutput {
-    /// Refuses an existing `dest` unless `force`, then creates the temporary
-    /// file in the same folder (so the final rename is atomic).
-    pub fn create(dest: &Path, force: bool) -> Result<Self> {
+    /// Refuses an existing `dest` unless `force`, takes the destination's
+    /// lock (refusing while another sdar writes it), then creates the
+    /// temporary file in the same folder (so the final rename is atomic),
+    /// with permission bits `mode` from its creation on (0o600 for a full,
+    /// 0o700 for a delta archive: both hold disk blocks).
+    pub fn create(dest: &Path, force: bool, mode: u32) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
         if !force && dest.symlink_metadata().is_ok() {
             bail!(crate::UsageError(format!(
                 "{} already exists; use --force to replace it",
                 dest.display()
             )));
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = folder_of(dest);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        remove_abandoned(dir, &name);
+        let prefix = hidden_prefix(&name, name_max(dir));
+        let lock = DestinationLock::take(dir, &prefix, dest)?;
+        remove_abandoned(dir, &prefix);
+        // tempfile creates with O_CREAT|O_EXCL: never through a planted link.
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&prefix)
             .suffix(".partial")
+            .permissions(std::fs::Permissions::from_mode(mode))
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         // Held while the output is written: tells a later run that this
@@ -81,6 +199,7 @@ impl PendingOutput {
             tmp,
             dest: dest.to_path_buf(),
             force,
+            _lock: lock,
         })
     }
 
@@ -98,14 +217,6 @@ impl PendingOutput {
         })
     }
 
-    /// Sets the permission bits the file will have (for example 0o755 for
-    /// an executable archive).
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the mode of {}", self.dest.display()))
-    }
-
     /// Syncs the data and gives the file its final name.
     pub fn commit(self, writer: OutputWriter) -> Result<()> {
         let OutputWriter { inner, sync } = writer;
@@ -118,10 +229,13 @@ impl PendingOutput {
         f.sync_all()
             .with_context(|| format!("cannot sync {}", self.dest.display()))?;
         let dest = self.dest.clone();
-        if self.force {
-            self.tmp.persist(&dest).map_err(|e| e.error)
+        let PendingOutput {
+            tmp, force, _lock, ..
+        } = self;
+        if force {
+            tmp.persist(&dest).map_err(|e| e.error)
         } else {
-            self.tmp.persist_noclobber(&dest).map_err(|e| e.error)
+            tmp.persist_noclobber(&dest).map_err(|e| e.error)
         }
         .with_context(|| format!("cannot move the finished file to {}", dest.display()))?;
         if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -157,6 +271,22 @@ impl Write for OutputWriter {
     }
 }
 
+/// Refuses to write any of `outputs` over one of `inputs` (the same file,
+/// through any name): with or without `--force`, sdar never replaces what
+/// it reads, backups above all.
+pub fn refuse_inputs(outputs: &[&Path], inputs: &[&Path]) -> Result<()> {
+    for out in outputs {
+        if let Some(input) = inputs.iter().find(|i| same_file(out, i)) {
+            bail!(crate::UsageError(format!(
+                "{} is one of the inputs ({}); sdar never writes over what it reads",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// True when `a` and `b` are the same file on disk.
 pub fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -172,5 +302,36 @@ pub fn print(text: &str) -> Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("cannot write to stdout"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_fit_and_abandoned_ones_are_removed_in_both_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = "a.full.gz";
+        let long = "n".repeat(250);
+        assert_eq!(hidden_prefix(short, 255), ".a.full.gz.");
+        let hashed = hidden_prefix(&long, 255);
+        assert!(
+            hashed.starts_with(".sdar-") && hashed.len() == 23,
+            "{hashed}"
+        );
+        assert_ne!(hashed, hidden_prefix(&"m".repeat(250), 255));
+        for prefix in [hidden_prefix(short, 255), hashed] {
+            let abandoned = dir.path().join(format!("{prefix}abcdef.partial"));
+            let held = dir.path().join(format!("{prefix}ghijkl.partial"));
+            std::fs::write(&abandoned, b"x").unwrap();
+            std::fs::write(&held, b"x").unwrap();
+            let f = File::open(&held).unwrap();
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+            remove_abandoned(dir.path(), &prefix);
+            assert!(!abandoned.exists(), "{prefix}");
+            // flock is per open file: a second open of it cannot take the lock.
+            assert!(held.exists(), "{prefix}");
+        }
     }
 }

@@ -3,13 +3,15 @@
 use crate::cli::VerifyArgs;
 use crate::output::print;
 use crate::progress;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use archive_format::{hex, verify_full, FullImage, Limits};
-use std::fs::File;
 use std::time::Instant;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
-    if crate::delta::is_delta(&args.file) {
+    // Refuses a FIFO or a device at once, and reads what it checked.
+    let file =
+        archive_format::input::open_input(&args.file, archive_format::input::InputKind::Regular)?;
+    if crate::delta::is_delta(&file) {
         let genuine = crate::runtime::check_genuine(&args.file, args.run.quiet)?;
         if !genuine && args.require_genuine {
             return Err(anyhow::Error::new(crate::RuntimeExit(
@@ -17,6 +19,14 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             )));
         }
         let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(f) = args
+            .full
+            .as_deref()
+            .filter(|f| *f != std::path::Path::new("-"))
+        {
+            // A FIFO or a device is refused here, before the runtime opens it.
+            archive_format::input::open_input(f, archive_format::input::InputKind::Regular)?;
+        }
         if let Some(f) = &args.full {
             rest.extend(["--full".into(), f.into()]);
         }
@@ -29,8 +39,6 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         }
         return crate::delta::run_runtime(&args.file, "verify", &rest);
     }
-    let file =
-        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let started = Instant::now();
     let mut image = FullImage::open(file, &args.file, &Limits::default())?;
     if let Some(key) = crate::key::read(args.key.as_deref())? {

@@ -34,6 +34,13 @@ impl<R: Read + Seek> DeltaArchive<R> {
     /// Opens `reader` (the whole archive file, runtime included).
     pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
         let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        if file.is_empty() {
+            return Err(Error::corrupt(
+                file.name(),
+                0,
+                "the file is empty (0 bytes): not an sdar file (was its copy or its writing cut off?)",
+            ));
+        }
         let trailer = Trailer::read(&mut file)?;
         let base = trailer.payload_offset;
         let end = base + trailer.payload_len;

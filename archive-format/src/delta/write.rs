@@ -280,39 +280,24 @@ struct Worker<B> {
     pages: Vec<u8>,
 }
 
-/// Proves the base's index against its identity: every INDX record read,
-/// every hash folded in, the result compared with the footer. After this the
-/// base's hashes can be trusted to say which blocks are unchanged.
+/// Proves the base's index against its identity (see
+/// [`FullImage::prove_index`]).
 pub(crate) fn prove_base_index<B: Read + Seek>(base: &mut FullImage<B>) -> Result<()> {
-    let h = base.header().clone();
-    let mut identity = IdentityHasher::new(h.image_size, h.block_size);
-    for s in 0..base.segment_count() {
-        for e in &base.index_segment(s)?.entries {
-            identity.update(&e.hash);
-        }
-    }
-    let actual = identity.finalize();
-    if actual != base.identity() {
-        return Err(Error::IdentityMismatch {
-            file: base.name().to_path_buf(),
-            expected: base.identity(),
-            actual,
-        });
-    }
-    Ok(())
+    base.prove_index()
 }
 
 /// Reads the new image from `source` once and writes, through `writer`,
 /// every block that differs from `base`. Of the base it reads the index, and
 /// (unless `index_only`) the data of changed blocks to store only their
-/// changed 4 KiB pages. `open_base` opens another handle on the base for
-/// each worker thread. Blocks in the holes of a sparse source (a
+/// changed 4 KiB pages. Each worker thread reads the base through a clone of
+/// `base`, never by opening its path again: a full replaced by rename while
+/// the delta is made cannot lend it blocks (give `base` a reader such as
+/// [`crate::SharedFile`] whose clones read the one open file). Blocks in the holes of a sparse source (a
 /// `DiskSource`'s reader) are taken as zero blocks without being read.
-pub fn write_delta<S: DiskBytes, B: Read + Seek + Send, W: Write>(
+pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
     source: S,
     source_name: &Path,
     base: &mut FullImage<B>,
-    open_base: &(dyn Fn() -> Result<FullImage<B>> + Sync),
     mut writer: DeltaWriter<W>,
     options: &DeltaOptions,
     progress: &mut dyn FnMut(u64),
@@ -332,7 +317,12 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Send, W: Write>(
         .map(|_| {
             Ok(Worker {
                 encoder: BlockEncoder::new(options.codec, level)?,
-                base: None,
+                base: if options.index_only {
+                    None
+                } else {
+                    let check = MemberCheck::new(base.header().codec, base.header())?;
+                    Some((base.clone(), check))
+                },
                 base_block: Vec::new(),
                 pages: Vec::new(),
             })
@@ -384,15 +374,7 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Send, W: Write>(
                     out.push(Change::Unchanged(hash));
                 } else if let Some(raw) = raw.filter(|raw| !is_zero(raw)) {
                     out.push(encode_change(
-                        w,
-                        &header,
-                        options,
-                        open_base,
-                        &base_name,
-                        block,
-                        raw,
-                        hash,
-                        base_entry.is_some(),
+                        w, &header, options, &base_name, block, raw, hash, base_entry,
                     )?);
                 } else {
                     out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
@@ -428,22 +410,26 @@ fn encode_change<B: Read + Seek>(
     w: &mut Worker<B>,
     header: &DeltaHeader,
     options: &DeltaOptions,
-    open_base: &(dyn Fn() -> Result<FullImage<B>> + Sync),
     base_name: &Path,
     block: u64,
     raw: &[u8],
     hash: Hash,
-    base_has_block: bool,
+    base_entry: Option<BlockEntry>,
 ) -> Result<Change> {
     let pages = header.patch_pages();
-    if base_has_block && !options.index_only && pages > 0 {
-        if w.base.is_none() {
-            let img = open_base()?;
-            let check = MemberCheck::new(img.header().codec, img.header())?;
-            w.base = Some((img, check));
-        }
-        let (img, check) = w.base.as_mut().expect("opened above");
+    if let (Some(proven), Some((img, check)), false, true) =
+        (base_entry, w.base.as_mut(), options.index_only, pages > 0)
+    {
         img.read_block(block, &mut w.base_block, check)?;
+        // The block read must be the one the proven index describes, or a
+        // PATCH would be made against bytes the restore never sees.
+        if img.entry(block)?.hash != proven.hash {
+            return Err(Error::corrupt(
+                base_name,
+                0,
+                format!("block {block}: the full changed while the delta was made"),
+            ));
+        }
         let mut mask = 0u32;
         w.pages.clear();
         for (p, (new, old)) in raw

@@ -15,8 +15,10 @@ use std::io::{Read, Seek};
 use std::path::Path;
 
 /// An open full image. Opening reads and checks HEAD, META, FOOT and DIRS;
-/// block data and INDX records are read when asked for.
-#[derive(Debug)]
+/// block data and INDX records are read when asked for. A clone (over a
+/// reader such as [`crate::SharedFile`]) reads the same file for another
+/// thread without opening or checking it again.
+#[derive(Clone, Debug)]
 pub struct FullImage<R> {
     file: ArchiveFile<R>,
     header: ImageHeader,
@@ -37,6 +39,13 @@ impl<R: Read + Seek> FullImage<R> {
     /// Opens `reader`; `name` is what error messages call it.
     pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
         let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        if file.is_empty() {
+            return Err(Error::corrupt(
+                file.name(),
+                0,
+                "the file is empty (0 bytes): not an sdar file (was its copy or its writing cut off?)",
+            ));
+        }
         let mut first = [0u8; GZIP_RECORD_HEAD_LEN];
         let n = first.len().min(file.len() as usize);
         file.read_at(0, &mut first[..n], "file header")?;
@@ -234,6 +243,29 @@ impl<R: Read + Seek> FullImage<R> {
 
     pub(crate) fn file_mut(&mut self) -> &mut ArchiveFile<R> {
         &mut self.file
+    }
+
+    /// Proves the index against the identity: every INDX record read, every
+    /// hash folded in, the result compared with the footer. After this the
+    /// index's hashes can be trusted to say what each block holds, without
+    /// reading block data.
+    pub fn prove_index(&mut self) -> Result<()> {
+        let h = self.header.clone();
+        let mut identity = crate::identity::IdentityHasher::new(h.image_size, h.block_size);
+        for s in 0..self.segment_count() {
+            for e in &self.index_segment(s)?.entries {
+                identity.update(&e.hash);
+            }
+        }
+        let actual = identity.finalize();
+        if actual != self.identity() {
+            return Err(Error::IdentityMismatch {
+                file: self.name().to_path_buf(),
+                expected: self.identity(),
+                actual,
+            });
+        }
+        Ok(())
     }
 
     /// Where segment `s`'s first member must start: right after HEAD and META

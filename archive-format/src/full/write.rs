@@ -353,18 +353,23 @@ pub fn write_full<S: DiskBytes, W: Write + Send>(
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<EncodedBatch>(4);
         let member_pool = &member_pool;
-        let write = scope.spawn(move || -> Result<FullWriter<W>> {
-            for batch in rx {
-                let mut at = 0usize;
-                for (hash, zero, len) in batch.blocks {
-                    let member = &batch.members[at..at + len as usize];
-                    at += len as usize;
-                    writer.push_member(hash, zero, member)?;
+        let write = crate::pipeline::spawn_scoped(
+            scope,
+            workers,
+            workers + 1,
+            move || -> Result<FullWriter<W>> {
+                for batch in rx {
+                    let mut at = 0usize;
+                    for (hash, zero, len) in batch.blocks {
+                        let member = &batch.members[at..at + len as usize];
+                        at += len as usize;
+                        writer.push_member(hash, zero, member)?;
+                    }
+                    member_pool.give(batch.members);
                 }
-                member_pool.give(batch.members);
-            }
-            Ok(writer)
-        });
+                Ok(writer)
+            },
+        )?;
         let piped = run_ordered(
             states,
             workers * 3,
