@@ -75,7 +75,7 @@ pub fn write_empty(
 }
 
 pub fn run(args: DeltaArgs) -> Result<()> {
-    let mut source = DiskSource::open(&args.source)?;
+    let mut source = DiskSource::open_as(&args.source, args.source_format.into())?;
     let mut meta = crate::full::metadata(&args.meta, &args.source, &source)?;
     let full_path = args.full.clone();
     let open_base = || -> archive_format::Result<FullImage<File>> {
@@ -95,7 +95,8 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => PathBuf::from(crate::full::default_name(&meta, ".sdar")),
     };
-    for p in [&args.source, &source.data_path, &args.full] {
+    let inputs = [args.source.as_path(), args.full.as_path()];
+    for p in inputs.into_iter().chain(source.data_paths()) {
         if same_file(&dest, p) {
             bail!(crate::UsageError(format!(
                 "{} is one of the inputs",
@@ -121,7 +122,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     let writer = DeltaWriter::with_key(pending.writer()?, &dest, RUNTIME, h, &meta, key)?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "delta", args.run.quiet);
-    let data_path = source.data_path.clone();
+    let data_path = source.name().to_path_buf();
     let (out, summary) = write_delta(
         source.reader(),
         &data_path,
@@ -135,6 +136,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     pb.finish_and_clear();
     pending.set_mode(0o755)?;
     pending.commit(out)?;
+    crate::full::warn_if_torn(&source);
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();
         print(&format!(

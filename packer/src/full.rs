@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub fn run(args: FullArgs) -> Result<()> {
-    let mut source = DiskSource::open(&args.source)?;
+    let mut source = DiskSource::open_as(&args.source, args.source_format.into())?;
     let meta = metadata(&args.meta, &args.source, &source)?;
     let codec = Codec::from(args.codec);
     let options = FullOptions {
@@ -29,7 +29,7 @@ pub fn run(args: FullArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => PathBuf::from(default_name(&meta, codec.full_suffix())),
     };
-    if same_file(&dest, &args.source) || same_file(&dest, &source.data_path) {
+    if same_file(&dest, &args.source) || source.data_paths().any(|p| same_file(&dest, p)) {
         bail!(crate::UsageError(format!(
             "{} is the source disk itself",
             dest.display()
@@ -48,13 +48,14 @@ pub fn run(args: FullArgs) -> Result<()> {
     )?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "full", args.run.quiet);
-    let data_path = source.data_path.clone();
+    let data_path = source.name().to_path_buf();
     let (out, summary) = write_full(source.reader(), &data_path, writer, &mut |done| {
         pb.set_position(done)
     })
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
     pending.commit(out)?;
+    warn_if_torn(&source);
     crate::delta::write_empty(
         pending_delta,
         &delta_dest,
@@ -86,6 +87,19 @@ pub fn run(args: FullArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Warns (on stderr; the exit status is unchanged) when the source changed
+/// while it was read: the image may mix blocks from before and after.
+pub fn warn_if_torn(source: &DiskSource) {
+    if let Some(what) = source.changed_since_open() {
+        eprintln!(
+            "sdar: warning: the source changed while it was read: {what}. The image may be torn \
+             (blocks from before and after the change). Back up from a snapshot instead: a VMware \
+             snapshot, an LVM snapshot (lvcreate -s), `qemu-img snapshot` on a stopped guest, or \
+             with the guest's file systems frozen (fsfreeze)."
+        );
+    }
 }
 
 /// Metadata from the options, then the .vmx, then the descriptor.
