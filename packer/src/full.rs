@@ -4,7 +4,7 @@ use crate::cli::{FullArgs, MetaArgs};
 use crate::output::{print, same_file, PendingOutput};
 use crate::progress;
 use anyhow::{bail, Context, Result};
-use archive_format::vmx::vmx_facts;
+use archive_format::vmx::vmx_facts_at;
 use archive_format::{
     hex, write_full, Codec, DiskSource, FullOptions, FullWriter, Limits, Metadata,
 };
@@ -123,7 +123,15 @@ pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result
             );
         }
         let vmx = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let facts = vmx_facts(&vmx, meta.disk_name.as_deref());
+        let facts = vmx_facts_at(
+            &vmx,
+            meta.disk_name.as_deref(),
+            Some(source_path),
+            path.parent(),
+        );
+        if let (Some(why), None) = (&facts.warning, &meta.scsi_id) {
+            eprintln!("sdar: warning: {why}");
+        }
         meta.vm_name = meta.vm_name.or(facts.display_name);
         meta.vm_uuid = meta.vm_uuid.or(facts.uuid_bios);
         meta.scsi_id = meta.scsi_id.or(facts.scsi_id);
@@ -146,7 +154,13 @@ pub fn default_name(meta: &Metadata, suffix: &str) -> String {
         parts.push(vm.clone());
     }
     if let Some(id) = &meta.scsi_id {
-        parts.push(format!("scsi{}", id.replace(':', "-")));
+        // `0:1` is a SCSI slot; other buses carry their name (`sata0:1`).
+        let bus = if id.starts_with(|c: char| c.is_ascii_digit()) {
+            "scsi"
+        } else {
+            ""
+        };
+        parts.push(format!("{bus}{}", id.replace(':', "-")));
     }
     if let Some(disk) = &meta.disk_name {
         let stem = Path::new(disk)
