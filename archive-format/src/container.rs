@@ -110,8 +110,10 @@ pub fn is_sparse_extent(kind: &str) -> bool {
 }
 
 /// What to tell the user about `path`, which is `what` in qemu-img's
-/// `format`: the commands that give sdar a raw disk to read.
-pub fn refusal(path: &Path, what: &str, format: &str) -> String {
+/// `format`: the commands that give sdar a raw disk to read. `by_magic`
+/// says it was recognised by its first or last bytes, which a raw disk
+/// could hold by chance; a descriptor's createType is not such a chance.
+pub fn refusal(path: &Path, what: &str, format: &str, by_magic: bool) -> String {
     let src = shell_quote(&path.display().to_string());
     let stem = path
         .file_stem()
@@ -123,12 +125,21 @@ pub fn refusal(path: &Path, what: &str, format: &str) -> String {
             .display()
             .to_string(),
     );
-    format!(
-        "this is {what}, not a raw disk: sdar would back up the container's bytes instead of the disk. \
-         Convert it to a raw disk and back that up:\n  qemu-img convert -f {format} -O raw {src} {raw}\n  sdar full {raw}\n\
-         or read it without a copy through a read-only NBD device (as root):\n  modprobe nbd && qemu-nbd -r -f {format} -c /dev/nbd0 {src}\n  sdar full /dev/nbd0 ; qemu-nbd -d /dev/nbd0\n\
-         (If the file really is a raw disk that starts with these bytes, give --source-format raw.)"
-    )
+    let mut text = format!(
+        "this is {what}, not a raw disk, and sdar reads raw disks and flat VMDKs. \
+         Convert it to a raw disk and give sdar that:\n  qemu-img convert -f {format} -O raw {src} {raw}\n\
+         or, to read it without a copy, attach it read-only as a block device (as root) and give sdar /dev/nbd0:\n  \
+         modprobe nbd && qemu-nbd -r -f {format} -c /dev/nbd0 {src}\n  (qemu-nbd -d /dev/nbd0 when done)"
+    );
+    if format == "vmdk" {
+        text += &format!(
+            "\nOn ESXi, cloning it to a flat disk works too: vmkfstools -i {src} -d eagerzeroedthick NEW.vmdk"
+        );
+    }
+    if by_magic {
+        text += "\nIf the file really is a raw disk that merely holds these bytes, give --source-format raw.";
+    }
+    text
 }
 
 /// `s` as one shell word: unchanged when it holds only safe characters,
@@ -179,7 +190,7 @@ mod tests {
 
     #[test]
     fn refusal_quotes_paths() {
-        let text = refusal(Path::new("my disk.qcow2"), "a qcow2 image", "qcow2");
+        let text = refusal(Path::new("my disk.qcow2"), "a qcow2 image", "qcow2", true);
         assert!(
             text.contains("qemu-img convert -f qcow2 -O raw 'my disk.qcow2' 'my disk.raw'"),
             "{text}"

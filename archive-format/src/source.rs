@@ -120,6 +120,7 @@ impl DiskSource {
                     path,
                     found.name(),
                     found.qemu_format(),
+                    true,
                 )));
             }
             if vmdk::looks_like_descriptor(&head) {
@@ -188,14 +189,11 @@ impl DiskSource {
                 .iter()
                 .any(|e| container::is_sparse_extent(&e.kind))
         {
-            return Err(source_err(format!(
-                "{} Or, on ESXi, clone it to a flat disk: vmkfstools -i {} -d eagerzeroedthick NEW.vmdk",
-                container::refusal(
-                    path,
-                    &format!("a sparse VMDK descriptor (createType \"{ct}\")"),
-                    "vmdk"
-                ),
-                path.display()
+            return Err(source_err(container::refusal(
+                path,
+                &format!("a sparse VMDK descriptor (createType \"{ct}\")"),
+                "vmdk",
+                false,
             )));
         }
         if !matches!(ct, "monolithicFlat" | "vmfs" | "twoGbMaxExtentFlat") {

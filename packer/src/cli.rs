@@ -69,7 +69,8 @@ impl From<SourceFormatArg> for SourceFormat {
 
 #[derive(Args, Debug)]
 pub struct FullArgs {
-    /// The disk: a raw image, or a VMDK descriptor (monolithicFlat or vmfs)
+    /// The disk: a raw image or block device, or a VMDK descriptor
+    /// (monolithicFlat, twoGbMaxExtentFlat or vmfs)
     pub source: PathBuf,
     /// Where to write the full image [default: a name in the current folder
     /// made of the VM name, SCSI id, disk name and date]
