@@ -176,6 +176,13 @@ fn vmware_split_extents_of_unequal_sizes() {
     assert_eq!(doc["image_size"], disk.len() as u64);
     assert_eq!(doc["meta"]["hw_version"], "21");
 
+    // An output that is one of the extents is the source itself.
+    let second = watch(&dir.join("crm-f002.vmdk"));
+    let out =
+        sdar(dir, &["full", "crm.vmdk", "-o", "crm-f002.vmdk", "--force"]).expect_code(EXIT_USAGE);
+    assert!(out.stderr.contains("source disk itself"), "{}", out.stderr);
+    second.assert_unchanged("`sdar full crm.vmdk -o crm-f002.vmdk --force`");
+
     // One sector more than the last file holds: refused, nothing written.
     let short = lines.replace("RW 4097", "RW 4098");
     fs::write(
