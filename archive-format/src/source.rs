@@ -1,8 +1,11 @@
-//! Disk sources: a raw image, or a VMDK descriptor whose flat extent holds
-//! the data. Opening one yields a reader, a size and what the descriptor
-//! says about the disk. The writers read it through `DiskBytes`, which
-//! also tells them where the file has holes, so that the unallocated part
-//! of a thin-provisioned disk is never read.
+//! Disk sources: a raw image or block device, or a VMDK descriptor whose
+//! flat extents (one, or several joined in order, as a split disk has)
+//! hold the data. Opening one yields a reader, a size and what the
+//! descriptor says about the disk; container formats that are not raw
+//! disks (`container.rs`) are refused before anything is read as data.
+//! The writers read the disk through `DiskBytes`, which also tells them
+//! where the files have holes, so that the unallocated part of a
+//! thin-provisioned disk is never read.
 
 use crate::archive_file::read_full;
 use crate::container;

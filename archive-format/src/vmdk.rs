@@ -1,4 +1,4 @@
-//! VMDK descriptors: the small text file that names a flat extent and
+//! VMDK descriptors: the small text file that names the flat extents and
 //! carries the disk's adapter, geometry and UUID. Only what sdar needs is
 //! parsed; the rest is kept as key/value pairs.
 
