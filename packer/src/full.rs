@@ -223,4 +223,19 @@ mod tests {
             "_19700101T000000Z.full.zst"
         );
     }
+
+    #[test]
+    fn names_carry_other_buses_by_name() {
+        let meta = Metadata {
+            vm_name: Some("CRM".into()),
+            scsi_id: Some("sata0:1".into()),
+            disk_name: Some("CRM.vmdk".into()),
+            created_unix: Some(0),
+            ..Metadata::default()
+        };
+        assert_eq!(
+            default_name(&meta, Codec::Gzip.full_suffix()),
+            "CRM_sata0-1_19700101T000000Z.full.gz"
+        );
+    }
 }
