@@ -2129,25 +2129,27 @@ fn descriptors_with_paths_sizes_and_counts_that_lie() {
         EXIT_OTHER,
         &["line 8", "not a number"],
     );
-    let two: String = (0..2)
-        .map(|i| format!("RW 1 FLAT \"flat.vmdk\" {i}\n"))
-        .collect();
-    refused_descriptor(
+    // Several extents are joined (#12); the second here runs past its file.
+    refused_source(
         root,
         "two-extents.vmdk",
-        &descriptor(&two, ""),
+        "flat.vmdk",
+        &descriptor(
+            "RW 1 FLAT \"flat.vmdk\" 0\nRW 2048 FLAT \"flat.vmdk\" 1",
+            "",
+        ),
         EXIT_OTHER,
-        &["2 extents"],
+        &["extent 2", "declares 1048576 bytes from byte 512"],
     );
-    let many: String = (0..65)
+    let many: String = (0..513)
         .map(|i| format!("RW 1 FLAT \"flat.vmdk\" {i}\n"))
         .collect();
     refused_descriptor(
         root,
-        "65-extents.vmdk",
+        "513-extents.vmdk",
         &descriptor(&many, ""),
         EXIT_OTHER,
-        &["more than 64 extents"],
+        &["more than 512 extents"],
     );
     let lines = "#\n".repeat(2000);
     refused_descriptor(

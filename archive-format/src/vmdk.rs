@@ -1,4 +1,4 @@
-//! VMDK descriptors: the small text file that names a flat extent and
+//! VMDK descriptors: the small text file that names the flat extents and
 //! carries the disk's adapter, geometry and UUID. Only what sdar needs is
 //! parsed; the rest is kept as key/value pairs.
 
@@ -8,7 +8,9 @@ use crate::meta::Geometry;
 pub const MAX_DESCRIPTOR_LEN: usize = 64 * 1024;
 /// The most lines and extents accepted, so hostile input stays cheap.
 pub const MAX_DESCRIPTOR_LINES: usize = 1024;
-pub const MAX_EXTENTS: usize = 64;
+/// A split disk has one extent per 2 GB: 512 of them is a 1 TB disk, and
+/// each is a file held open while the disk is read.
+pub const MAX_EXTENTS: usize = 512;
 /// Bytes per sector in extent lines.
 pub const SECTOR: u64 = 512;
 
@@ -71,14 +73,22 @@ impl Descriptor {
 }
 
 /// True when `head` (the first bytes of a file) looks like a descriptor
-/// rather than disk data.
+/// rather than disk data. Trailing NUL bytes are padding: qemu-img and
+/// VMware pad descriptors with them to a whole sector.
 pub fn looks_like_descriptor(head: &[u8]) -> bool {
-    head.starts_with(b"# Disk DescriptorFile")
+    let text = strip_padding(head);
+    text.starts_with(b"# Disk DescriptorFile")
         || (head.len() < MAX_DESCRIPTOR_LEN
-            && head.iter().all(|&b| {
+            && text.iter().all(|&b| {
                 b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b) || b >= 0x80
             })
-            && head.windows(10).any(|w| w == b"createType"))
+            && text.windows(10).any(|w| w == b"createType"))
+}
+
+/// `bytes` without the NUL bytes that pad it to its end.
+pub fn strip_padding(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
 }
 
 /// Parses descriptor text. The error says which line is wrong.
@@ -89,6 +99,9 @@ pub fn parse_descriptor(text: &str) -> Result<Descriptor, String> {
             text.len()
         ));
     }
+    // The padding after the text is not part of it; a NUL inside the text
+    // is refused below, on the line that holds it.
+    let text = text.trim_end_matches('\0');
     let mut d = Descriptor::default();
     for (n, raw) in text.lines().enumerate() {
         let lineno = n + 1;
@@ -97,12 +110,12 @@ pub fn parse_descriptor(text: &str) -> Result<Descriptor, String> {
                 "descriptor has more than {MAX_DESCRIPTOR_LINES} lines"
             ));
         }
+        if raw.contains('\0') {
+            return Err(format!("line {lineno}: contains a NUL byte"));
+        }
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
-        }
-        if line.contains('\0') {
-            return Err(format!("line {lineno}: contains a NUL byte"));
         }
         let first = line.split_whitespace().next().unwrap_or("");
         if matches!(first, "RW" | "RDONLY" | "NOACCESS") {
@@ -131,22 +144,33 @@ pub fn parse_descriptor(text: &str) -> Result<Descriptor, String> {
 }
 
 fn parse_extent(line: &str) -> Result<Extent, String> {
-    // ACCESS SECTORS KIND ["FILE" [OFFSET]]; the file name may hold spaces.
-    let mut parts = line
-        .splitn(4, char::is_whitespace)
-        .filter(|s| !s.is_empty());
-    let access = parts.next().unwrap_or_default().to_string();
-    let sectors = parts
-        .next()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or("extent size is not a number of sectors")?;
-    let kind = parts.next().ok_or("extent has no type")?.to_string();
-    let rest = parts.next().unwrap_or("").trim();
+    // ACCESS SECTORS KIND ["FILE" [OFFSET]], fields apart by runs of spaces
+    // or tabs; the file name may hold spaces.
+    let mut rest = line;
+    let mut field = || {
+        let t = rest.trim_start_matches([' ', '\t']);
+        let end = t.find([' ', '\t']).unwrap_or(t.len());
+        rest = &t[end..];
+        &t[..end]
+    };
+    let access = field().to_string();
+    let sectors = field()
+        .parse::<u64>()
+        .map_err(|_| "extent size is not a number of sectors")?;
+    let kind = field();
+    if kind.is_empty() {
+        return Err("extent has no type".into());
+    }
+    let kind = kind.to_string();
+    let rest = rest.trim_matches([' ', '\t']);
     let (file, after) = if let Some(stripped) = rest.strip_prefix('"') {
         let end = stripped
             .find('"')
             .ok_or("extent file name has no closing quote")?;
-        (stripped[..end].to_string(), stripped[end + 1..].trim())
+        (
+            stripped[..end].to_string(),
+            stripped[end + 1..].trim_matches([' ', '\t']),
+        )
     } else {
         (String::new(), rest)
     };
@@ -260,5 +284,77 @@ impl DescriptorSpec {
         }
         t += &format!("ddb.virtualHWVersion = \"{}\"\n", self.hw_version);
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A descriptor as qemu-img writes a monolithicFlat one: padded with
+    /// NUL bytes to a whole sector.
+    fn qemu_style(extent: &str) -> Vec<u8> {
+        let mut t = format!(
+            "# Disk DescriptorFile\nversion=1\nCID=6b635385\nparentCID=ffffffff\n\
+             createType=\"monolithicFlat\"\n\n# Extent description\n{extent}\n\n\
+             # The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = \"4\"\n\
+             ddb.adapterType = \"ide\"\n"
+        )
+        .into_bytes();
+        t.resize(512, 0);
+        t
+    }
+
+    #[test]
+    fn trailing_nul_padding_ends_the_text() {
+        let bytes = qemu_style("RW 2048 FLAT \"d-flat.vmdk\" 0");
+        assert!(looks_like_descriptor(&bytes));
+        let d = parse_descriptor(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        assert_eq!(d.extents.len(), 1);
+        assert_eq!(d.size(), Some(2048 * 512));
+        assert_eq!(d.adapter_type(), Some("ide"));
+    }
+
+    #[test]
+    fn nul_before_text_is_refused() {
+        let mut bytes = qemu_style("RW 2048 FLAT \"d-flat.vmdk\" 0");
+        let at = bytes.iter().position(|&b| b == 0).unwrap();
+        bytes.truncate(at);
+        bytes.extend_from_slice(b"\0\0ddb.uuid = \"60\"\n\0\0");
+        let err = parse_descriptor(std::str::from_utf8(&bytes).unwrap()).unwrap_err();
+        assert!(err.contains("NUL byte"), "{err}");
+        // And inside a comment: a NUL is never part of a descriptor's text.
+        let err = parse_descriptor("# a\0b\ncreateType=\"vmfs\"\n").unwrap_err();
+        assert!(err.contains("line 1: contains a NUL byte"), "{err}");
+    }
+
+    #[test]
+    fn fields_apart_by_runs_of_spaces_and_tabs() {
+        let d = parse_descriptor(
+            "createType=\"twoGbMaxExtentFlat\"\nRW  4192256\tFLAT \t \"my disk-f001.vmdk\"\t 0\n\
+             RDONLY\t8 \t ZERO\nRW 16 VMFS  \"x-flat.vmdk\"  \n",
+        )
+        .unwrap();
+        let e: Vec<_> = d
+            .extents
+            .iter()
+            .map(|e| {
+                (
+                    e.access.as_str(),
+                    e.sectors,
+                    e.kind.as_str(),
+                    e.file.as_str(),
+                    e.offset,
+                )
+            })
+            .collect();
+        assert_eq!(
+            e,
+            [
+                ("RW", 4192256, "FLAT", "my disk-f001.vmdk", 0),
+                ("RDONLY", 8, "ZERO", "", 0),
+                ("RW", 16, "VMFS", "x-flat.vmdk", 0),
+            ]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The command line, as clap types. Parsing errors exit with code 2.
 
-use archive_format::Codec;
+use archive_format::{Codec, SourceFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -55,9 +55,25 @@ impl From<CodecArg> for Codec {
     }
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SourceFormatArg {
+    Auto,
+    Raw,
+}
+
+impl From<SourceFormatArg> for SourceFormat {
+    fn from(f: SourceFormatArg) -> SourceFormat {
+        match f {
+            SourceFormatArg::Auto => SourceFormat::Auto,
+            SourceFormatArg::Raw => SourceFormat::Raw,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct FullArgs {
-    /// The disk: a raw image, or a VMDK descriptor (monolithicFlat or vmfs)
+    /// The disk: a raw image or block device, or a VMDK descriptor
+    /// (monolithicFlat, twoGbMaxExtentFlat or vmfs)
     pub source: PathBuf,
     /// Where to write the full image [default: a name in the current folder
     /// made of the VM name, SCSI id, disk name and date]
@@ -71,6 +87,11 @@ pub struct FullArgs {
     /// Block size, a power of two from 4K to 1M
     #[arg(long, default_value = "64K", value_parser = parse_size)]
     pub block_size: u64,
+    /// How to read the source: `auto` reads a VMDK descriptor as one and
+    /// refuses container formats (qcow2, VHD, ...); `raw` backs up the
+    /// file's bytes as they are
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source_format: SourceFormatArg,
     #[command(flatten)]
     pub meta: MetaArgs,
     /// Replace an existing output file
@@ -106,6 +127,9 @@ pub struct DeltaArgs {
     /// Add a MAC made with this key file (see `sdar full --key`)
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// How to read the source (see `sdar full --source-format`)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source_format: SourceFormatArg,
     #[command(flatten)]
     pub meta: MetaArgs,
     #[arg(long)]

@@ -85,7 +85,7 @@ pub fn write_empty(
 }
 
 pub fn run(args: DeltaArgs) -> Result<()> {
-    let mut source = DiskSource::open(&args.source)?;
+    let mut source = DiskSource::open_as(&args.source, args.source_format.into())?;
     let mut meta = crate::full::metadata(&args.meta, &args.source, &source)?;
     // Opened once: every thread reads this file, whatever the path names later.
     let full_file = open_input(&args.full, InputKind::Regular)?;
@@ -98,7 +98,8 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => PathBuf::from(crate::full::default_name(&meta, ".sdar")),
     };
-    let mut inputs = vec![args.source.as_path(), &source.data_path, &args.full];
+    let mut inputs = vec![args.source.as_path(), &args.full];
+    inputs.extend(source.data_paths());
     inputs.extend(args.meta.vmx.as_deref());
     inputs.extend(args.key.as_deref());
     refuse_inputs(&[&dest], &inputs)?;
@@ -120,7 +121,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     let writer = DeltaWriter::with_key(pending.writer()?, &dest, RUNTIME, h, &meta, key)?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "delta", args.run.quiet);
-    let data_path = source.data_path.clone();
+    let data_path = source.name().to_path_buf();
     let (out, summary) = write_delta(
         source.reader(),
         &data_path,
@@ -132,6 +133,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
     pending.commit(out)?;
+    crate::full::warn_if_torn(&source);
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();
         print(&format!(

@@ -5,7 +5,7 @@ use crate::output::{print, refuse_inputs, same_file, PendingOutput};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use archive_format::input::read_small;
-use archive_format::vmx::vmx_facts;
+use archive_format::vmx::vmx_facts_at;
 use archive_format::{
     hex, write_full, Codec, DiskSource, FullOptions, FullWriter, Limits, Metadata,
 };
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub fn run(args: FullArgs) -> Result<()> {
-    let mut source = DiskSource::open(&args.source)?;
+    let mut source = DiskSource::open_as(&args.source, args.source_format.into())?;
     let meta = metadata(&args.meta, &args.source, &source)?;
     let codec = Codec::from(args.codec);
     let options = FullOptions {
@@ -30,14 +30,15 @@ pub fn run(args: FullArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => PathBuf::from(default_name(&meta, codec.full_suffix())),
     };
-    if same_file(&dest, &args.source) || same_file(&dest, &source.data_path) {
+    if same_file(&dest, &args.source) || source.data_paths().any(|p| same_file(&dest, p)) {
         bail!(crate::UsageError(format!(
             "{} is the source disk itself",
             dest.display()
         )));
     }
     let delta_dest = crate::delta::beside_full(&dest);
-    let mut inputs = vec![args.source.as_path(), &source.data_path];
+    let mut inputs = vec![args.source.as_path()];
+    inputs.extend(source.data_paths());
     inputs.extend(args.meta.vmx.as_deref());
     inputs.extend(args.key.as_deref());
     refuse_inputs(&[&dest, &delta_dest], &inputs)?;
@@ -53,13 +54,14 @@ pub fn run(args: FullArgs) -> Result<()> {
     )?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "full", args.run.quiet);
-    let data_path = source.data_path.clone();
+    let data_path = source.name().to_path_buf();
     let (out, summary) = write_full(source.reader(), &data_path, writer, &mut |done| {
         pb.set_position(done)
     })
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
     pending.commit(out)?;
+    warn_if_torn(&source);
     crate::delta::write_empty(
         pending_delta,
         &delta_dest,
@@ -98,6 +100,19 @@ pub fn run(args: FullArgs) -> Result<()> {
 /// owner reads it.
 pub const FULL_MODE: u32 = 0o600;
 
+/// Warns (on stderr; the exit status is unchanged) when the source changed
+/// while it was read: the image may mix blocks from before and after.
+pub fn warn_if_torn(source: &DiskSource) {
+    if let Some(what) = source.changed_since_open() {
+        eprintln!(
+            "sdar: warning: the source changed while it was read: {what}. The image may be torn \
+             (blocks from before and after the change). Back up from a snapshot instead: a VMware \
+             snapshot, an LVM snapshot (lvcreate -s), `qemu-img snapshot` on a stopped guest, or \
+             with the guest's file systems frozen (fsfreeze)."
+        );
+    }
+}
+
 /// Metadata from the options, then the .vmx, then the descriptor.
 pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result<Metadata> {
     let mut meta = Metadata {
@@ -116,7 +131,15 @@ pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result
             ),
             r => r.with_context(|| format!("cannot read {}", path.display()))?,
         };
-        let facts = vmx_facts(&vmx, meta.disk_name.as_deref());
+        let facts = vmx_facts_at(
+            &vmx,
+            meta.disk_name.as_deref(),
+            Some(source_path),
+            path.parent(),
+        );
+        if let (Some(why), None) = (&facts.warning, &meta.scsi_id) {
+            eprintln!("sdar: warning: {why}");
+        }
         meta.vm_name = meta.vm_name.or(facts.display_name);
         meta.vm_uuid = meta.vm_uuid.or(facts.uuid_bios);
         meta.scsi_id = meta.scsi_id.or(facts.scsi_id);
@@ -146,7 +169,13 @@ fn default_name_within(meta: &Metadata, suffix: &str, max: usize) -> String {
         parts.push(vm.clone());
     }
     if let Some(id) = &meta.scsi_id {
-        parts.push(format!("scsi{}", id.replace(':', "-")));
+        // `0:1` is a SCSI slot; other buses carry their name (`sata0:1`).
+        let bus = if id.starts_with(|c: char| c.is_ascii_digit()) {
+            "scsi"
+        } else {
+            ""
+        };
+        parts.push(format!("{bus}{}", id.replace(':', "-")));
     }
     if let Some(disk) = &meta.disk_name {
         let stem = Path::new(disk)
@@ -230,5 +259,20 @@ mod tests {
         assert!(name.ends_with("v_19700101T000000Z.full.gz"), "{name}");
         let name = default_name_within(&meta, ".full.gz", 40);
         assert_eq!(name, format!("{}_19700101T000000Z.full.gz", "v".repeat(15)));
+    }
+
+    #[test]
+    fn names_carry_other_buses_by_name() {
+        let meta = Metadata {
+            vm_name: Some("CRM".into()),
+            scsi_id: Some("sata0:1".into()),
+            disk_name: Some("CRM.vmdk".into()),
+            created_unix: Some(0),
+            ..Metadata::default()
+        };
+        assert_eq!(
+            default_name(&meta, Codec::Gzip.full_suffix()),
+            "CRM_sata0-1_19700101T000000Z.full.gz"
+        );
     }
 }

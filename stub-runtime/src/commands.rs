@@ -450,9 +450,10 @@ impl VmxPlan {
                 })?;
                 let new = vmx_disk_reference(dir, disk);
                 let (bytes, n) =
-                    archive_format::vmx::rename_disk(vmx, old, &new).map_err(|why| {
-                        Failure::Usage(format!("cannot name {new} in the .vmx: {why}"))
-                    })?;
+                    archive_format::vmx::rename_disk(vmx, old, meta.scsi_id.as_deref(), &new)
+                        .map_err(|why| {
+                            Failure::Usage(format!("cannot name {new} in the .vmx: {why}"))
+                        })?;
                 note = match n {
                     0 => format!(" (no entry named {old} was found: the .vmx is unchanged)"),
                     1 => format!(" (its disk entry now names {new})"),

@@ -1,0 +1,200 @@
+//! Disk image containers that are not raw disks, recognised by their magic
+//! so that sdar never backs up a qcow2's clusters or a VHD's footer as if
+//! they were the guest's disk. Each is refused with the command that turns
+//! it into something sdar reads.
+
+use std::path::Path;
+
+/// A container format sdar does not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    Qcow2,
+    Qed,
+    Vdi,
+    /// A VHD with its footer at the end (fixed) or a copy at 0 (dynamic).
+    Vhd,
+    Vhdx,
+    /// A hosted sparse extent (`KDMV`): monolithicSparse, a split sparse
+    /// extent, or streamOptimized.
+    SparseVmdk,
+    /// An ESX 2 sparse extent (`COWD`).
+    CowdVmdk,
+}
+
+impl Container {
+    /// The format's name for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Qcow2 => "a qcow2 image",
+            Container::Qed => "a QED image",
+            Container::Vdi => "a VirtualBox VDI image",
+            Container::Vhd => "a VHD image",
+            Container::Vhdx => "a VHDX image",
+            Container::SparseVmdk => "a sparse or streamOptimized VMDK",
+            Container::CowdVmdk => "a sparse VMDK (COWD, ESX snapshot or sparse extent)",
+        }
+    }
+
+    /// The format's name for `qemu-img -f`.
+    pub fn qemu_format(self) -> &'static str {
+        match self {
+            Container::Qcow2 => "qcow2",
+            Container::Qed => "qed",
+            Container::Vdi => "vdi",
+            Container::Vhd => "vpc",
+            Container::Vhdx => "vhdx",
+            Container::SparseVmdk | Container::CowdVmdk => "vmdk",
+        }
+    }
+}
+
+/// Bytes sdar reads from the start of a file to recognise it.
+pub const HEAD_LEN: usize = 512;
+/// The VHD footer: the last 512 bytes of every VHD (SPEC of Microsoft's
+/// "Virtual Hard Disk Image Format", "Hard Disk Footer Format").
+pub const VHD_FOOTER_LEN: u64 = 512;
+const VHD_COOKIE: &[u8] = b"conectix";
+const VDI_SIGNATURE_OFFSET: usize = 0x40;
+const VDI_SIGNATURE: u32 = 0xbeda_107f;
+
+/// The container `head` (the file's first bytes, up to [`HEAD_LEN`]) and
+/// `tail` (its last [`VHD_FOOTER_LEN`] bytes, or fewer for a short file)
+/// show, if any.
+pub fn detect(head: &[u8], tail: &[u8]) -> Option<Container> {
+    if head.starts_with(b"QFI\xfb") {
+        return Some(Container::Qcow2);
+    }
+    if head.starts_with(b"QED\0") {
+        return Some(Container::Qed);
+    }
+    if head.starts_with(b"vhdxfile") {
+        return Some(Container::Vhdx);
+    }
+    if head.starts_with(b"KDMV") {
+        return Some(Container::SparseVmdk);
+    }
+    if head.starts_with(b"COWD") {
+        return Some(Container::CowdVmdk);
+    }
+    // A dynamic VHD starts with a copy of its footer; a fixed one is the
+    // raw disk followed by the footer alone.
+    if head.starts_with(VHD_COOKIE) || tail.starts_with(VHD_COOKIE) {
+        return Some(Container::Vhd);
+    }
+    let vdi = head
+        .get(VDI_SIGNATURE_OFFSET..VDI_SIGNATURE_OFFSET + 4)
+        .is_some_and(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) == VDI_SIGNATURE);
+    if vdi {
+        return Some(Container::Vdi);
+    }
+    None
+}
+
+/// createType values of descriptors whose extents are sparse (grain
+/// tables), which sdar cannot read as flat bytes.
+pub fn is_sparse_create_type(create_type: &str) -> bool {
+    matches!(
+        create_type.to_ascii_lowercase().as_str(),
+        "monolithicsparse"
+            | "twogbmaxextentsparse"
+            | "vmfssparse"
+            | "sesparse"
+            | "vsansparse"
+            | "streamoptimized"
+    )
+}
+
+/// Extent kinds that hold grain tables rather than flat bytes.
+pub fn is_sparse_extent(kind: &str) -> bool {
+    matches!(kind, "SPARSE" | "VMFSSPARSE" | "SESPARSE")
+}
+
+/// What to tell the user about `path`, which is `what` in qemu-img's
+/// `format`: the commands that give sdar a raw disk to read. `by_magic`
+/// says it was recognised by its first or last bytes, which a raw disk
+/// could hold by chance; a descriptor's createType is not such a chance.
+pub fn refusal(path: &Path, what: &str, format: &str, by_magic: bool) -> String {
+    let src = shell_quote(&path.display().to_string());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "disk".into());
+    let raw = shell_quote(
+        &path
+            .with_file_name(format!("{stem}.raw"))
+            .display()
+            .to_string(),
+    );
+    let mut text = format!(
+        "this is {what}, not a raw disk, and sdar reads raw disks and flat VMDKs. \
+         Convert it to a raw disk and give sdar that:\n  qemu-img convert -f {format} -O raw {src} {raw}\n\
+         or, to read it without a copy, attach it read-only as a block device (as root) and give sdar /dev/nbd0:\n  \
+         modprobe nbd && qemu-nbd -r -f {format} -c /dev/nbd0 {src}\n  (qemu-nbd -d /dev/nbd0 when done)"
+    );
+    if format == "vmdk" {
+        text += &format!(
+            "\nOn ESXi, cloning it to a flat disk works too: vmkfstools -i {src} -d eagerzeroedthick NEW.vmdk"
+        );
+    }
+    if by_magic {
+        text += "\nIf the file really is a raw disk that merely holds these bytes, give --source-format raw.";
+    }
+    text
+}
+
+/// `s` as one shell word: unchanged when it holds only safe characters,
+/// else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with(at: usize, bytes: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; HEAD_LEN];
+        h[at..at + bytes.len()].copy_from_slice(bytes);
+        h
+    }
+
+    #[test]
+    fn magics_are_recognised() {
+        let none = [0u8; 512];
+        for (head, want) in [
+            (head_with(0, b"QFI\xfb\0\0\0\x03"), Container::Qcow2),
+            (head_with(0, b"QED\0"), Container::Qed),
+            (head_with(0, b"vhdxfile"), Container::Vhdx),
+            (head_with(0, b"KDMV\x01\0\0\0"), Container::SparseVmdk),
+            (head_with(0, b"COWD"), Container::CowdVmdk),
+            (head_with(0, b"conectix"), Container::Vhd),
+            (head_with(0x40, &[0x7f, 0x10, 0xda, 0xbe]), Container::Vdi),
+        ] {
+            assert_eq!(detect(&head, &none), Some(want));
+        }
+        assert_eq!(
+            detect(&none, &head_with(0, b"conectix")),
+            Some(Container::Vhd)
+        );
+        assert_eq!(detect(&none, &none), None);
+        assert_eq!(detect(b"QF", b""), None);
+        assert_eq!(detect(b"", b""), None);
+    }
+
+    #[test]
+    fn refusal_quotes_paths() {
+        let text = refusal(Path::new("my disk.qcow2"), "a qcow2 image", "qcow2", true);
+        assert!(
+            text.contains("qemu-img convert -f qcow2 -O raw 'my disk.qcow2' 'my disk.raw'"),
+            "{text}"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
