@@ -115,9 +115,12 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
     let mut key = None;
     let mut output = None;
     let value = |it: &mut dyn Iterator<Item = &OsString>, flag: &str| -> Result<OsString, String> {
-        it.next()
-            .cloned()
-            .ok_or_else(|| format!("{flag} needs a value"))
+        match it.next() {
+            None => Err(format!("{flag} needs a value")),
+            // An empty name is no file: refused here, not found missing later.
+            Some(v) if v.is_empty() => Err(format!("{flag} needs a value, not an empty string")),
+            Some(v) => Ok(v.clone()),
+        }
     };
     let progress_mode = |v: &str| match v {
         "auto" | "line" => Ok(ProgressMode::Auto),
