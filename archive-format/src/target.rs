@@ -321,7 +321,9 @@ impl RestoreTarget {
             len: size,
             block_size: opts.block_size as u64,
             device: true,
-            write_zeros: !opts.thin,
+            // Resuming, zero blocks come as bytes and `None` means a block
+            // proven in place, which must not be overwritten.
+            write_zeros: !opts.thin && !opts.resume,
             zeros: Vec::new(),
             resumed: opts.resume,
             keep: true,

@@ -645,21 +645,34 @@ pub fn restore_mark_path(dest: &Path) -> PathBuf {
 /// a restore that died between renaming its extent and its descriptor.
 /// Encoded here from the spec's table, not by the library.
 pub fn plant_restore_mark(delta: &Path, dest: &Path, vmdk: bool, data: &Path, renamed: bool) {
-    use std::os::unix::fs::MetadataExt;
     let archive = archive_format::DeltaArchive::open(
         fs::File::open(delta).unwrap(),
         delta,
         &archive_format::Limits::default(),
     )
     .unwrap();
+    let (identity, size) = (archive.identity(), archive.header().image_size);
+    write_restore_mark(dest, vmdk, &identity, size, data, renamed);
+}
+
+/// A restore mark with the given fields (SPEC.md §19.1 "Restore mark").
+pub fn write_restore_mark(
+    dest: &Path,
+    vmdk: bool,
+    identity: &[u8; 32],
+    image_size: u64,
+    data: &Path,
+    renamed: bool,
+) {
+    use std::os::unix::fs::MetadataExt;
     let mut b = Vec::new();
     b.extend_from_slice(b"\x89SDARMK\n");
     b.extend_from_slice(&1u16.to_le_bytes());
     b.push(vmdk as u8);
     b.push(if renamed { 2 } else { 1 });
     b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&archive.identity());
-    b.extend_from_slice(&archive.header().image_size.to_le_bytes());
+    b.extend_from_slice(identity);
+    b.extend_from_slice(&image_size.to_le_bytes());
     b.extend_from_slice(&fs::metadata(data).unwrap().ino().to_le_bytes());
     let crc = mark_crc32(&b);
     b.extend_from_slice(&crc.to_le_bytes());
