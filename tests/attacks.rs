@@ -351,7 +351,7 @@ fn failed_force_leaves_the_old_disk() {
 
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &out.join("pipe.img"),
+        out.join("pipe.img"),
         rustix::fs::Mode::from_raw_mode(0o600),
     )
     .unwrap();
@@ -467,7 +467,7 @@ fn fifo_inputs_are_refused_at_once() {
     // In the archive's own folder, where the full is searched for.
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &f.path("backup/a.full.gz"),
+        f.path("backup/a.full.gz"),
         rustix::fs::Mode::from_raw_mode(0o600),
     )
     .unwrap();
