@@ -228,6 +228,32 @@ fn loop_device_is_restored_in_place() {
     );
     assert_same_bytes(&dev.read(len), &f.now, "the resumed loop device");
 
+    // Stopped part-way (the full cut short on standard input): the device
+    // is said, loudly, to hold an incomplete image.
+    let full = fs::read(f.path(FULL)).unwrap();
+    fs::write(f.path("half.full.gz"), &full[..full.len() / 2]).unwrap();
+    let mut cmd = Command::new(f.path(DELTA));
+    cmd.args([
+        "restore",
+        "--full",
+        "-",
+        "--raw",
+        "--to",
+        dev.path(),
+        "--force",
+    ])
+    .current_dir(&f.root)
+    .stdin(fs::File::open(f.path("half.full.gz")).unwrap());
+    let out = run_command(format!("{DELTA} restore --full - < half.full.gz"), &mut cmd);
+    assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{} NOW HOLDS AN INCOMPLETE IMAGE", dev.path())),
+        "{}",
+        out.stderr
+    );
+    dev.assert_still_a_device(&out.what);
+
     // One sector too small.
     let small = match LoopDevice::new(&f.path("small.img"), len - 512) {
         Ok(d) => d,
