@@ -131,8 +131,9 @@ fn clear(dir: &Path) {
 }
 
 /// A symbolic link or a hard link planted at each hidden name a restore to
-/// `x.vmdk` uses (the extent's partial, the descriptor's temporary, and
-/// the raw image's partial, which was also the old descriptor temporary),
+/// `x.vmdk` uses (the extent's partial, the descriptor's temporary, the
+/// raw image's partial, which was also the old descriptor temporary, and
+/// the restore mark),
 /// pointing at the full backup or at a user's file: whatever the flags
 /// (none, --force, --resume), nothing is ever written through it. The
 /// backup and the file stay byte-identical, and a restore that runs gives
@@ -151,6 +152,8 @@ fn links_planted_at_hidden_names_are_never_written_through() {
         (".x.vmdk.sdar-descriptor", false),
         (".x.vmdk.sdar-partial", false),
         (".x.vmdk.sdar-partial", true),
+        (".x.vmdk.sdar-restore", false),
+        (".x.vmdk.sdar-restore", true),
     ];
     for (name, raw) in names {
         for (victim, hard) in [

@@ -113,7 +113,17 @@ impl MarkFile {
             let (file, existed) = match create_exclusive(path, 0o600) {
                 Ok(f) => (f, false),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let f = open_nofollow(path, true).map_err(|e| Error::io(path, None, e))?;
+                    let f = open_nofollow(path, true).map_err(|e| {
+                        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                            Error::invalid(format!(
+                                "{} is a symbolic link where sdar keeps its restore mark; remove it to restore to {}",
+                                path.display(),
+                                dest.display()
+                            ))
+                        } else {
+                            Error::io(path, None, e)
+                        }
+                    })?;
                     if let Err(why) = owned_single_regular(&f) {
                         return Err(Error::invalid(format!(
                             "{} is not a restore mark this user's sdar made ({why}); remove it to restore to {}",
