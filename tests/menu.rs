@@ -544,8 +544,17 @@ fn interrupted_restore_is_resumed_or_started_over() {
         let mut held = b.now[..b.now.len() / 2].to_vec();
         held[BLOCK..2 * BLOCK].fill(0xa5);
         fs::write(&partial, &held).unwrap();
-        let partial_state = watch(&partial);
         let dest = b.out_file("now.vmdk");
+        // What the interrupted restore's mark says (SPEC.md §19.1): only a
+        // partial file it names is resumed (issue 12).
+        plant_restore_mark(
+            &b.path(ARCHIVE),
+            &b.out().join("now.vmdk"),
+            true,
+            &partial,
+            false,
+        );
+        let partial_state = watch(&partial);
         let mut m = b.menu(None);
 
         m.answer(MAIN, "");
@@ -558,7 +567,10 @@ fn interrupted_restore_is_resumed_or_started_over() {
         );
         m.expect(BACKED_OUT);
         partial_state.assert_unchanged("q at the resume question");
-        assert_eq!(listing(&b.out()), [".now-flat.vmdk.sdar-partial"]);
+        assert_eq!(
+            listing(&b.out()),
+            [".now-flat.vmdk.sdar-partial", ".now.vmdk.sdar-restore"]
+        );
 
         m.answer(MAIN, "");
         m.answer("Choose the full [1]: ", "");

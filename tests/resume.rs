@@ -36,6 +36,9 @@ const DISK_ENTRY: &str = "scsi0:1.fileName";
 /// Every restore here writes `crm.vmdk` and `crm-flat.vmdk`, its data
 /// first going to this hidden file.
 const PARTIAL: &str = ".crm-flat.vmdk.sdar-partial";
+/// The restore mark a restore to `crm.vmdk` keeps beside it (SPEC.md §19.1):
+/// `--resume` takes over only the partial file it names.
+const MARK: &str = ".crm.vmdk.sdar-restore";
 
 /// A scratch folder with a changed VM disk (`vm/now.vmdk`) and its .vmx,
 /// the full of the disk it was (`backup/vm.full.gz`), and the delta that
@@ -53,6 +56,11 @@ impl Fixture {
 
     fn path(&self, rel: &str) -> PathBuf {
         self.root().join(rel)
+    }
+
+    /// Marks `partial` as the data of an interrupted VMDK restore to `dest`.
+    fn mark(&self, dest: &str, partial: &Path) {
+        plant_restore_mark(&self.path(DELTA), &self.path(dest), true, partial, false);
     }
 
     /// A new empty folder for one restore, such as `restore/a`.
@@ -322,8 +330,8 @@ fn wait_until_written(path: &Path, expected: &[u8], child: &mut Child) {
 fn assert_interrupted(f: &Fixture, dir: &Path, dest: &str) -> Vec<u8> {
     assert_eq!(
         listing(dir),
-        [PARTIAL],
-        "a killed restore leaves its hidden partial file and nothing else"
+        [PARTIAL, MARK],
+        "a killed restore leaves its hidden partial file and its mark, nothing else"
     );
     let partial = dir.join(PARTIAL);
     let before = watch(&partial);
@@ -336,7 +344,7 @@ fn assert_interrupted(f: &Fixture, dir: &Path, dest: &str) -> Vec<u8> {
             out.stderr
         );
         before.assert_unchanged(&out.what);
-        assert_eq!(listing(dir), [PARTIAL], "after `{}`", out.what);
+        assert_eq!(listing(dir), [PARTIAL, MARK], "after `{}`", out.what);
     }
     fs::read(&partial).unwrap()
 }
@@ -517,6 +525,7 @@ fn resume_over_garbage_restores_the_same_disk() {
         let dest = format!("{rel}/crm.vmdk");
         let garbage = rng.bytes(garbage_len);
         fs::write(dir.join(PARTIAL), &garbage).unwrap();
+        f.mark(&dest, &dir.join(PARTIAL));
         let mut args = vec!["--to", &dest, "--resume", "--json"];
         args.extend_from_slice(extra);
         let out = f.restore(via, &args).success();
@@ -544,6 +553,13 @@ fn resume_over_garbage_restores_the_same_disk() {
     let dest = "restore/raw/crm.img";
     let garbage = rng.bytes(len / 3);
     fs::write(dir.join(".crm.img.sdar-partial"), &garbage).unwrap();
+    plant_restore_mark(
+        &f.path(DELTA),
+        &f.path(dest),
+        false,
+        &dir.join(".crm.img.sdar-partial"),
+        false,
+    );
     let out = f.restore(Via::Sdar, &["--raw", "--to", dest]);
     assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
     assert!(out.stderr.contains("--resume"), "{}", out.stderr);
@@ -712,7 +728,7 @@ fn out_of_space_is_refused_or_resumed_once_there_is_room() {
         dir.join(PARTIAL).to_str().unwrap(),
         "{doc}"
     );
-    assert_eq!(listing(&dir), [PARTIAL], "after `{}`", out.what);
+    assert_eq!(listing(&dir), [PARTIAL, MARK], "after `{}`", out.what);
     let partial = fs::read(dir.join(PARTIAL)).unwrap();
     let kept = expected_kept(&partial, &f.now);
     assert!(
@@ -803,6 +819,7 @@ fn file_size_limit_fails_with_an_error_and_resumes() {
     let mut partial = f.now.clone();
     Rng::new(5).fill(&mut partial[MIB..]);
     fs::write(dir.join(PARTIAL), &partial).unwrap();
+    f.mark(dest, &dir.join(PARTIAL));
     let out = limited(&["--to", dest, "--resume", "--json"]);
     assert!(out.stderr.contains("--resume"), "{}", out.stderr);
     let doc = summary(&out);
@@ -814,7 +831,7 @@ fn file_size_limit_fails_with_an_error_and_resumes() {
         format!("restore/resumed/{PARTIAL}"),
         "{doc}"
     );
-    assert_eq!(listing(&dir), [PARTIAL], "after `{}`", out.what);
+    assert_eq!(listing(&dir), [PARTIAL, MARK], "after `{}`", out.what);
 
     let partial = fs::read(dir.join(PARTIAL)).unwrap();
     let kept = expected_kept(&partial, &f.now);
@@ -958,6 +975,7 @@ fn json_summary_on_success_and_on_failure() {
     // A resumed restore fed the wrong full on stdin.
     let garbage = Rng::new(7).bytes(f.now.len());
     fs::write(dir.join(PARTIAL), &garbage).unwrap();
+    f.mark(dest, &dir.join(PARTIAL));
     let args = ["--to", dest, "--resume", "--json"];
     let out = f.restore_streamed(Via::Archive, "other.full.gz", &args);
     assert_eq!(out.code, EXIT_INTEGRITY, "`{}`: {}", out.what, out.stderr);
@@ -971,7 +989,7 @@ fn json_summary_on_success_and_on_failure() {
         "{doc}"
     );
     assert!(out.stderr.contains("--resume"), "{}", out.stderr);
-    assert_eq!(listing(&dir), [PARTIAL], "after `{}`", out.what);
+    assert_eq!(listing(&dir), [PARTIAL, MARK], "after `{}`", out.what);
 }
 
 /// The fields every `--progress json` line has.
@@ -1203,13 +1221,25 @@ fn resume_takes_back_an_extent_left_without_its_descriptor() {
     let dest = "restore/orphan/crm.vmdk";
     f.restore(Via::Archive, &["--to", dest, "-q"]).success();
     fs::remove_file(dir.join("crm.vmdk")).unwrap();
+    // What the restore's mark says between its two renames.
+    let died_between_renames = || {
+        plant_restore_mark(
+            &f.path(DELTA),
+            &f.path(dest),
+            true,
+            &dir.join("crm-flat.vmdk"),
+            true,
+        )
+    };
+    died_between_renames();
 
     let out = f.restore(Via::Archive, &["--to", dest]);
     assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
-    assert_eq!(listing(&dir), ["crm-flat.vmdk"]);
+    assert_eq!(listing(&dir), [MARK, "crm-flat.vmdk"]);
 
     for via in [Via::Archive, Via::Sdar] {
+        died_between_renames();
         let out = f
             .restore(via, &["--to", dest, "--resume", "--json"])
             .success();
@@ -1219,10 +1249,16 @@ fn resume_takes_back_an_extent_left_without_its_descriptor() {
         assert_restored(&dir, &f.now);
         fs::remove_file(dir.join("crm.vmdk")).unwrap();
     }
-    // A flat extent that is not this disk is taken back too, and replaced
-    // block by block where it differs.
+    // A flat extent that no mark names (a user's own disk that merely
+    // lacks its descriptor) is never taken (changed by issue 12: it used to
+    // be taken back and rewritten block by block).
     fs::write(dir.join("crm-flat.vmdk"), b"not this disk").unwrap();
-    f.restore(Via::Archive, &["--to", dest, "--resume", "-q"])
-        .success();
-    assert_restored(&dir, &f.now);
+    let out = f.restore(Via::Archive, &["--to", dest, "--resume"]);
+    assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert_eq!(
+        fs::read(dir.join("crm-flat.vmdk")).unwrap(),
+        b"not this disk"
+    );
+    assert_eq!(listing(&dir), ["crm-flat.vmdk"]);
 }

@@ -4,9 +4,9 @@
 
 use crate::error::Hash;
 use crate::full::FullImage;
+use crate::input::{open_input, InputKind};
 use crate::limits::Limits;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -72,11 +72,10 @@ pub fn candidates(dirs: &[PathBuf], hint: Option<&str>) -> Vec<Candidate> {
 /// Looks at one file: `None` unless it is a regular file starting with a
 /// full image's first record.
 pub fn inspect(path: &Path) -> Option<Candidate> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let mut file = File::open(path).ok()?;
+    // Opened without blocking and checked on the open file: a FIFO or a
+    // device in a search folder is passed over, never read.
+    let mut file = open_input(path, InputKind::Regular).ok()?;
+    let meta = file.metadata().ok()?;
     let mut head = [0u8; crate::layout::GZIP_RECORD_HEAD_LEN];
     file.read_exact(&mut head).ok()?;
     crate::codec::Codec::sniff(&head)?;

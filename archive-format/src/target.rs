@@ -1,17 +1,30 @@
 //! The restore destination: a VMDK (descriptor + flat extent) or a raw
-//! image, written so that nothing that looks like a usable disk exists
-//! until every block is proven (SPEC.md §19 "No false disks").
+//! image in a file, or a raw image written in place on a block device,
+//! written so that nothing that looks like a usable disk exists until every
+//! block is proven (SPEC.md §19 "No false disks").
 //!
-//! The flat extent is written under a temporary name, preallocated,
-//! locked against a second restore, synced, and renamed; the descriptor is
-//! written last. Dropping an uncommitted target removes what it created.
+//! A file's data is written under a temporary name created with
+//! `O_EXCL | O_NOFOLLOW`, preallocated, synced, and renamed; the descriptor
+//! is written last. A restore mark beside the destination (SPEC.md §19.1)
+//! says which partial file this restore started, and its lock keeps a
+//! second restore away. Dropping an uncommitted target removes what it
+//! created. A device is never renamed or replaced: it is opened
+//! exclusively and written in place.
+
+mod files;
+pub mod mark;
 
 use crate::background_sync::BackgroundSync;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hash, Result};
 use crate::restore::{BlockSink, PriorImage};
 use crate::vmdk::{DescriptorSpec, SECTOR};
+pub use files::write_file_replacing;
+use files::{
+    create_exclusive, holds_backup, locked_by_another, open_nofollow, owned_single_regular,
+};
+use mark::{MarkFile, MarkRecord, MarkStage, MARK_KIND_RAW, MARK_KIND_VMDK};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// What to write.
@@ -19,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub enum TargetKind {
     /// `DEST.vmdk` descriptor and `DEST-flat.vmdk` extent.
     Vmdk { vmfs: bool },
-    /// One raw image file at `DEST`.
+    /// One raw image file at `DEST`, or a block device.
     Raw,
 }
 
@@ -27,19 +40,27 @@ pub enum TargetKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetOptions {
     pub kind: TargetKind,
-    /// Replace existing files (never backups), and start an interrupted
-    /// restore over.
+    /// Replace existing files (never backups), start an interrupted restore
+    /// over, or write over a block device.
     pub force: bool,
     /// Continue an interrupted restore to the same destination. Without one,
     /// start from the beginning.
     pub resume: bool,
-    /// A sparse data file: nothing preallocated, zero blocks left as holes.
+    /// A sparse data file: nothing preallocated, zero blocks left as holes;
+    /// on a device, a promise that it reads zeros already (zero blocks are
+    /// not written).
     pub thin: bool,
     /// Refuse to start when the filesystem has less free space than needed.
     pub space_check: bool,
     /// For a thin target: the bytes it will allocate (its non-zero blocks),
     /// when known.
     pub thin_bytes: Option<u64>,
+    /// The identity of the image being restored: what the restore mark is
+    /// bound to (SPEC.md §19.1).
+    pub identity: Hash,
+    /// The image's block size: a zero block handed on without its bytes is
+    /// this long (or shorter, at the end).
+    pub block_size: u32,
 }
 
 impl TargetOptions {
@@ -51,46 +72,288 @@ impl TargetOptions {
             thin: false,
             space_check: true,
             thin_bytes: None,
+            identity: [0; 32],
+            block_size: 0,
         }
     }
+}
+
+/// What a destination path is, after following a symbolic link at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationKind {
+    /// Nothing there yet.
+    New,
+    /// A regular file.
+    File,
+    /// A block device: written in place.
+    Device,
+    /// A folder: the disk goes into it, under its own name.
+    Folder,
+}
+
+/// A destination path resolved: where its data really goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The path as given.
+    pub given: PathBuf,
+    /// The path written: `given`, or where the link at `given` leads.
+    pub path: PathBuf,
+    pub kind: DestinationKind,
+}
+
+impl Destination {
+    /// True when `given` is a symbolic link that was followed.
+    pub fn followed(&self) -> bool {
+        self.given != self.path
+    }
+}
+
+/// Finds what `dest` is, following a symbolic link (an LVM `/dev/VG/LV`,
+/// a link to an image) to what it names: a link is never replaced. Refuses
+/// a dangling link and anything that is not a file, a device or a folder.
+pub fn resolve_destination(dest: &Path) -> Result<Destination> {
+    if dest.as_os_str().is_empty() {
+        return Err(Error::invalid("the destination is an empty name"));
+    }
+    let meta = match dest.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Destination {
+                given: dest.to_path_buf(),
+                path: dest.to_path_buf(),
+                kind: DestinationKind::New,
+            })
+        }
+        Err(e) => return Err(Error::io(dest, None, e)),
+        Ok(m) => m,
+    };
+    let (path, meta) = if meta.file_type().is_symlink() {
+        let real = std::fs::canonicalize(dest).map_err(|e| {
+            Error::invalid(format!(
+                "{} is a symbolic link to {}, which cannot be reached ({e}); sdar follows a link to a file, a device or a folder, and never replaces the link",
+                dest.display(),
+                std::fs::read_link(dest).unwrap_or_default().display()
+            ))
+        })?;
+        let meta = real.metadata().map_err(|e| Error::io(&real, None, e))?;
+        (real, meta)
+    } else {
+        (dest.to_path_buf(), meta)
+    };
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        DestinationKind::File
+    } else if t.is_block_device() {
+        DestinationKind::Device
+    } else if t.is_dir() {
+        DestinationKind::Folder
+    } else {
+        let what = if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::invalid(format!(
+            "{} is {what}: a restore writes to a file, a block device or into a folder",
+            path.display()
+        )));
+    };
+    Ok(Destination {
+        given: dest.to_path_buf(),
+        path,
+        kind,
+    })
+}
+
+/// Refuses a destination file name that the descriptor could not hold (it
+/// names the extent between double quotes, one entry a line) or that is
+/// not text: control characters anywhere, and for a VMDK a `"` or bytes
+/// that are not UTF-8. Called before anything is written.
+pub fn check_destination_name(dest: &Path, kind: &TargetKind) -> Result<()> {
+    let Some(name) = dest.file_name() else {
+        return Err(Error::invalid(format!(
+            "{} does not end in a file name",
+            dest.display()
+        )));
+    };
+    let vmdk = matches!(kind, TargetKind::Vmdk { .. });
+    let text = name.to_string_lossy();
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "the destination name {} {why}; choose another name",
+            crate::display::escape(&text)
+        )))
+    };
+    if text.chars().any(|c| c.is_control()) {
+        return bad("holds a control character (a newline, a tab, an escape)");
+    }
+    if vmdk && name.to_str().is_none() {
+        return bad("is not valid UTF-8, which a VMDK descriptor cannot name");
+    }
+    if vmdk && text.contains('"') {
+        return bad("holds a double quote, which a VMDK descriptor cannot name its extent with");
+    }
+    Ok(())
 }
 
 /// A destination being written.
 #[derive(Debug)]
 pub struct RestoreTarget {
     kind: TargetKind,
+    /// Where the descriptor (or the raw image) goes: the destination after
+    /// following a link.
     dest: PathBuf,
     data_final: PathBuf,
     data_tmp: PathBuf,
     file: File,
     sync: Option<BackgroundSync>,
     thin: bool,
-    /// The data file's length.
+    /// The image's length (the data file's, for a file).
     len: u64,
-    /// The data file held an interrupted restore's blocks when opened.
+    block_size: u64,
+    /// Written in place on a block device: no temporary name, no rename.
+    device: bool,
+    /// Zero blocks are written as zeros: a device that may hold anything.
+    write_zeros: bool,
+    zeros: Vec<u8>,
+    /// The data held an interrupted restore's blocks when opened.
     resumed: bool,
     /// Leave the partial file in place when dropped uncommitted.
     keep: bool,
+    mark: Option<MarkFile>,
     /// Locks on the files being replaced, held until they are.
     _in_use: Vec<File>,
     committed: bool,
 }
 
 impl RestoreTarget {
-    /// Prepares `dest` for an image of `size` bytes: refuses existing files
-    /// unless `force`, takes the lock, finds or starts the partial data
-    /// file, checks free space, and preallocates (unless thin).
+    /// Prepares `dest` for an image of `size` bytes. Everything that can be
+    /// refused is refused before an existing file is touched: the kind of
+    /// destination, its name, existing files without `force`, backups,
+    /// locks, the restore mark, free space, a device's size.
     pub fn create(dest: &Path, size: u64, opts: &TargetOptions) -> Result<Self> {
+        let place = resolve_destination(dest)?;
+        match place.kind {
+            DestinationKind::Folder => Err(Error::invalid(format!(
+                "{} is a folder; give the disk's file name in it",
+                place.path.display()
+            ))),
+            DestinationKind::Device => Self::create_on_device(&place, size, opts),
+            DestinationKind::New | DestinationKind::File => {
+                Self::create_file(&place.path, size, opts)
+            }
+        }
+    }
+
+    /// A raw image written in place on a block device.
+    fn create_on_device(place: &Destination, size: u64, opts: &TargetOptions) -> Result<Self> {
+        let dev = &place.path;
+        if opts.kind != TargetKind::Raw {
+            return Err(Error::invalid(format!(
+                "{} is a block device: it holds a raw disk, not a VMDK descriptor and extent; add --raw to write the disk's bytes to it",
+                place.given.display()
+            )));
+        }
+        if !opts.force {
+            return Err(Error::invalid(format!(
+                "{} is a block device: restoring overwrites it; add --force to write the disk to it{}",
+                place.given.display(),
+                if opts.resume {
+                    " (with --resume, blocks already right are read back and kept)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        // O_EXCL on a block device: refused while it is mounted, or open
+        // exclusively by another program (a second restore, the kernel's
+        // LVM or RAID layers).
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(
+                (rustix::fs::OFlags::EXCL | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
+            )
+            .open(dev)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+                    Error::invalid(format!(
+                        "{} is in use: it is mounted, or held by another program (a running VM, another restore); unmount or release it first",
+                        dev.display()
+                    ))
+                } else {
+                    Error::io(dev, None, e)
+                }
+            })?;
+        let meta = file.metadata().map_err(|e| Error::io(dev, None, e))?;
+        if !meta.file_type().is_block_device() {
+            return Err(Error::invalid(format!(
+                "{} changed while it was opened; run again",
+                dev.display()
+            )));
+        }
+        let capacity = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
+            .map_err(|e| Error::io(dev, None, e))?;
+        if capacity < size {
+            return Err(Error::invalid(format!(
+                "{} holds {capacity} bytes; the restored disk needs {size} bytes: use a device at least that large",
+                place.given.display()
+            )));
+        }
+        if holds_backup(&file) {
+            return Err(Error::invalid(format!(
+                "{} holds an sdar backup; backups are never overwritten, not even with --force",
+                dev.display()
+            )));
+        }
+        let sync = BackgroundSync::new(&file).map_err(|e| Error::io(dev, None, e))?;
+        Ok(RestoreTarget {
+            kind: opts.kind.clone(),
+            dest: dev.clone(),
+            data_final: dev.clone(),
+            data_tmp: dev.clone(),
+            file,
+            sync: Some(sync),
+            thin: opts.thin,
+            len: size,
+            block_size: opts.block_size as u64,
+            device: true,
+            // Resuming, zero blocks come as bytes and `None` means a block
+            // proven in place, which must not be overwritten.
+            write_zeros: !opts.thin && !opts.resume,
+            zeros: Vec::new(),
+            resumed: opts.resume,
+            keep: true,
+            mark: None,
+            _in_use: Vec::new(),
+            committed: false,
+        })
+    }
+
+    /// A VMDK or raw image in files, beside `dest` (links already followed).
+    fn create_file(dest: &Path, size: u64, opts: &TargetOptions) -> Result<Self> {
+        check_destination_name(dest, &opts.kind)?;
+        let vmdk = matches!(opts.kind, TargetKind::Vmdk { .. });
         let data_final = match opts.kind {
             TargetKind::Raw => dest.to_path_buf(),
             TargetKind::Vmdk { .. } => flat_path(dest),
         };
-        if opts.resume && !opts.force {
-            adopt_orphan_extent(dest, &data_final, &opts.kind)?;
-        }
-        if !opts.force {
-            for p in [dest, data_final.as_path()] {
-                if p.symlink_metadata().is_ok() {
+        let data_tmp = partial_path(&data_final);
+        // The finals: what exists there, refused unless replaced with --force
+        // (or, resuming, an extent an interrupted restore already renamed).
+        let dest_exists = existing_file(dest)?.is_some();
+        let data_exists = if vmdk {
+            existing_file(&data_final)?.is_some()
+        } else {
+            dest_exists
+        };
+        let orphan_candidate = vmdk && opts.resume && !opts.force && !dest_exists && data_exists;
+        if !opts.force && !orphan_candidate {
+            for (p, exists) in [(dest, dest_exists), (data_final.as_path(), data_exists)] {
+                if exists {
                     return Err(Error::invalid(format!(
                         "{} already exists; use --force to replace it",
                         p.display()
@@ -98,42 +361,108 @@ impl RestoreTarget {
                 }
             }
         }
-        for p in [dest, data_final.as_path()] {
-            if is_backup(p) {
-                return Err(Error::invalid(format!(
-                    "{} is an sdar backup; backups are never overwritten, not even with --force",
-                    p.display()
-                )));
-            }
-        }
-        // A raw target is one file under both names: lock it once.
+        // An extent to be taken back is checked for locks when taken over.
         let mut replaced = vec![dest];
-        if data_final != dest {
+        if data_final != dest && !orphan_candidate {
             replaced.push(data_final.as_path());
         }
-        let in_use = replaced
-            .into_iter()
-            .filter_map(|p| lock_existing(p).transpose())
-            .collect::<Result<Vec<File>>>()?;
-        let data_tmp = partial_path(&data_final);
-        let existed = data_tmp.symlink_metadata().is_ok();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&data_tmp)
-            .map_err(|e| Error::io(&data_tmp, None, e))?;
-        // The lock lives as long as the file is open: a second restore to the
-        // same destination finds it taken and stops before touching anything.
-        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            return Err(Error::invalid(format!(
-                "another restore to {} is running (its partial file {} is locked)",
-                dest.display(),
-                data_tmp.display()
-            )));
+        let mut in_use = Vec::new();
+        for p in replaced {
+            if let Some(f) = lock_existing(p)? {
+                in_use.push(f);
+            }
         }
-        let resumed = existed && opts.resume && !opts.force;
+        let len = match opts.kind {
+            TargetKind::Raw => size,
+            TargetKind::Vmdk { .. } => size.div_ceil(SECTOR) * SECTOR,
+        };
+        let wanted = MarkRecord {
+            kind: if vmdk { MARK_KIND_VMDK } else { MARK_KIND_RAW },
+            stage: MarkStage::Writing,
+            identity: opts.identity,
+            image_size: size,
+            data_ino: 0,
+        };
+        // The first file created: a folder that cannot be written to fails
+        // here, before anything else is.
+        let mut mark = MarkFile::lock(&mark_path(dest), dest)?;
+        let ours = |rec: &Option<MarkRecord>| {
+            rec.as_ref().is_some_and(|r| {
+                r.kind == wanted.kind
+                    && r.identity == wanted.identity
+                    && r.image_size == wanted.image_size
+            })
+        };
+        let marked_here = ours(&mark.found);
+        if orphan_candidate {
+            adopt_orphan_extent(&mark, marked_here, &data_final, &data_tmp)?;
+        }
+        let mut partial = None;
+        match data_tmp.symlink_metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&data_tmp, None, e)),
+            Ok(m) if m.is_dir() => {
+                return Err(Error::invalid(format!(
+                    "{} is a folder where sdar keeps an interrupted restore's data; remove it",
+                    data_tmp.display()
+                )))
+            }
+            Ok(_) if opts.force => discard_partial(&data_tmp)?,
+            Ok(_) if !opts.resume => {
+                return Err(Error::invalid(if marked_here {
+                    format!(
+                        "an interrupted restore to {} was found ({}); run again with --resume to continue it (blocks already written are read back and checked), or with --force to start over",
+                        dest.display(),
+                        data_tmp.display()
+                    )
+                } else {
+                    format!(
+                        "{} exists, but no interrupted restore of this disk to {} left it; remove it, or use --force to start over",
+                        data_tmp.display(),
+                        dest.display()
+                    )
+                }));
+            }
+            Ok(_) => partial = Some(take_over(&mark, marked_here, &data_tmp, dest)?),
+        }
+        let resumed = partial.is_some();
+        let mut target_partial = partial;
+        // Space, before a byte of a new data file exists.
+        if opts.space_check {
+            let needed = if opts.thin {
+                opts.thin_bytes.unwrap_or(0)
+            } else {
+                len
+            };
+            let held = target_partial
+                .as_ref()
+                .and_then(|f: &File| f.metadata().ok())
+                .map_or(0, |m| m.blocks() * 512);
+            check_space(&data_tmp, needed.saturating_sub(held))?;
+        }
+        let file = match target_partial.take() {
+            Some(f) => f,
+            None => {
+                let f = create_exclusive(&data_tmp, 0o666).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Error::invalid(format!(
+                            "{} appeared while this restore started: another program is writing there",
+                            data_tmp.display()
+                        ))
+                    } else {
+                        Error::io(&data_tmp, None, e)
+                    }
+                })?;
+                // Kept locked while open: an existing partial is taken over
+                // only when no process holds it.
+                let _ = locked_by_another(&f);
+                f
+            }
+        };
+        let ino = file
+            .metadata()
+            .map_err(|e| Error::io(&data_tmp, None, e))?
+            .ino();
         let mut target = RestoreTarget {
             kind: opts.kind.clone(),
             dest: dest.to_path_buf(),
@@ -142,45 +471,33 @@ impl RestoreTarget {
             sync: None,
             file,
             thin: opts.thin,
-            len: 0,
+            len,
+            block_size: opts.block_size as u64,
+            device: false,
+            write_zeros: false,
+            zeros: Vec::new(),
             resumed,
             _in_use: in_use,
             // What an earlier run left is never removed by a run that did not
             // take it over.
-            keep: existed && !opts.force,
+            keep: resumed,
+            mark: None,
             committed: false,
         };
-        if existed && !opts.resume && !opts.force {
-            return Err(Error::invalid(format!(
-                "an interrupted restore to {} was found ({}); run again with --resume to continue it (blocks already written are read back and checked), or with --force to start over",
-                dest.display(),
-                target.data_tmp.display()
-            )));
-        }
-        let len = match target.kind {
-            TargetKind::Raw => size,
-            TargetKind::Vmdk { .. } => size.div_ceil(SECTOR) * SECTOR,
-        };
-        target.len = len;
-        if opts.space_check {
-            let needed = if opts.thin {
-                opts.thin_bytes.unwrap_or(0)
-            } else {
-                len
-            };
-            target.check_space(needed)?;
-        }
+        mark.write(&MarkRecord {
+            data_ino: ino,
+            ..wanted
+        })?;
+        mark.remove_on_drop = !resumed;
+        target.mark = Some(mark);
         let io = |e: std::io::Error| Error::io(&target.data_tmp, None, explain_room(e, len));
-        if !resumed {
-            target.file.set_len(0).map_err(io)?;
-        }
         if len > 0 && !opts.thin {
             match rustix::fs::fallocate(&target.file, rustix::fs::FallocateFlags::empty(), 0, len) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {}
                 Err(e) => {
                     let e = std::io::Error::from_raw_os_error(e.raw_os_error());
-                    return Err(Error::io(&target.data_tmp, None, explain_room(e, len)));
+                    return Err(io(e));
                 }
             }
         }
@@ -190,36 +507,36 @@ impl RestoreTarget {
         );
         // From here on the caller decides, with `keep_partial`, whether an
         // unfinished restore is worth continuing.
-        target.keep = false;
+        target.set_keep(false);
         Ok(target)
     }
 
-    /// Refuses to start when the data file's filesystem has less free space
-    /// than `needed` bytes beyond what the partial file already holds.
-    fn check_space(&self, needed: u64) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let dir = folder_of(&self.data_tmp);
-        let held = self.file.metadata().map_or(0, |m| m.blocks() * 512);
-        let available = free_space(&dir)?;
-        let needed = needed.saturating_sub(held);
-        if needed > available {
-            return Err(Error::NoSpace {
-                dir,
-                needed,
-                available,
-            });
+    fn set_keep(&mut self, keep: bool) {
+        self.keep = keep;
+        if let Some(mark) = &mut self.mark {
+            mark.remove_on_drop = !keep;
         }
-        Ok(())
     }
 
-    /// The data file being written (under its temporary name).
+    /// The data file being written (under its temporary name), or the device.
     pub fn partial_path(&self) -> &Path {
         &self.data_tmp
     }
 
-    /// The data file's final name.
+    /// The data file's final name, or the device.
     pub fn data_path(&self) -> &Path {
         &self.data_final
+    }
+
+    /// Where the descriptor (or raw image) goes: the destination, after
+    /// following a symbolic link.
+    pub fn destination(&self) -> &Path {
+        &self.dest
+    }
+
+    /// True when the data is written in place on a block device.
+    pub fn is_device(&self) -> bool {
+        self.device
     }
 
     /// True when this target took over an interrupted restore's data.
@@ -244,60 +561,136 @@ impl RestoreTarget {
     /// uncommitted, so that a later `--resume` can continue: for restores
     /// stopped by the environment (a full disk, an I/O error), not by bad data.
     pub fn keep_partial(&mut self) {
-        self.keep = true;
+        self.set_keep(true);
     }
 
     /// Syncs the data, gives it its final name, then writes the descriptor
     /// (for VMDK) through a temporary name too. `spec` is used for VMDK only.
+    /// On a device, only syncs.
     ///
     /// The descriptor is written and synced under its temporary name before
-    /// the data is renamed, so that the two renames follow each other at
-    /// once; if the process dies between them, the extent is left without
-    /// a descriptor, and `--resume` takes it back (`adopt_orphan_extent`).
+    /// the data is renamed, and the mark records the rename first: if the
+    /// process dies between the two renames, `--resume` takes the extent
+    /// back because the mark names it (`adopt_orphan_extent`).
     pub fn commit(mut self, spec: Option<&DescriptorSpec>) -> Result<()> {
+        if let Some(sync) = self.sync.take() {
+            sync.finish()
+                .map_err(|e| Error::io(&self.data_tmp, None, e))?;
+        }
         self.file
             .sync_all()
             .map_err(|e| Error::io(&self.data_tmp, None, e))?;
+        if self.device {
+            self.committed = true;
+            return Ok(());
+        }
         let descriptor = match (&self.kind, spec) {
             (TargetKind::Vmdk { .. }, Some(spec)) => {
-                let tmp = partial_path(&self.dest);
+                let tmp = descriptor_tmp_path(&self.dest);
+                // Under the mark's lock the name is this restore's: whatever
+                // is there was left by a dead one, or planted. Unlinking a
+                // name never writes into the file it named.
+                if tmp.symlink_metadata().is_ok() {
+                    std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, None, e))?;
+                }
                 let write = || -> std::io::Result<()> {
-                    let f = File::create(&tmp)?;
+                    let f = create_exclusive(&tmp, 0o666)?;
                     f.write_all_at(spec.render().as_bytes(), 0)?;
                     f.sync_all()
                 };
                 if let Err(e) = write() {
-                    let _ = std::fs::remove_file(&tmp);
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
                     return Err(Error::io(&tmp, None, e));
                 }
                 Some(tmp)
             }
             _ => None,
         };
-        if let Err(e) = std::fs::rename(&self.data_tmp, &self.data_final) {
-            if let Some(tmp) = &descriptor {
+        let remove_tmp = |tmp: &Option<PathBuf>| {
+            if let Some(tmp) = tmp {
                 let _ = std::fs::remove_file(tmp);
             }
+        };
+        if descriptor.is_some() {
+            let ino = self
+                .file
+                .metadata()
+                .map_err(|e| Error::io(&self.data_tmp, None, e))?
+                .ino();
+            if let Some(mark) = &mut self.mark {
+                let rec = MarkRecord {
+                    stage: MarkStage::Renamed,
+                    data_ino: ino,
+                    ..mark.found.clone().ok_or_else(|| {
+                        Error::invalid(format!("{} was not written", mark.path().display()))
+                    })?
+                };
+                if let Err(e) = mark.write(&rec) {
+                    remove_tmp(&descriptor);
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = std::fs::rename(&self.data_tmp, &self.data_final) {
+            remove_tmp(&descriptor);
             return Err(Error::io(&self.data_final, None, e));
         }
         self.committed = true;
         if let Some(tmp) = descriptor {
             if let Err(e) = std::fs::rename(&tmp, &self.dest) {
                 let _ = std::fs::remove_file(&tmp);
-                let _ = std::fs::remove_file(&self.data_final);
-                return Err(Error::io(&self.dest, None, e));
+                // The extent stays under its final name, with the mark that
+                // lets `--resume` take it back: what it replaced is gone, and
+                // removing it too would leave nothing.
+                if let Some(mark) = &mut self.mark {
+                    mark.remove_on_drop = false;
+                }
+                return Err(Error::io(
+                    &self.dest,
+                    None,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; the restored extent is {}: run again with --resume to write its descriptor",
+                            self.data_final.display()
+                        ),
+                    ),
+                ));
             }
         }
-        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
+        if let Some(mut mark) = self.mark.take() {
+            mark.remove();
         }
+        let dir = folder_of(&self.dest);
+        let _ = File::open(dir).and_then(|d| d.sync_all());
         Ok(())
     }
 }
 
 impl BlockSink for RestoreTarget {
     fn put(&mut self, _block: u64, offset: u64, data: Option<&[u8]>) -> Result<()> {
-        let Some(data) = data else { return Ok(()) };
+        let Some(data) = data else {
+            // A new file reads zeros where nothing was written; a device may
+            // hold anything there.
+            if !self.write_zeros {
+                return Ok(());
+            }
+            if self.block_size == 0 {
+                return Err(Error::invalid(
+                    "the image's block size was not given: zero blocks cannot be written to the device",
+                ));
+            }
+            let n = self.block_size.min(self.len.saturating_sub(offset)) as usize;
+            if self.zeros.len() < n {
+                self.zeros = vec![0; n];
+            }
+            let zeros = std::mem::take(&mut self.zeros);
+            let written = self.write_at(&zeros[..n], offset);
+            self.zeros = zeros;
+            return written;
+        };
         // Zeros written over an interrupted restore's leftovers: a thin
         // target gets a hole, as an uninterrupted restore would leave.
         if self.thin && crate::identity::is_zero(data) {
@@ -329,9 +722,20 @@ impl RestoreTarget {
 
 impl Drop for RestoreTarget {
     fn drop(&mut self) {
-        if !self.committed && !self.keep {
+        if self.committed || self.keep || self.device {
+            return;
+        }
+        // Only the file this target created (or took over) goes: not
+        // whatever another program put at its name since.
+        let ours = self.file.metadata().ok().is_some_and(|f| {
+            self.data_tmp
+                .symlink_metadata()
+                .is_ok_and(|m| m.dev() == f.dev() && m.ino() == f.ino())
+        });
+        if ours {
             let _ = std::fs::remove_file(&self.data_tmp);
         }
+        // The mark goes with it (its own drop, `remove_on_drop`).
     }
 }
 
@@ -345,23 +749,50 @@ pub fn flat_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!("{stem}-flat.vmdk"))
 }
 
+/// The regular file at a final name, if any. A link there is refused (a
+/// descriptor's extent name is never followed or replaced), and so is
+/// anything but a regular file, and a backup.
+fn existing_file(p: &Path) -> Result<Option<std::fs::Metadata>> {
+    let meta = match p.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(p, None, e)),
+        Ok(m) => m,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::invalid(format!(
+            "{} is a symbolic link: sdar neither writes the extent through it nor replaces it; remove it or restore elsewhere",
+            p.display()
+        )));
+    }
+    if !meta.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is not a regular file; sdar does not replace it",
+            p.display()
+        )));
+    }
+    if open_nofollow(p, false).is_ok_and(|f| holds_backup(&f)) {
+        return Err(Error::invalid(format!(
+            "{} is an sdar backup; backups are never overwritten, not even with --force",
+            p.display()
+        )));
+    }
+    Ok(Some(meta))
+}
+
 /// Locks an existing file about to be replaced, with both kinds of lock a
 /// program writing to it may hold: `flock` and POSIX/OFD record locks
 /// (QEMU takes the latter on the images a running VM uses). Refuses when
 /// another process holds either. `None` when there is no regular file.
 fn lock_existing(p: &Path) -> Result<Option<File>> {
-    use rustix::fs::FlockOperation::NonBlockingLockExclusive;
-    if !p.symlink_metadata().is_ok_and(|m| m.is_file()) {
+    let file = match open_nofollow(p, true) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(p, None, e)),
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Ok(None);
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .map_err(|e| Error::io(p, None, e))?;
-    if rustix::fs::flock(&file, NonBlockingLockExclusive).is_err()
-        || rustix::fs::fcntl_lock(&file, NonBlockingLockExclusive).is_err()
-    {
+    if locked_by_another(&file) {
         return Err(Error::invalid(format!(
             "{} is in use: another process holds a lock on it, as a running VM does; power it off or restore elsewhere",
             p.display()
@@ -370,19 +801,114 @@ fn lock_existing(p: &Path) -> Result<Option<File>> {
     Ok(Some(file))
 }
 
+/// Opens an existing partial data file for `--resume`, and refuses it
+/// unless this restore's mark names it and nothing else holds it.
+fn take_over(mark: &MarkFile, marked_here: bool, partial: &Path, dest: &Path) -> Result<File> {
+    let refuse = |why: String| {
+        Err(Error::invalid(format!(
+            "{} cannot be resumed: {why}; remove it, or use --force to start over",
+            partial.display()
+        )))
+    };
+    let file = match open_nofollow(partial, true) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return refuse("it is a symbolic link".into())
+        }
+        Err(e) => return Err(Error::io(partial, None, e)),
+    };
+    if let Err(why) = owned_single_regular(&file) {
+        return refuse(why);
+    }
+    let meta = file.metadata().map_err(|e| Error::io(partial, None, e))?;
+    let named = mark
+        .found
+        .as_ref()
+        .is_some_and(|r| r.data_ino == meta.ino() && meta.dev() == mark.dev());
+    if !marked_here || !named {
+        return refuse(match &mark.found {
+            None => format!(
+                "no sdar restore to {} left a mark for it ({} is missing or unreadable)",
+                dest.display(),
+                mark.path().display()
+            ),
+            Some(_) if !marked_here => format!(
+                "the interrupted restore to {} was of another disk image",
+                dest.display()
+            ),
+            Some(_) => format!(
+                "it is not the file the interrupted restore to {} wrote",
+                dest.display()
+            ),
+        });
+    }
+    if holds_backup(&file) {
+        return refuse("it is an sdar backup".into());
+    }
+    if locked_by_another(&file) {
+        return refuse("another process holds a lock on it".into());
+    }
+    Ok(file)
+}
+
+/// With `--force`, a partial file at the data's temporary name is set
+/// aside: unlinked (which never writes into a file it may be a link to),
+/// unless another process holds it.
+fn discard_partial(partial: &Path) -> Result<()> {
+    if let Ok(f) = open_nofollow(partial, true) {
+        if f.metadata().is_ok_and(|m| m.is_file()) && locked_by_another(&f) {
+            return Err(Error::invalid(format!(
+                "{} is in use: another process holds a lock on it",
+                partial.display()
+            )));
+        }
+    }
+    std::fs::remove_file(partial).map_err(|e| Error::io(partial, None, e))
+}
+
 /// A restore that died between renaming its extent and its descriptor left
-/// a flat extent under its final name and no descriptor. A resume takes it
-/// back as an interrupted restore's data: every block of it is then read
-/// back and proven like any other, so nothing is trusted by its name.
-fn adopt_orphan_extent(dest: &Path, data_final: &Path, kind: &TargetKind) -> Result<()> {
-    let orphan = matches!(kind, TargetKind::Vmdk { .. })
-        && dest.symlink_metadata().is_err()
-        && data_final.symlink_metadata().is_ok_and(|m| m.is_file())
-        && partial_path(data_final).symlink_metadata().is_err()
-        && !is_backup(data_final);
-    if orphan {
-        std::fs::rename(data_final, partial_path(data_final))
-            .map_err(|e| Error::io(data_final, None, e))?;
+/// a flat extent under its final name and no descriptor, and a mark that
+/// names it. `--resume` takes it back as an interrupted restore's data:
+/// every block of it is then read back and proven like any other. A flat
+/// extent that no mark names (a user's own) is never taken.
+fn adopt_orphan_extent(
+    mark: &MarkFile,
+    marked_here: bool,
+    data_final: &Path,
+    data_tmp: &Path,
+) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::invalid(format!(
+            "{} already exists and {why}; use --force to replace it",
+            data_final.display()
+        )))
+    };
+    let named = match (&mark.found, open_nofollow(data_final, false)) {
+        (Some(r), Ok(f)) if r.stage == MarkStage::Renamed => f
+            .metadata()
+            .is_ok_and(|m| m.ino() == r.data_ino && m.dev() == mark.dev()),
+        _ => false,
+    };
+    if !marked_here || !named {
+        return refuse("no interrupted sdar restore of this disk left it");
+    }
+    if data_tmp.symlink_metadata().is_ok() {
+        return refuse(&format!("{} exists too", data_tmp.display()));
+    }
+    std::fs::rename(data_final, data_tmp).map_err(|e| Error::io(data_final, None, e))
+}
+
+/// Refuses to start when the filesystem of `data` has less than `needed`
+/// bytes free.
+fn check_space(data: &Path, needed: u64) -> Result<()> {
+    let dir = folder_of(data);
+    let available = free_space(&dir)?;
+    if needed > available {
+        return Err(Error::NoSpace {
+            dir,
+            needed,
+            available,
+        });
     }
     Ok(())
 }
@@ -432,27 +958,33 @@ pub fn partial_data_path(dest: &Path, kind: &TargetKind) -> PathBuf {
 
 /// `.NAME.sdar-partial`, beside it: hidden, and never mistaken for a disk.
 fn partial_path(p: &Path) -> PathBuf {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    p.with_file_name(format!(".{name}.sdar-partial"))
+    hidden_beside(p, "sdar-partial")
+}
+
+/// `.NAME.sdar-restore`: the restore mark of a restore to `dest` (SPEC.md
+/// §19.1), whatever its kind, so that two restores to one name exclude
+/// each other.
+pub fn mark_path(dest: &Path) -> PathBuf {
+    hidden_beside(dest, "sdar-restore")
+}
+
+/// `.NAME.vmdk.sdar-descriptor`: the descriptor before its rename; never
+/// the name of a raw restore's data.
+fn descriptor_tmp_path(dest: &Path) -> PathBuf {
+    hidden_beside(dest, "sdar-descriptor")
+}
+
+fn hidden_beside(p: &Path, what: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(p.file_name().unwrap_or_default());
+    name.push(".");
+    name.push(what);
+    p.with_file_name(name)
 }
 
 /// True when `p` is a full image or a delta archive (by its bytes, not its
-/// name).
+/// name). A link is not followed.
 pub fn is_backup(p: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(p) else {
-        return false;
-    };
-    let mut head = [0u8; crate::layout::GZIP_RECORD_HEAD_LEN];
-    if f.read_exact(&mut head).is_ok() && crate::codec::Codec::sniff(&head).is_some() {
-        return true;
-    }
-    let mut tail = [0u8; 8];
-    f.seek(SeekFrom::End(-(crate::layout::TRAILER_LEN as i64)))
-        .is_ok()
-        && f.read_exact(&mut tail).is_ok()
-        && tail == crate::layout::TRAILER_MAGIC
+    open_nofollow(p, false)
+        .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()) && holds_backup(&f))
 }

@@ -92,8 +92,10 @@ pub fn usage(program: &OsStr) -> String {
 for a menu.\n\n\
 Usage:\n  {p} restore --to DEST.vmdk [--full FULL|-] [options]\n  {p} verify [--full FULL|-] [--key FILE] [--json]\n  {p} info [--json]\n  {p} extract-vmx [-o FILE]\n\n\
 The full image is found by its identity: --full PATH (or - for standard\n\
-input), else in the archive's folder, else in each folder of SDAR_FULL_PATH.\n\n\
-Restore options:\n  --resume          continue an interrupted restore to DEST: blocks already\n                    written are read back and checked, the rest restored\n  --force           replace existing files at DEST (never a backup), or start\n                    an interrupted restore over\n  --thin            sparse data file: zero blocks are holes, nothing preallocated\n  --raw             write a raw image at DEST instead of a VMDK\n  --vmfs            write a VMFS descriptor (createType \"vmfs\")\n  --vmx DIR         also write the VM's .vmx file into DIR\n  --rename-disk     point the .vmx's disk entry at DEST\n  --no-space-check  do not check free space first\n  --key FILE        first prove the archive's MAC with this key file\n  --json            print a JSON summary on standard output at the end\n\n\
+input), else in the archive's folder, else in each folder of SDAR_FULL_PATH.\n\
+DEST may be a file, a folder (the disk keeps its own name in it), a link\n\
+(followed), or with --raw a block device (written in place; needs --force).\n\n\
+Restore options:\n  --resume          continue an interrupted restore to DEST: blocks already\n                    written are read back and checked, the rest restored\n  --force           replace existing files at DEST (never a backup), or start\n                    an interrupted restore over\n  --thin            sparse data file: zero blocks are holes, nothing preallocated\n                    (on a device: it reads zeros already, zero blocks are skipped)\n  --raw             write a raw image at DEST instead of a VMDK\n  --vmfs            write a VMFS descriptor (createType \"vmfs\")\n  --vmx DIR         also write the VM's .vmx file into DIR\n  --rename-disk     point the .vmx's disk entry at DEST\n  --no-space-check  do not check free space first\n  --key FILE        first prove the archive's MAC with this key file\n  --json            print a JSON summary on standard output at the end\n\n\
 Options:\n  --archive PATH    the archive to read (default: this program's own file)\n  --threads N       worker threads (default: one per core)\n  --progress MODE   auto (a live line on a terminal), json (one object per\n                    line on standard error) or none\n  -q, --quiet       print nothing but errors\n  -h, --help        this text\n\n\
 Exit codes: 0 ok, 1 integrity failure, 2 usage, 3 other errors.\n"
     )
@@ -115,9 +117,12 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
     let mut key = None;
     let mut output = None;
     let value = |it: &mut dyn Iterator<Item = &OsString>, flag: &str| -> Result<OsString, String> {
-        it.next()
-            .cloned()
-            .ok_or_else(|| format!("{flag} needs a value"))
+        match it.next() {
+            None => Err(format!("{flag} needs a value")),
+            // An empty name is no file: refused here, not found missing later.
+            Some(v) if v.is_empty() => Err(format!("{flag} needs a value, not an empty string")),
+            Some(v) => Ok(v.clone()),
+        }
     };
     let progress_mode = |v: &str| match v {
         "auto" | "line" => Ok(ProgressMode::Auto),

@@ -3,13 +3,18 @@
 use crate::args::{Command, FullSource, Invocation, RestoreArgs};
 use crate::report::{self, json_string, object, Reporter};
 use crate::Failure;
+use archive_format::display::{escape, safe_file_name};
 use archive_format::full::FullStream;
+use archive_format::input::{open_input, read_small, InputKind};
 use archive_format::locate::{find_full, search_dirs};
 use archive_format::restore::{
     check_base, nonzero_bytes, restore, restore_stream, BlockSink, DiscardSink, PriorImage,
     RestoreProgress, RestoreReport,
 };
-use archive_format::target::{RestoreTarget, TargetKind, TargetOptions};
+use archive_format::target::{
+    check_destination_name, resolve_destination, DestinationKind, RestoreTarget, TargetKind,
+    TargetOptions,
+};
 use archive_format::vmdk::DescriptorSpec;
 use archive_format::{hex, DeltaArchive, FullImage, Hash, Limits, Metadata};
 use std::fs::File;
@@ -72,7 +77,11 @@ fn authenticate(
     inv: &Invocation,
 ) -> Result<(), Failure> {
     let Some(path) = key else { return Ok(()) };
-    let key = archive_format::auth::Key::from_file(path)?;
+    // A FIFO or a device given as the key is refused at once, and a key
+    // file is small: never read without bound.
+    let secret = read_small(path, KEY_FILE_LIMIT, "key file")?;
+    let key = archive_format::auth::Key::from_secret(&secret)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     delta.authenticate(&key)?;
     if inv.chatty() {
         eprintln!(
@@ -84,8 +93,11 @@ fn authenticate(
     Ok(())
 }
 
+/// The largest key file read (`--key`).
+const KEY_FILE_LIMIT: u64 = 4096;
+
 pub fn open_delta(path: &Path) -> Result<DeltaArchive<File>, Failure> {
-    let file = File::open(path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    let file = open_input(path, InputKind::Regular)?;
     Ok(DeltaArchive::open(file, path, &Limits::default())?)
 }
 
@@ -214,11 +226,13 @@ pub fn run_restore(
     };
     let size = delta.header().image_size;
     // Everything that can be refused is refused before the disk is written:
-    // the .vmx asked for, then the full (found, opened and proven the right
-    // one), then the destination.
+    // the destination's kind and name, the .vmx asked for, then the full
+    // (found, opened and proven the right one), then the rest of the
+    // destination (existing files, locks, room, a device's size).
+    let to = destination_path(delta.meta(), &args.to, &kind)?;
     let vmx = match &args.vmx_dir {
         Some(dir) => {
-            let rename = args.rename_disk.then_some(args.to.as_path());
+            let rename = args.rename_disk.then_some(to.as_path());
             Some(VmxPlan::new(delta.meta(), dir, rename, args.force)?)
         }
         None => None,
@@ -230,10 +244,12 @@ pub fn run_restore(
     opts.resume = args.resume;
     opts.thin = args.thin;
     opts.space_check = args.space_check;
+    opts.identity = delta.identity();
+    opts.block_size = delta.header().block_size;
     if let (true, true, Base::File(full)) = (args.thin, args.space_check, &mut base) {
         opts.thin_bytes = Some(nonzero_bytes(delta, full)?);
     }
-    let mut target = RestoreTarget::create(&args.to, size, &opts)?;
+    let mut target = RestoreTarget::create(&to, size, &opts)?;
     log.resumed = target.resumed();
     if target.resumed() && inv.chatty() {
         eprintln!(
@@ -253,6 +269,12 @@ pub fn run_restore(
     );
     let report = match result {
         Ok(r) => r,
+        Err(e) if target.is_device() => {
+            return Err(Failure::IncompleteDevice {
+                cause: Box::new(e),
+                device: target.data_path().to_path_buf(),
+            });
+        }
         Err(e) => {
             // An interruption by the environment (a full disk, an I/O error)
             // leaves the proven blocks for --resume; so does any failure of a
@@ -284,15 +306,32 @@ pub fn run_restore(
         }
     };
     let data_file = target.data_path().to_path_buf();
-    target.commit(spec.as_ref())?;
+    let written = target.destination().to_path_buf();
+    let device = target.is_device();
+    target.commit(spec.as_ref()).map_err(|e| {
+        let e = Failure::from(e);
+        match device {
+            true => Failure::IncompleteDevice {
+                cause: Box::new(e),
+                device: data_file.clone(),
+            },
+            false => e,
+        }
+    })?;
     log.data_file = Some(data_file);
     if spec.is_some() {
-        log.descriptor = Some(args.to.clone());
+        log.descriptor = Some(written.clone());
     }
     if inv.chatty() {
+        // Say where the data went when a link was followed or a folder
+        // given: the path typed is not the file written.
+        let place = if written == args.to {
+            written.display().to_string()
+        } else {
+            format!("{} -> {}", args.to.display(), written.display())
+        };
         eprintln!(
-            "restored {} (every block verified, identity {})",
-            args.to.display(),
+            "restored {place} (every block verified, identity {})",
             hex(&report.identity)
         );
         eprintln!("{}", report::summary(&report.progress, log.secs));
@@ -305,6 +344,55 @@ pub fn run_restore(
         log.vmx = Some(plan.path);
     }
     Ok(())
+}
+
+/// `--to` as the restore uses it, decided before anything is written: an
+/// existing folder gets the disk under the backup's own disk name; the
+/// file name is one a descriptor can hold.
+fn destination_path(meta: &Metadata, to: &Path, kind: &TargetKind) -> Result<PathBuf, Failure> {
+    let place = resolve_destination(to)?;
+    let path = match place.kind {
+        DestinationKind::Folder => to.join(disk_file_name(meta, kind)),
+        DestinationKind::Device => return Ok(to.to_path_buf()),
+        DestinationKind::New | DestinationKind::File => {
+            check_destination_name(&place.path, kind)?;
+            return Ok(to.to_path_buf());
+        }
+    };
+    let inner = resolve_destination(&path)?;
+    if inner.kind == DestinationKind::Folder {
+        return Err(Failure::Usage(format!(
+            "{} is a folder, and so is {} in it; give the disk's file name",
+            to.display(),
+            path.display()
+        )));
+    }
+    if inner.kind != DestinationKind::Device {
+        check_destination_name(&inner.path, kind)?;
+    }
+    Ok(path)
+}
+
+/// The disk's file name in a folder given as `--to`: the backup's disk name
+/// (made safe), `.vmdk` for a VMDK, `.img` for a raw image; else the VM's
+/// name; else `restored`.
+pub fn disk_file_name(meta: &Metadata, kind: &TargetKind) -> String {
+    let safe = |n: &str| safe_file_name(n, 200).replace('"', "_");
+    let stem = |n: String| {
+        let n = n.strip_suffix(".vmdk").map(str::to_string).unwrap_or(n);
+        n.strip_suffix("-flat").map(str::to_string).unwrap_or(n)
+    };
+    let base = meta
+        .disk_name
+        .as_deref()
+        .map(|n| stem(safe(n)))
+        .filter(|n| !n.is_empty())
+        .or_else(|| meta.vm_name.as_deref().map(safe).filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| "restored".into());
+    match kind {
+        TargetKind::Raw => format!("{base}.img"),
+        TargetKind::Vmdk { .. } => format!("{base}.vmdk"),
+    }
 }
 
 /// The full a delta is rebuilt from: a file, proven the right one, or a
@@ -360,7 +448,7 @@ pub fn open_base(
             })?
         }
     };
-    let file = File::open(&path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    let file = open_input(&path, InputKind::Regular)?;
     let mut base = FullImage::open(file, &path, &Limits::default())?;
     check_base(delta, &mut base)?;
     Ok(Base::File(base))
@@ -433,11 +521,28 @@ impl VmxPlan {
             )));
         }
         let path = dir.join(vmx_file_name(meta, rename));
-        if !replace && path.symlink_metadata().is_ok() {
-            return Err(Failure::Usage(format!(
-                "{} already exists; use --force to replace it",
-                path.display()
-            )));
+        // Refused now, not after the disk is written: an existing name
+        // without --force, and a link or anything but a regular file even
+        // with it (never written through, never replaced).
+        match path.symlink_metadata() {
+            Ok(_) if !replace => {
+                return Err(Failure::Usage(format!(
+                    "{} already exists; use --force to replace it",
+                    path.display()
+                )))
+            }
+            Ok(m) if m.file_type().is_symlink() || !m.is_file() => {
+                return Err(Failure::Usage(format!(
+                    "{} is {}: sdar neither writes the .vmx through it nor replaces it; remove it or choose another folder",
+                    path.display(),
+                    if m.file_type().is_symlink() {
+                        "a symbolic link"
+                    } else {
+                        "not a regular file"
+                    }
+                )))
+            }
+            _ => {}
         }
         let mut note = String::new();
         let bytes = match rename {
@@ -454,6 +559,7 @@ impl VmxPlan {
                         .map_err(|why| {
                             Failure::Usage(format!("cannot name {new} in the .vmx: {why}"))
                         })?;
+                let (old, new) = (escape(old), escape(&new));
                 note = match n {
                     0 => format!(" (no entry named {old} was found: the .vmx is unchanged)"),
                     1 => format!(" (its disk entry now names {new})"),
@@ -478,24 +584,21 @@ impl VmxPlan {
 /// `<VM name>.vmx`, from the backup's metadata, made safe as a file name;
 /// else named after the disk.
 pub fn vmx_file_name(meta: &Metadata, disk: Option<&Path>) -> String {
-    let from_meta = meta.vm_name.as_deref().map(|n| {
-        n.chars()
-            .map(|c| if c == '/' || c.is_control() { '_' } else { c })
-            .collect::<String>()
-    });
-    let stem = from_meta
-        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+    // File names stop at 255 bytes; a VM name may be longer.
+    let stem = meta
+        .vm_name
+        .as_deref()
+        // A name that starts hidden or climbing (`../`) is not offered at all.
+        .filter(|n| !n.starts_with('.'))
+        .map(|n| safe_file_name(n, 200))
+        .filter(|n| !n.is_empty())
         .or_else(|| {
             disk.and_then(|d| d.file_stem())
-                .map(|s| s.to_string_lossy().into_owned())
+                .map(|s| safe_file_name(&s.to_string_lossy(), 200))
+                .filter(|n| !n.is_empty())
         })
         .unwrap_or_else(|| "restored".into());
-    // File names stop at 255 bytes; a VM name may be longer.
-    let mut end = stem.len().min(200);
-    while !stem.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}.vmx", &stem[..end])
+    format!("{stem}.vmx")
 }
 
 /// How a .vmx in `dir` names `disk`: by file name when they share a folder,
@@ -534,24 +637,13 @@ fn archive_path(inv: &Invocation) -> Result<PathBuf, Failure> {
 }
 
 /// Writes a file that must not exist yet (or, with `replace`, replaces one
-/// that is not a backup).
+/// that is not a backup), never through a link: a new name with
+/// `O_CREAT | O_EXCL | O_NOFOLLOW`, a replaced one through a temporary file
+/// renamed over it.
 pub fn write_new_file(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Failure> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if replace && !archive_format::target::is_backup(path) {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut f = options.open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => {
-            Failure::Usage(format!("{} already exists", path.display()))
-        }
-        _ => Failure::Other(format!("{}: {e}", path.display())),
-    })?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))
+    Ok(archive_format::target::write_file_replacing(
+        path, bytes, replace,
+    )?)
 }
 
 fn print_out(text: &str) -> Result<(), Failure> {

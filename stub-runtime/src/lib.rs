@@ -31,6 +31,12 @@ pub enum Failure {
         cause: Box<Failure>,
         partial: std::path::PathBuf,
     },
+    /// A restore onto a block device stopped part-way: the device holds
+    /// neither what it held before nor the restored disk.
+    IncompleteDevice {
+        cause: Box<Failure>,
+        device: std::path::PathBuf,
+    },
 }
 
 impl From<Error> for Failure {
@@ -47,7 +53,9 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Format(e) if e.is_integrity() => EXIT_INTEGRITY,
-            Failure::Interrupted { cause, .. } => cause.exit_code(),
+            Failure::Interrupted { cause, .. } | Failure::IncompleteDevice { cause, .. } => {
+                cause.exit_code()
+            }
             Failure::Reported(code) => *code,
             _ => EXIT_OTHER,
         }
@@ -64,6 +72,11 @@ impl std::fmt::Display for Failure {
                 f,
                 "{cause}\nThe blocks restored so far are kept in {}: run the same command again with --resume to continue (they are read back and checked), or delete that file.",
                 partial.display()
+            ),
+            Failure::IncompleteDevice { cause, device } => write!(
+                f,
+                "{cause}\nWARNING: {} NOW HOLDS AN INCOMPLETE IMAGE. It is not a usable disk: do not boot or mount it. Run the same command again to restore it (add --resume to keep the blocks already written, which are read back and checked).",
+                device.display()
             ),
         }
     }

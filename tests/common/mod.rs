@@ -632,3 +632,66 @@ impl Rng {
         v
     }
 }
+
+/// The restore mark's name for a restore to `dest` (SPEC.md §19.1).
+pub fn restore_mark_path(dest: &Path) -> PathBuf {
+    let name = dest.file_name().unwrap().to_string_lossy();
+    dest.with_file_name(format!(".{name}.sdar-restore"))
+}
+
+/// Leaves the restore mark (SPEC.md §19.1) that an sdar restore of the
+/// image of `delta` to `dest` writes for its data file `data`: what
+/// `--resume` needs before it takes a file over. `renamed` is the stage of
+/// a restore that died between renaming its extent and its descriptor.
+/// Encoded here from the spec's table, not by the library.
+pub fn plant_restore_mark(delta: &Path, dest: &Path, vmdk: bool, data: &Path, renamed: bool) {
+    let archive = archive_format::DeltaArchive::open(
+        fs::File::open(delta).unwrap(),
+        delta,
+        &archive_format::Limits::default(),
+    )
+    .unwrap();
+    let (identity, size) = (archive.identity(), archive.header().image_size);
+    write_restore_mark(dest, vmdk, &identity, size, data, renamed);
+}
+
+/// A restore mark with the given fields (SPEC.md §19.1 "Restore mark").
+pub fn write_restore_mark(
+    dest: &Path,
+    vmdk: bool,
+    identity: &[u8; 32],
+    image_size: u64,
+    data: &Path,
+    renamed: bool,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"\x89SDARMK\n");
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.push(vmdk as u8);
+    b.push(if renamed { 2 } else { 1 });
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(identity);
+    b.extend_from_slice(&image_size.to_le_bytes());
+    b.extend_from_slice(&fs::metadata(data).unwrap().ino().to_le_bytes());
+    let crc = mark_crc32(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    assert_eq!(b.len(), 68);
+    fs::write(restore_mark_path(dest), b).unwrap();
+}
+
+/// CRC-32 as gzip computes it, bit by bit.
+fn mark_crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

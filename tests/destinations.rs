@@ -1,0 +1,394 @@
+//! Destinations admins restore to (issue 12): a block device (a loop device
+//! here, reached directly and through a symbolic link as LVM's /dev/VG/LV
+//! is), a symbolic link to an image, a folder, and names that a VMDK
+//! descriptor cannot hold.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: usize = 1 << 20;
+const BLOCK: usize = 65_536;
+const FULL: &str = "backup/vm.full.gz";
+const DELTA: &str = "backup/vm-1.sdar";
+
+/// A 4 MiB disk with zero blocks, its full, and a delta of it changed.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    now: Vec<u8>,
+}
+
+impl Fixture {
+    fn new(seed: u64) -> Fixture {
+        let dir = scratch();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        for sub in ["vm", "backup", "out"] {
+            fs::create_dir(root.join(sub)).unwrap();
+        }
+        let sectors = (4 * MIB / 512) as u64;
+        let base = sample_vmdk(
+            &root.join("vm"),
+            "base",
+            DescriptorKind::MonolithicFlat,
+            sectors,
+            seed,
+        );
+        sdar(&root, &["full", "vm/base.vmdk", "-o", FULL, "-q"]).success();
+        let mut now = base.disk;
+        let mut rng = Rng::new(seed);
+        for b in (0..now.len() / BLOCK).step_by(5) {
+            let at = b * BLOCK + rng.below(BLOCK / 4096) * 4096;
+            rng.fill(&mut now[at..at + 4096]);
+        }
+        fs::write(root.join("vm/now-flat.vmdk"), &now).unwrap();
+        let descriptor =
+            descriptor_text(DescriptorKind::MonolithicFlat, sectors, "now-flat.vmdk", 0);
+        fs::write(root.join("vm/now.vmdk"), descriptor).unwrap();
+        sdar(
+            &root,
+            &["delta", "vm/now.vmdk", "--full", FULL, "-o", DELTA, "-q"],
+        )
+        .success();
+        assert!(
+            zero_blocks(&now, BLOCK) > 0,
+            "the disk needs zero blocks for the device tests"
+        );
+        Fixture {
+            _dir: dir,
+            root,
+            now,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// `ARCHIVE restore ARGS`, run by the archive itself.
+    fn restore(&self, args: &[&str]) -> Outcome {
+        let mut cmd = Command::new(self.path(DELTA));
+        cmd.arg("restore")
+            .args(args)
+            .current_dir(&self.root)
+            .env_remove("SDAR_FULL_PATH");
+        run_command(format!("{DELTA} restore {}", args.join(" ")), &mut cmd)
+    }
+}
+
+/// A loop device over a file, detached when dropped.
+struct LoopDevice {
+    dev: PathBuf,
+}
+
+impl LoopDevice {
+    /// A loop device of `len` bytes, every byte 0xff; `Err` says why not.
+    fn new(backing: &Path, len: usize) -> Result<LoopDevice, String> {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return Err("not root".into());
+        }
+        fs::write(backing, vec![0xffu8; len]).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(backing)
+            .output()
+            .map_err(|e| format!("losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "losetup -f --show failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Ok(LoopDevice { dev })
+    }
+
+    fn path(&self) -> &str {
+        self.dev.to_str().unwrap()
+    }
+
+    /// Reads the device's first `len` bytes through the device itself.
+    fn read(&self, len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; len];
+        fs::File::open(&self.dev)
+            .unwrap()
+            .read_exact_at(&mut buf, 0)
+            .unwrap();
+        buf
+    }
+
+    /// Writes `bytes` at `offset` through the device, synced.
+    fn write(&self, bytes: &[u8], offset: u64) {
+        let f = fs::OpenOptions::new().write(true).open(&self.dev).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    fn assert_still_a_device(&self, after: &str) {
+        let meta = fs::symlink_metadata(&self.dev).unwrap();
+        assert!(
+            meta.file_type().is_block_device(),
+            "{} is no longer a block device after `{after}`",
+            self.dev.display()
+        );
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// `--raw --to /dev/loopN --force` writes the disk in place, byte for byte,
+/// zero blocks included (the device held 0xff everywhere), and the node
+/// stays a block device; so does a restore through a symbolic link to it,
+/// which says where the data went. Without --force, without --raw, or held
+/// open exclusively by another program, it is refused and unchanged; a
+/// device one sector too small is refused with both sizes. `--resume
+/// --force` reads back what is there and rewrites only what differs.
+#[test]
+fn loop_device_is_restored_in_place() {
+    let f = Fixture::new(21);
+    let len = f.now.len();
+    let dev = match LoopDevice::new(&f.path("device.img"), len + MIB) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("NOT RUN: no loop device here: {why}");
+            return;
+        }
+    };
+    let ff = vec![0xffu8; len];
+
+    for (args, wanted) in [
+        (vec!["--raw", "--to", dev.path()], "--force"),
+        (vec!["--raw", "--to", dev.path(), "--resume"], "--force"),
+        (vec!["--to", dev.path(), "--force"], "--raw"),
+    ] {
+        let out = f.restore(&args);
+        assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+        assert!(out.stderr.contains(wanted), "{}", out.stderr);
+        dev.assert_still_a_device(&out.what);
+        assert!(dev.read(len) == ff, "`{}` wrote to the device", out.what);
+    }
+
+    // Held exclusively (as a mount or a running VM holds it).
+    {
+        let _held = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_excl())
+            .open(&dev.dev)
+            .unwrap();
+        let out = f.restore(&["--raw", "--to", dev.path(), "--force"]);
+        assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+        assert!(out.stderr.contains("in use"), "{}", out.stderr);
+        assert!(dev.read(len) == ff, "`{}` wrote to the device", out.what);
+    }
+
+    let out = f
+        .restore(&["--raw", "--to", dev.path(), "--force"])
+        .success();
+    dev.assert_still_a_device(&out.what);
+    assert_same_bytes(&dev.read(len), &f.now, "the loop device");
+
+    // Through a link, as /dev/VG/LV: 0xff again first.
+    dev.write(&ff, 0);
+    let link = f.path("out/lv");
+    std::os::unix::fs::symlink(&dev.dev, &link).unwrap();
+    let out = f.restore(&["--raw", "--to", "out/lv", "--force"]).success();
+    assert!(
+        out.stderr
+            .contains(&format!("restored out/lv -> {}", dev.path())),
+        "the output should say where the data went: {}",
+        out.stderr
+    );
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    dev.assert_still_a_device(&out.what);
+    assert_same_bytes(&dev.read(len), &f.now, "the loop device through a link");
+
+    // Blocks 3 and 40 damaged: --resume keeps the rest, rewrites those.
+    dev.write(&[0x5a; 100], 3 * BLOCK as u64 + 7);
+    dev.write(&[0x5a; 100], 40 * BLOCK as u64);
+    let out = f
+        .restore(&["--raw", "--to", "out/lv", "--force", "--resume", "--json"])
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["resumed"], true, "{doc}");
+    assert_eq!(
+        doc["kept_bytes"].as_u64().unwrap(),
+        (len - 2 * BLOCK) as u64,
+        "{doc}"
+    );
+    assert_same_bytes(&dev.read(len), &f.now, "the resumed loop device");
+
+    // Stopped part-way (the full cut short on standard input): the device
+    // is said, loudly, to hold an incomplete image.
+    let full = fs::read(f.path(FULL)).unwrap();
+    fs::write(f.path("half.full.gz"), &full[..full.len() / 2]).unwrap();
+    let mut cmd = Command::new(f.path(DELTA));
+    cmd.args([
+        "restore",
+        "--full",
+        "-",
+        "--raw",
+        "--to",
+        dev.path(),
+        "--force",
+    ])
+    .current_dir(&f.root)
+    .stdin(fs::File::open(f.path("half.full.gz")).unwrap());
+    let out = run_command(format!("{DELTA} restore --full - < half.full.gz"), &mut cmd);
+    assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{} NOW HOLDS AN INCOMPLETE IMAGE", dev.path())),
+        "{}",
+        out.stderr
+    );
+    dev.assert_still_a_device(&out.what);
+
+    // One sector too small.
+    let small = match LoopDevice::new(&f.path("small.img"), len - 512) {
+        Ok(d) => d,
+        Err(why) => panic!("a second loop device: {why}"),
+    };
+    let out = f.restore(&["--raw", "--to", small.path(), "--force"]);
+    assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+    assert!(
+        out.stderr.contains(&(len - 512).to_string()) && out.stderr.contains(&len.to_string()),
+        "the refusal should give both sizes: {}",
+        out.stderr
+    );
+    small.assert_still_a_device(&out.what);
+    assert!(small.read(len - 512) == vec![0xff; len - 512]);
+}
+
+fn libc_o_excl() -> i32 {
+    rustix::fs::OFlags::EXCL.bits() as i32
+}
+
+/// A symbolic link to an existing image is followed: the image is
+/// replaced (with --force), the link stays a link, and the output says
+/// where the data went; a VMDK's extent goes beside the link's target. A
+/// dangling link is refused and nothing is created.
+#[test]
+fn symlink_destination_is_followed() {
+    let f = Fixture::new(22);
+    fs::create_dir(f.path("real")).unwrap();
+    fs::write(f.path("real/disk.img"), b"old image").unwrap();
+    std::os::unix::fs::symlink("../real/disk.img", f.path("out/link.img")).unwrap();
+    let out = f.restore(&["--raw", "--to", "out/link.img"]);
+    assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    let out = f
+        .restore(&["--raw", "--to", "out/link.img", "--force"])
+        .success();
+    let real = f.path("real/disk.img");
+    assert!(
+        out.stderr
+            .contains(&format!("restored out/link.img -> {}", real.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(fs::symlink_metadata(f.path("out/link.img"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_same_bytes(&fs::read(&real).unwrap(), &f.now, "the link's target");
+    assert_eq!(listing(&f.path("out")), ["link.img"]);
+    assert_eq!(listing(&f.path("real")), ["disk.img"]);
+
+    // A VMDK through a link: descriptor and extent beside the target.
+    fs::write(f.path("real/vm.vmdk"), b"# old descriptor\n").unwrap();
+    std::os::unix::fs::symlink(f.path("real/vm.vmdk"), f.path("out/vm.vmdk")).unwrap();
+    f.restore(&["--to", "out/vm.vmdk", "--force", "-q"])
+        .success();
+    assert_same_bytes(
+        &fs::read(f.path("real/vm-flat.vmdk")).unwrap(),
+        &f.now,
+        "the extent beside the link's target",
+    );
+    let descriptor = fs::read_to_string(f.path("real/vm.vmdk")).unwrap();
+    assert!(descriptor.contains("\"vm-flat.vmdk\""), "{descriptor}");
+    assert_eq!(listing(&f.path("out")), ["link.img", "vm.vmdk"]);
+
+    std::os::unix::fs::symlink("nowhere/x.vmdk", f.path("out/dangling.vmdk")).unwrap();
+    for force in [false, true] {
+        let mut args = vec!["--to", "out/dangling.vmdk"];
+        if force {
+            args.push("--force");
+        }
+        let out = f.restore(&args);
+        assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+        assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+        assert!(fs::symlink_metadata(f.path("out/dangling.vmdk"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            listing(&f.path("out")),
+            ["dangling.vmdk", "link.img", "vm.vmdk"]
+        );
+    }
+}
+
+/// An existing folder as --to gets the disk under the backup's own disk
+/// name: `now.vmdk` and `now-flat.vmdk`, or `now.img` for --raw.
+#[test]
+fn folder_destination_gets_the_disk_name() {
+    let f = Fixture::new(23);
+    let out = f.restore(&["--to", "out"]).success();
+    assert!(
+        out.stderr.contains("restored out -> out/now.vmdk"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(listing(&f.path("out")), ["now-flat.vmdk", "now.vmdk"]);
+    assert_same_bytes(
+        &fs::read(f.path("out/now-flat.vmdk")).unwrap(),
+        &f.now,
+        "out/now-flat.vmdk",
+    );
+    fs::create_dir(f.path("raw")).unwrap();
+    f.restore(&["--raw", "--to", "raw/", "-q"]).success();
+    assert_eq!(listing(&f.path("raw")), ["now.img"]);
+    assert_same_bytes(
+        &fs::read(f.path("raw/now.img")).unwrap(),
+        &f.now,
+        "raw/now.img",
+    );
+    // The name in the folder is taken: refused without --force, as any.
+    let out = f.restore(&["--to", "out"]);
+    assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+}
+
+/// Names a descriptor cannot hold (a double quote, a newline, a tab, an
+/// escape) are refused before anything is written; so is an empty --to.
+#[test]
+fn names_a_descriptor_cannot_hold_are_refused() {
+    let f = Fixture::new(24);
+    for name in ["a\"b.vmdk", "a\nb.vmdk", "a\tb.vmdk", "a\x1b[2Jb.vmdk"] {
+        let to = format!("out/{name}");
+        let out = f.restore(&["--to", &to]);
+        assert_eq!(out.code, EXIT_USAGE, "{name:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("destination name"),
+            "{name:?}: {}",
+            out.stderr
+        );
+        assert_eq!(listing(&f.path("out")), Vec::<String>::new(), "{name:?}");
+    }
+    for args in [&["--to", ""][..], &["--raw", "--to", ""]] {
+        let out = f.restore(args);
+        assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+        assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    }
+}
