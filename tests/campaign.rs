@@ -73,7 +73,10 @@ const CRASH_DISK: u64 = 32 * MIB;
 const DEST: &str = "d.vmdk";
 const FLAT: &str = "d-flat.vmdk";
 const FLAT_PARTIAL: &str = ".d-flat.vmdk.sdar-partial";
-const DESCRIPTOR_PARTIAL: &str = ".d.vmdk.sdar-partial";
+const DESCRIPTOR_PARTIAL: &str = ".d.vmdk.sdar-descriptor";
+/// The restore mark (SPEC.md §19.1): it stays with an interrupted restore,
+/// so that `--resume` can prove the partial file is that restore's.
+const RESTORE_MARK: &str = ".d.vmdk.sdar-restore";
 
 /// A count from the environment, or `default`.
 fn env_count(name: &str, default: usize) -> usize {
@@ -1075,7 +1078,7 @@ fn judge_killed_restore(dir: &Path, now: &[u8], descriptor: &[u8]) -> Result<boo
     let has = |n: &str| names.iter().any(|x| x == n);
     for name in &names {
         match name.as_str() {
-            FLAT_PARTIAL | DESCRIPTOR_PARTIAL => {}
+            FLAT_PARTIAL | DESCRIPTOR_PARTIAL | RESTORE_MARK => {}
             FLAT => {
                 let bytes = fs::read(dir.join(FLAT)).unwrap();
                 if bytes != now {
@@ -1246,8 +1249,9 @@ fn crash_campaign_restore() {
 }
 
 /// What an interrupted `sdar full` or `sdar delta` may leave: hidden
-/// `.NAME.*.partial` files, and a final name only for an output that
-/// verifies with the identity of an uninterrupted run.
+/// `.NAME.*.partial` files, the empty `.NAME.lock` that kept a second
+/// writer out, and a final name only for an output that verifies with the
+/// identity of an uninterrupted run.
 struct Output<'a> {
     /// The final name, in the output folder.
     name: &'a str,
@@ -1271,8 +1275,14 @@ fn judge_outputs(
     for name in &names {
         let partial_of =
             |o: &Output| name.starts_with(&format!(".{}.", o.name)) && name.ends_with(".partial");
+        let lock_of = |o: &Output| *name == format!(".{}.lock", o.name);
         if expected.iter().any(partial_of) {
             partials += 1;
+        } else if expected.iter().any(lock_of) {
+            let len = fs::metadata(dir.join(name)).map_or(u64::MAX, |m| m.len());
+            if len != 0 {
+                return Err(format!("the lock file {name} holds {len} bytes"));
+            }
         } else if !expected.iter().any(|o| o.name == name) {
             return Err(format!("unexpected file {name}"));
         }
