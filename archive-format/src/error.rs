@@ -81,6 +81,11 @@ pub enum Error {
     Source { file: FileName, what: String },
     /// A MAC is missing, made with another key, or does not match.
     Unauthentic { file: FileName, what: String },
+    /// The system refused a resource the work needs (a thread, memory).
+    System { what: String },
+    /// A bug in sdar stopped the work (a worker thread panicked); the error
+    /// is reported rather than hanging or aborting.
+    Bug { what: String },
     /// The destination's filesystem has less free space than a restore needs.
     NoSpace {
         dir: FileName,
@@ -240,7 +245,11 @@ impl fmt::Display for Error {
                 "{}: {what} is {value}, above the limit of {limit}",
                 file.display()
             ),
-            Error::InvalidInput { what } => write!(f, "{what}"),
+            Error::InvalidInput { what } | Error::System { what } => write!(f, "{what}"),
+            Error::Bug { what } => write!(
+                f,
+                "internal error (a bug in sdar; please report it): {what}"
+            ),
             Error::Source { file, what } => write!(f, "{}: {what}", file.display()),
             Error::Unauthentic { file, what } => write!(
                 f,

@@ -49,7 +49,17 @@ where
                 // Hold the lock only to take a job, not while working on it.
                 let next = job_rx.lock().map(|rx| rx.recv());
                 let Ok(Ok((seq, job))) = next else { break };
-                if done_tx.send((seq, work(&mut state, job))).is_err() {
+                // A panic must still answer its job: the consumer waits for
+                // every job in order, so a silent one would hang the run.
+                // The worker's state may be broken after it: stop using it.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(&mut state, job)
+                }));
+                let (result, panicked) = match result {
+                    Ok(r) => (r, false),
+                    Err(payload) => (Err(panic_error(i, payload.as_ref())), true),
+                };
+                if done_tx.send((seq, result)).is_err() || panicked {
                     break;
                 }
             })?;
@@ -101,6 +111,18 @@ where
     })
 }
 
+/// The error for worker `i`'s panic, with the panic's message.
+fn panic_error(i: usize, payload: &(dyn std::any::Any + Send)) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    Error::Bug {
+        what: format!("worker thread {} panicked: {message}", i + 1),
+    }
+}
+
 /// Starts thread `i` of `of` in `scope`; a thread the system will not
 /// create (a process or memory limit) is an error to report, not a panic.
 pub(crate) fn spawn_scoped<'scope, 'env, T: Send + 'scope>(
@@ -113,10 +135,12 @@ pub(crate) fn spawn_scoped<'scope, 'env, T: Send + 'scope>(
         .name(format!("sdar-{i}"))
         .spawn_scoped(scope, f)
         .map_err(|e| {
-            Error::invalid(format!(
-                "cannot start thread {} of {of}: {e} (the system limits threads or memory; try fewer --threads)",
-                i + 1
-            ))
+            Error::System {
+                what: format!(
+                    "cannot start thread {} of {of}: {e} (the system limits threads or memory; try fewer --threads)",
+                    i + 1
+                ),
+            }
         })
 }
 
@@ -341,6 +365,36 @@ mod tests {
                 .find(|r| r.end > offset)
                 .map_or(u64::MAX..u64::MAX, |r| r.start.max(offset)..r.end))
         }
+    }
+
+    /// A worker that panics answers its job with an error, which stops the
+    /// run in job order; before, the consumer waited for that job forever.
+    #[test]
+    fn a_panicking_worker_is_an_error_not_a_hang() {
+        let mut next = 0u32;
+        let mut seen = Vec::new();
+        let result = run_ordered(
+            vec![(), (), ()],
+            6,
+            || {
+                next += 1;
+                Ok((next <= 50).then_some(next))
+            },
+            |_, job: u32| {
+                if job == 7 {
+                    panic!("job seven");
+                }
+                Ok(job)
+            },
+            |n| {
+                seen.push(n);
+                Ok(())
+            },
+        );
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Bug { .. }), "{err}");
+        assert!(err.to_string().contains("job seven"), "{err}");
+        assert_eq!(seen, (1..7).collect::<Vec<_>>());
     }
 
     /// A batch wholly in a hole takes no buffer, so a disk of holes costs
