@@ -272,3 +272,34 @@ fn menu_shows_metadata_escaped_and_suggests_a_safe_name() {
         compare.stdout_text()
     );
 }
+
+/// `extract-vmx` without `-o` gives the .vmx's bytes to a pipe as they are,
+/// and on a terminal shows them with the hostile displayName escaped; an
+/// error quoting a hostile name (here the full's, not found) is escaped too.
+#[test]
+fn extract_vmx_and_errors_reach_a_terminal_escaped() {
+    let b = backup();
+    let piped = sdar(&b.root, &["extract-vmx", ARCHIVE]).success();
+    assert!(
+        piped.stdout_text().contains(&b.vmx_name),
+        "a pipe gets the raw .vmx"
+    );
+    let mut cmd = Command::new(SDAR);
+    cmd.current_dir(&b.root).args(["extract-vmx", ARCHIVE]);
+    let mut pty = Pty::spawn(cmd);
+    pty.wait(TIMEOUT);
+    let shown = pty.transcript();
+    assert_terminal_safe(shown.as_bytes(), "extract-vmx on a terminal");
+    assert!(shown.contains("crm\\e]0;pwned"), "{shown:?}");
+
+    fs::remove_file(b.root.join(&b.full)).unwrap();
+    let mut cmd = Command::new(b.root.join(ARCHIVE));
+    cmd.current_dir(&b.root)
+        .env_remove("SDAR_FULL_PATH")
+        .args(["verify", "--full", &b.full]);
+    let mut pty = Pty::spawn(cmd);
+    pty.wait(TIMEOUT);
+    let shown = pty.transcript();
+    assert!(shown.contains("error: "), "{shown:?}");
+    assert_terminal_safe(shown.as_bytes(), "an error naming a hostile file");
+}

@@ -2,7 +2,7 @@
 //! members stock tools decompress, and records as bytes stock tools skip.
 
 mod gzip;
-mod zstd;
+pub(crate) mod zstd;
 
 use crate::archive_file::ReadAt;
 use crate::error::{Error, Result};

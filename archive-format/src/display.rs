@@ -43,6 +43,13 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A message of several lines, each shown as [`escape`] shows text: the
+/// line breaks stay, anything unsafe within a line (a name from a backup's
+/// metadata in an error) is escaped.
+pub fn escape_lines(text: &str) -> String {
+    text.split('\n').map(escape).collect::<Vec<_>>().join("\n")
+}
+
 /// Bytes that may not be UTF-8, shown as [`escape`] shows text (invalid
 /// sequences as U+FFFD).
 pub fn escape_bytes(bytes: &[u8]) -> String {
@@ -85,6 +92,11 @@ mod tests {
         assert_eq!(escape("\u{2066}\u{2069}"), "\\u{2066}\\u{2069}");
         assert_eq!(escape("\u{9b}2J"), "\\u{009B}2J");
         assert_eq!(escape("a\\nb"), "a\\\\nb");
+    }
+
+    #[test]
+    fn lines_keep_their_breaks() {
+        assert_eq!(escape_lines("a\x1b[2J\nb\u{202E}c"), "a\\e[2J\nb\\u{202E}c");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn open_input(path: &Path, kind: InputKind) -> Result<File> {
             "{} is {what}; sdar reads {wanted} here{}",
             path.display(),
             if t.is_fifo() || t.is_char_device() {
-                " (to read a stream, use `-` where the command takes standard input)"
+                " (a stream is read only as standard input, `-`, where a command offers it, such as `--full -`)"
             } else {
                 ""
             }

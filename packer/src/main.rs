@@ -66,7 +66,11 @@ fn main() -> ExitCode {
             ExitCode::from(e.downcast_ref::<RuntimeExit>().map_or(EXIT_OTHER, |r| r.0))
         }
         Err(e) => {
-            eprintln!("sdar: error: {}", message(&e));
+            // Errors may quote names from a backup's metadata.
+            eprintln!(
+                "sdar: error: {}",
+                archive_format::display::escape_lines(&message(&e))
+            );
             ExitCode::from(exit_code(&e))
         }
     }

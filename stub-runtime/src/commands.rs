@@ -43,9 +43,20 @@ pub fn dispatch(inv: &Invocation) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::Other("this backup carries no .vmx file".into()))?;
             match output {
                 Some(p) => write_new_file(p, &vmx, false),
-                None => std::io::stdout()
-                    .write_all(&vmx)
-                    .map_err(|e| Failure::Other(format!("cannot write to stdout: {e}"))),
+                None => {
+                    // Bytes for a pipe or a file; on a terminal, the text
+                    // with anything that could drive the terminal escaped.
+                    let out = std::io::stdout();
+                    let shown = if std::io::IsTerminal::is_terminal(&out) {
+                        archive_format::display::escape_lines(&String::from_utf8_lossy(&vmx))
+                            .into_bytes()
+                    } else {
+                        vmx
+                    };
+                    out.lock()
+                        .write_all(&shown)
+                        .map_err(|e| Failure::Other(format!("cannot write to stdout: {e}")))
+                }
             }
         }
         Command::Verify { full, json, key } => {

@@ -128,7 +128,11 @@ pub fn run(argv: Vec<OsString>) -> u8 {
             e.exit_code()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors may quote names from the backup's metadata.
+            eprintln!(
+                "error: {}",
+                archive_format::display::escape_lines(&e.to_string())
+            );
             e.exit_code()
         }
     }

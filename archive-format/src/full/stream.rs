@@ -60,8 +60,10 @@ impl<R: Read> FullStream<R> {
             codec.read_record(&mut src, head_span, TAG_META, limits.max_record_len)?;
         let meta = Metadata::decode(name, head_span, &meta_body, limits)?;
         let mut dctx = zstd_safe::DCtx::create();
-        dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(21))
-            .map_err(|_| Error::invalid("zstd rejected a parameter"))?;
+        dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(
+            crate::codec::zstd::WINDOW_LOG_MAX,
+        ))
+        .map_err(|_| Error::invalid("zstd rejected a parameter"))?;
         Ok(FullStream {
             segment_start: src.position(),
             src,
