@@ -392,3 +392,19 @@ fn names_a_descriptor_cannot_hold_are_refused() {
         assert!(out.stderr.contains("empty"), "{}", out.stderr);
     }
 }
+
+/// The files a restore creates (extent, descriptor, raw image) are readable
+/// by their owner only, as the backups they come from are.
+#[test]
+fn restored_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new(41);
+    fx.restore(&["--to", "out/vm.vmdk", "-q"]).success();
+    fx.restore(&["--to", "out/raw.img", "--raw", "-q"])
+        .success();
+    for name in ["out/vm.vmdk", "out/vm-flat.vmdk", "out/raw.img"] {
+        let mode = fs::metadata(fx.path(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+    }
+    assert_eq!(fs::read(fx.path("out/raw.img")).unwrap(), fx.now);
+}

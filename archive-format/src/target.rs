@@ -199,6 +199,11 @@ pub fn check_destination_name(dest: &Path, kind: &TargetKind) -> Result<()> {
     Ok(())
 }
 
+/// Permission bits of the files a restore creates (the umask may remove
+/// more): a restored disk holds what its backup holds, and backups are
+/// readable by their owner only. ESXi creates its disks the same way.
+pub const RESTORED_MODE: u32 = 0o600;
+
 /// A destination being written.
 #[derive(Debug)]
 pub struct RestoreTarget {
@@ -443,7 +448,7 @@ impl RestoreTarget {
         let file = match target_partial.take() {
             Some(f) => f,
             None => {
-                let f = create_exclusive(&data_tmp, 0o666).map_err(|e| {
+                let f = create_exclusive(&data_tmp, RESTORED_MODE).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
                         Error::invalid(format!(
                             "{} appeared while this restore started: another program is writing there",
@@ -594,7 +599,7 @@ impl RestoreTarget {
                     std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, None, e))?;
                 }
                 let write = || -> std::io::Result<()> {
-                    let f = create_exclusive(&tmp, 0o666)?;
+                    let f = create_exclusive(&tmp, RESTORED_MODE)?;
                     f.write_all_at(spec.render().as_bytes(), 0)?;
                     f.sync_all()
                 };
