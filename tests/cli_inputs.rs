@@ -673,3 +673,34 @@ fn a_full_filesystem_for_the_companion_says_out_of_space() {
         out.stderr
     );
 }
+
+/// A FIFO, a link to a FIFO and a second name of someone's file, planted
+/// where an earlier run's abandoned temporary file would be, are neither
+/// opened (which blocks forever on a FIFO, with the destination's lock
+/// held) nor removed: only a regular file of one link can be one of ours.
+#[test]
+fn planted_partials_are_not_opened_or_removed() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = scratch();
+    let dir = s.path();
+    let disk = small_disk(dir, "d.raw");
+    let fifo = mkfifo(dir, ".d.full.gz.abcdef.partial");
+    let link = dir.join(".d.full.gz.ghijkl.partial");
+    std::os::unix::fs::symlink(mkfifo(dir, "elsewhere"), &link).unwrap();
+    let delta_link = dir.join(".d.sdar.ghijkl.partial");
+    std::os::unix::fs::symlink("elsewhere", &delta_link).unwrap();
+    fs::write(dir.join("keep"), b"someone's data").unwrap();
+    let second_name = dir.join(".d.full.gz.mnopqr.partial");
+    fs::hard_link(dir.join("keep"), &second_name).unwrap();
+    sdar_deadline(dir, &["full", "d.raw", "-o", "d.full.gz", "-q"]).success();
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read_link(&link).unwrap(), dir.join("elsewhere"));
+    assert_eq!(fs::read_link(&delta_link).unwrap(), Path::new("elsewhere"));
+    assert!(fs::symlink_metadata(dir.join("elsewhere"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(fs::read(&second_name).unwrap(), b"someone's data");
+    let restored = stock(dir, "zcat", &["d.full.gz"]);
+    assert_same_bytes(&restored.stdout, &disk, "zcat of the full");
+}

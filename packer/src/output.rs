@@ -44,6 +44,7 @@ fn hidden_prefix(name: &str, max: usize) -> String {
 /// that were killed before they could clean up: those nobody holds locked.
 /// A run still writing holds its lock, and keeps its file.
 fn remove_abandoned(dir: &Path, prefix: &str) {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -59,11 +60,35 @@ fn remove_abandoned(dir: &Path, prefix: &str) {
         if abandoned_name.is_none_or(|random| random.len() != 6) {
             continue;
         }
-        let Ok(f) = File::open(entry.path()) else {
+        // Only a regular file can be one of ours. The type (lstat) is
+        // checked before any open: opening a planted FIFO or tape device
+        // blocks, and a link would be followed.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(entry.path())
+        else {
             continue;
         };
-        if entry.file_type().is_ok_and(|t| t.is_file())
+        // The name may have been replaced between the lstat and the open.
+        let Ok(meta) = f.metadata() else {
+            continue;
+        };
+        let still_this_file = || {
+            entry
+                .path()
+                .symlink_metadata()
+                .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino())
+        };
+        if meta.is_file()
+            && meta.nlink() == 1
             && rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+            && still_this_file()
         {
             let _ = std::fs::remove_file(entry.path());
         }
