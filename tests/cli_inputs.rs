@@ -704,3 +704,190 @@ fn planted_partials_are_not_opened_or_removed() {
     let restored = stock(dir, "zcat", &["d.full.gz"]);
     assert_same_bytes(&restored.stdout, &disk, "zcat of the full");
 }
+
+/// A loop device on a file of 0xff bytes, detached when dropped.
+struct LoopDevice(PathBuf);
+
+impl LoopDevice {
+    fn new(backing: &Path) -> Result<LoopDevice, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("not root".into());
+        }
+        fs::write(backing, vec![0xffu8; 1 << 20]).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(backing)
+            .output()
+            .map_err(|e| format!("losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(LoopDevice(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim(),
+        )))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// `-o` naming a symbolic link, a FIFO, a folder or a block device is
+/// refused (exit 2), with or without --force, saying what it is; the link,
+/// the node and what they name are left as they were, and no lock or
+/// temporary file is left behind.
+#[test]
+fn outputs_that_are_not_regular_files_are_refused_even_with_force() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = scratch();
+    let dir = s.path();
+    small_disk(dir, "d.raw");
+    sdar(dir, &["full", "d.raw", "-o", "d.full.gz", "-q"]).success();
+    fs::write(dir.join("target"), b"the file the link names").unwrap();
+    std::os::unix::fs::symlink("target", dir.join("link.full.gz")).unwrap();
+    std::os::unix::fs::symlink("target", dir.join("link.sdar")).unwrap();
+    mkfifo(dir, "pipe.full.gz");
+    mkfifo(dir, "pipe.sdar");
+    fs::create_dir(dir.join("folder.sdar")).unwrap();
+    let mut cases: Vec<(Vec<String>, &str)> = Vec::new();
+    let own = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    for (out, kind) in [
+        ("link.full.gz", "a symbolic link"),
+        ("pipe.full.gz", "a FIFO"),
+    ] {
+        cases.push((own(&["full", "d.raw", "-o", out]), kind));
+    }
+    for (out, kind) in [
+        ("link.sdar", "a symbolic link"),
+        ("pipe.sdar", "a FIFO"),
+        ("folder.sdar", "a folder"),
+    ] {
+        cases.push((
+            own(&["delta", "d.raw", "--full", "d.full.gz", "-o", out]),
+            kind,
+        ));
+        cases.push((own(&["companion", "d.full.gz", "-o", out]), kind));
+    }
+    let lodev = LoopDevice::new(&dir.join("backing"));
+    match &lodev {
+        Ok(dev) => {
+            let dev = dev.0.to_str().unwrap();
+            cases.push((own(&["full", "d.raw", "-o", dev]), "a block device"));
+            cases.push((
+                own(&["companion", "d.full.gz", "-o", dev]),
+                "a block device",
+            ));
+        }
+        Err(why) => eprintln!("NOT RUN (the block device cases): {why}"),
+    }
+    let before = listing(dir);
+    for (args, kind) in &cases {
+        for force in [false, true] {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.push("-q");
+            if force {
+                args.push("--force");
+            }
+            let out = sdar_deadline(dir, &args).expect_code(EXIT_USAGE);
+            assert!(
+                out.stderr.contains("sdar writes backups as regular files")
+                    && out.stderr.contains(kind),
+                "`{}` does not say the output is {kind}:\n{}",
+                out.what,
+                out.stderr
+            );
+        }
+    }
+    assert_eq!(listing(dir), before, "files were added or removed");
+    for link in ["link.full.gz", "link.sdar"] {
+        assert_eq!(fs::read_link(dir.join(link)).unwrap(), Path::new("target"));
+    }
+    assert_eq!(
+        fs::read(dir.join("target")).unwrap(),
+        b"the file the link names"
+    );
+    for pipe in ["pipe.full.gz", "pipe.sdar"] {
+        assert!(fs::symlink_metadata(dir.join(pipe))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+    assert!(fs::symlink_metadata(dir.join("folder.sdar"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(fs::read_dir(dir.join("folder.sdar")).unwrap().count(), 0);
+    if let Ok(dev) = &lodev {
+        let meta = fs::symlink_metadata(&dev.0).unwrap();
+        assert!(
+            meta.file_type().is_block_device(),
+            "{} replaced",
+            dev.0.display()
+        );
+        let folder = dev.0.parent().unwrap();
+        let name = dev.0.file_name().unwrap().to_string_lossy().into_owned();
+        let leftovers: Vec<_> = fs::read_dir(folder)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!(".{name}.")))
+            .collect();
+        assert_eq!(
+            leftovers,
+            Vec::<String>::new(),
+            "left in {}",
+            folder.display()
+        );
+        let mut head = vec![0u8; 4096];
+        use std::os::unix::fs::FileExt;
+        fs::File::open(&dev.0)
+            .unwrap()
+            .read_exact_at(&mut head, 0)
+            .unwrap();
+        assert!(head.iter().all(|&b| b == 0xff), "the device was written");
+    }
+}
+
+/// `--force` replaces the regular file it was given for, and nothing that
+/// took its name while the backup was written: a link put there meanwhile
+/// is left as it is.
+#[test]
+fn force_does_not_replace_a_name_changed_while_writing() {
+    let s = scratch();
+    let dir = s.path();
+    sample_disk(dir, "d.raw", 48 << 20, 9);
+    fs::write(dir.join("x.full.gz"), b"old full").unwrap();
+    fs::write(dir.join("x.sdar"), b"old delta").unwrap();
+    fs::write(dir.join("target"), b"the file the link names").unwrap();
+    let mut child = spawn_sdar(dir, &["full", "d.raw", "-o", "x.full.gz", "--force", "-q"]);
+    if !stop_once_writing(dir, &mut child) {
+        let _ = child.wait();
+        eprintln!("NOT RUN: sdar ended before it could be stopped while writing");
+        return;
+    }
+    for name in ["x.full.gz", "x.sdar"] {
+        fs::remove_file(dir.join(name)).unwrap();
+        std::os::unix::fs::symlink("target", dir.join(name)).unwrap();
+    }
+    signal(&child, rustix::process::Signal::CONT);
+    let out = wait_deadline(child, "sdar full --force".into(), Duration::from_secs(120));
+    assert_ne!(out.code, EXIT_OK, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("changed while the backup was written"),
+        "{}",
+        out.stderr
+    );
+    for name in ["x.full.gz", "x.sdar"] {
+        assert_eq!(
+            fs::read_link(dir.join(name)).unwrap(),
+            Path::new("target"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        fs::read(dir.join("target")).unwrap(),
+        b"the file the link names"
+    );
+    assert_eq!(hidden(dir), Vec::<String>::new());
+}

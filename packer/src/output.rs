@@ -179,25 +179,22 @@ impl Drop for DestinationLock {
 pub struct PendingOutput {
     tmp: NamedTempFile,
     dest: PathBuf,
-    force: bool,
+    /// What `dest` was when `--force` allowed replacing it; `None`: absent.
+    checked: Option<ExistingOutput>,
     // Declared last: dropped after the temporary file is gone.
     _lock: DestinationLock,
 }
 
 impl PendingOutput {
-    /// Refuses an existing `dest` unless `force`, takes the destination's
+    /// Refuses a `dest` that is not a regular file, and an existing one
+    /// unless `force` (see `ExistingOutput::check`), takes the destination's
     /// lock (refusing while another sdar writes it), then creates the
     /// temporary file in the same folder (so the final rename is atomic),
     /// with permission bits `mode` from its creation on (0o600 for a full,
     /// 0o700 for a delta archive: both hold disk blocks).
     pub fn create(dest: &Path, force: bool, mode: u32) -> Result<Self> {
         use std::os::unix::fs::PermissionsExt;
-        if !force && dest.symlink_metadata().is_ok() {
-            bail!(crate::UsageError(format!(
-                "{} already exists; use --force to replace it",
-                dest.display()
-            )));
-        }
+        let checked = ExistingOutput::check(dest, force)?;
         let dir = folder_of(dest);
         let name = dest
             .file_name()
@@ -223,7 +220,7 @@ impl PendingOutput {
         Ok(PendingOutput {
             tmp,
             dest: dest.to_path_buf(),
-            force,
+            checked,
             _lock: lock,
         })
     }
@@ -255,17 +252,104 @@ impl PendingOutput {
             .with_context(|| format!("cannot sync {}", self.dest.display()))?;
         let dest = self.dest.clone();
         let PendingOutput {
-            tmp, force, _lock, ..
+            tmp,
+            checked,
+            _lock,
+            ..
         } = self;
-        if force {
-            tmp.persist(&dest).map_err(|e| e.error)
-        } else {
-            tmp.persist_noclobber(&dest).map_err(|e| e.error)
+        match checked {
+            // Replaces only the file --force was given for: a name turned
+            // into a link or a device since is left alone.
+            Some(old) => {
+                old.still_there(&dest)?;
+                tmp.persist(&dest).map_err(|e| e.error)
+            }
+            None => tmp.persist_noclobber(&dest).map_err(|e| e.error),
         }
         .with_context(|| format!("cannot move the finished file to {}", dest.display()))?;
         if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Make the rename itself durable; some filesystems cannot sync a folder.
             let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+/// The regular file at an output's name that `--force` replaces, known by
+/// its device and inode numbers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ExistingOutput {
+    dev: u64,
+    ino: u64,
+}
+
+impl ExistingOutput {
+    /// Refuses a `dest` that is not a regular file, with or without
+    /// `force` (sdar writes backups as regular files, and renaming over a
+    /// device node, a link or a FIFO would replace it, not write to it), and
+    /// an existing one without `force`. The file to replace, if any.
+    fn check(dest: &Path, force: bool) -> Result<Option<Self>> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = match dest.symlink_metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", dest.display())),
+        };
+        let t = meta.file_type();
+        let what = if t.is_file() {
+            None
+        } else if t.is_symlink() {
+            Some(
+                "a symbolic link (sdar does not write backups through links: name the file itself)",
+            )
+        } else if t.is_dir() {
+            Some("a folder (name the backup file, in it or elsewhere)")
+        } else if t.is_block_device() {
+            Some("a block device")
+        } else if t.is_char_device() {
+            Some("a character device")
+        } else if t.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else {
+            Some("not a regular file")
+        };
+        if let Some(what) = what {
+            bail!(crate::UsageError(format!(
+                "sdar writes backups as regular files; {} is {what}",
+                dest.display()
+            )));
+        }
+        if !force {
+            bail!(crate::UsageError(format!(
+                "{} already exists; use --force to replace it",
+                dest.display()
+            )));
+        }
+        Ok(Some(ExistingOutput {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }))
+    }
+
+    /// Fails unless `dest` is still this regular file.
+    fn still_there(self, dest: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let now = dest.symlink_metadata().ok();
+        let same = now.is_some_and(|m| {
+            m.is_file()
+                && ExistingOutput {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                } == self
+        });
+        if !same {
+            bail!(
+                "{} changed while the backup was written (it is no longer the file --force was \
+                 given for); nothing was replaced",
+                dest.display()
+            );
         }
         Ok(())
     }
