@@ -223,6 +223,128 @@ fn nul_before_descriptor_text_is_refused() {
     sdar(dir, &["full", "crm.vmdk", "-o", "x.full.gz", "-q"]).success();
 }
 
+/// A loop device attached to `file`, detached when dropped.
+struct LoopDevice(String);
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// Root only: attaches `file` to a free loop device; `None` (having said
+/// NOT RUN) when that cannot be done here.
+fn attach_loop(file: &Path) -> Option<LoopDevice> {
+    let attach = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(file)
+        .output();
+    match attach {
+        Ok(o) if o.status.success() => Some(LoopDevice(
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )),
+        Ok(o) => {
+            eprintln!(
+                "NOT RUN: losetup failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("NOT RUN: cannot run losetup: {e}");
+            None
+        }
+    }
+}
+
+/// Root only: a block device given as the source is looked at as a file
+/// is (its size is found by seeking to its end, which must not hide its
+/// first bytes): one holding a qcow2 image is refused as qcow2, one
+/// holding a raw disk is backed up as it is.
+#[test]
+fn block_device_source_is_recognised_by_its_first_bytes() {
+    let scratch = scratch();
+    let dir = scratch.path();
+    stock(
+        dir,
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", "d.qcow2", "64M"],
+    )
+    .success();
+    let qcow2 = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("d.qcow2"))
+        .unwrap();
+    qcow2.set_len(MIB).unwrap();
+    drop(qcow2);
+    let Some(attached) = attach_loop(&dir.join("d.qcow2")) else {
+        return;
+    };
+    let out = sdar(dir, &["full", &attached.0, "-o", "q.full.gz", "-q"]).expect_code(EXIT_OTHER);
+    assert!(
+        out.stderr.contains("qcow2") && out.stderr.contains("qemu-img convert -f qcow2"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("q.full.gz").exists(), "{:?}", listing(dir));
+    drop(attached);
+
+    let disk = sample_disk(dir, "backing.raw", 2 * MIB, 7);
+    let Some(attached) = attach_loop(&dir.join("backing.raw")) else {
+        return;
+    };
+    sdar(dir, &["full", &attached.0, "-o", "b.full.gz", "-q"]).success();
+    sdar(dir, &["restore", "b.sdar", "--raw", "--to", "out.raw"]).success();
+    assert_same_bytes(&fs::read(dir.join("out.raw")).unwrap(), &disk, "restored");
+}
+
+/// A descriptor's ZERO extent has no file to bound it: a disk larger than
+/// any reader accepts is refused at once, naming its size and the limit,
+/// instead of being read for ever or written as an image no reader opens.
+/// So is a descriptor whose extents add up to just above the limit.
+#[test]
+fn disk_larger_than_readers_accept_is_refused_at_once() {
+    let scratch = scratch();
+    let dir = scratch.path();
+    let limit: u64 = 1 << 48;
+    let cases = [
+        ("huge.vmdk", 18_014_398_509_481_983u64),
+        ("above.vmdk", limit / 512 + 1),
+    ];
+    for (name, sectors) in cases {
+        fs::write(
+            dir.join(name),
+            vmware_descriptor("monolithicFlat", &format!("RW {sectors} ZERO\n")),
+        )
+        .unwrap();
+        let before = listing(dir);
+        let started = Instant::now();
+        let out = sdar_with_timeout(dir, &["full", name, "-o", "x.full.gz", "-q"])
+            .expect_code(EXIT_OTHER);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let size = (sectors * 512).to_string();
+        for want in [name, size.as_str(), &limit.to_string()] {
+            assert!(
+                out.stderr.contains(want),
+                "should say {want}:\n{}",
+                out.stderr
+            );
+        }
+        assert_eq!(listing(dir), before);
+    }
+    // A small ZERO disk still backs up.
+    fs::write(
+        dir.join("small.vmdk"),
+        vmware_descriptor("monolithicFlat", "RW 2048 ZERO\n"),
+    )
+    .unwrap();
+    sdar(dir, &["full", "small.vmdk", "-o", "s.full.gz", "-q"]).success();
+}
+
 /// Root only: a flat extent that is a loop device, named by a link beside
 /// the descriptor as ESXi names its raw devices.
 #[test]
@@ -230,31 +352,10 @@ fn block_device_extent_is_sized_by_its_end() {
     let scratch = scratch();
     let dir = scratch.path();
     let disk = sample_disk(dir, "backing.raw", 4 * MIB, 5);
-    let attach = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(dir.join("backing.raw"))
-        .output();
-    let loop_dev = match attach {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        Ok(o) => {
-            eprintln!(
-                "NOT RUN: losetup failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("NOT RUN: cannot run losetup: {e}");
-            return;
-        }
+    let Some(attached) = attach_loop(&dir.join("backing.raw")) else {
+        return;
     };
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").args(["-d", &self.0]).status();
-        }
-    }
-    let _detach = Detach(loop_dev.clone());
+    let loop_dev = attached.0.clone();
     std::os::unix::fs::symlink(&loop_dev, dir.join("dev-flat.vmdk")).unwrap();
     fs::write(
         dir.join("dev.vmdk"),
@@ -682,4 +783,39 @@ fn vmx_two_disks_of_one_name_are_never_guessed() {
             && vmx.contains("scsi0:1.fileName = \"CRM.vmdk\""),
         "{vmx}"
     );
+}
+
+/// A .vmx value's `|1B` decodes to a real ESC: the warning that lists the
+/// entries shows it as `\e`, never as the byte a terminal would obey.
+#[test]
+fn vmx_warning_shows_decoded_control_characters_escaped() {
+    let scratch = scratch();
+    let dir = scratch.path();
+    sample_disk(dir, "a\u{1b}b.vmdk", MIB, 11);
+    fs::write(
+        dir.join("vm.vmx"),
+        "scsi0:0.fileName = \"/vmfs/volumes/ds1/vm/a|1Bb.vmdk\"\n\
+         scsi0:1.fileName = \"/vmfs/volumes/ds2/vm/a|1Bb.vmdk\"\n",
+    )
+    .unwrap();
+    let out = sdar(
+        dir,
+        &[
+            "full",
+            "a\u{1b}b.vmdk",
+            "--vmx",
+            "vm.vmx",
+            "-o",
+            "b.full.gz",
+            "-q",
+        ],
+    )
+    .success();
+    assert!(
+        out.stderr.contains("2 disks named a\\eb.vmdk"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("ds2/vm/a\\eb.vmdk"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
 }

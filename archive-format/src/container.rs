@@ -3,6 +3,7 @@
 //! they were the guest's disk. Each is refused with the command that turns
 //! it into something sdar reads.
 
+use crate::display::shell_word;
 use std::path::Path;
 
 /// A container format sdar does not read.
@@ -114,12 +115,12 @@ pub fn is_sparse_extent(kind: &str) -> bool {
 /// says it was recognised by its first or last bytes, which a raw disk
 /// could hold by chance; a descriptor's createType is not such a chance.
 pub fn refusal(path: &Path, what: &str, format: &str, by_magic: bool) -> String {
-    let src = shell_quote(&path.display().to_string());
+    let src = shell_word(&path.display().to_string());
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "disk".into());
-    let raw = shell_quote(
+    let raw = shell_word(
         &path
             .with_file_name(format!("{stem}.raw"))
             .display()
@@ -140,19 +141,6 @@ pub fn refusal(path: &Path, what: &str, format: &str, by_magic: bool) -> String 
         text += "\nIf the file really is a raw disk that merely holds these bytes, give --source-format raw.";
     }
     text
-}
-
-/// `s` as one shell word: unchanged when it holds only safe characters,
-/// else in single quotes.
-fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
-    if safe {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]
@@ -195,6 +183,5 @@ mod tests {
             text.contains("qemu-img convert -f qcow2 -O raw 'my disk.qcow2' 'my disk.raw'"),
             "{text}"
         );
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

@@ -58,26 +58,65 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 
 /// A file name made from untrusted text: unsafe characters and `/` become
 /// `_`, a leading `.` is dropped (no hidden or `..` names), and the result
-/// is cut (on a character boundary) to `max_bytes`. May be empty.
+/// is cut (on a character boundary, by [`cut_to`]) to `max_bytes`. May be
+/// empty.
 pub fn safe_file_name(text: &str, max_bytes: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_bytes));
-    for c in text.chars() {
-        let c = if is_unsafe_char(c) || c == '/' || c == '\0' {
-            '_'
-        } else {
-            c
-        };
-        if out.len() + c.len_utf8() > max_bytes {
-            break;
-        }
-        out.push(c);
+    let mapped: String = text
+        .chars()
+        .map(|c| {
+            if is_unsafe_char(c) || c == '/' || c == '\0' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    cut_to(&mapped, max_bytes)
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn cut_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
-    out.trim_start_matches('.').to_string()
+    &s[..end]
+}
+
+/// `s` as one shell word, for a command shown to the user to copy: as it
+/// is when it holds only safe characters, else in single quotes.
+pub fn shell_word(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("a/b.full.gz"), "a/b.full.gz");
+        assert_eq!(shell_word("my disk"), "'my disk'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn cuts_on_character_boundaries() {
+        assert_eq!(cut_to("héllo", 2), "h");
+        assert_eq!(cut_to("héllo", 3), "hé");
+        assert_eq!(cut_to("abc", 10), "abc");
+    }
 
     #[test]
     fn plain_text_is_borrowed() {

@@ -40,6 +40,13 @@ impl ImageHeader {
                 "segment_blocks {segment_blocks} must be between 1 and {MAX_SEGMENT_BLOCKS}"
             )));
         }
+        // An image no reader would open is not worth writing.
+        let limit = Limits::default().max_image_size;
+        if image_size > limit {
+            return Err(Error::invalid(format!(
+                "image size {image_size} is above the limit of {limit} bytes"
+            )));
+        }
         Ok(ImageHeader {
             version_major: VERSION_MAJOR,
             version_minor: VERSION_MINOR,
@@ -222,4 +229,17 @@ pub(crate) fn check_preamble(
         });
     }
     Ok((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_larger_than_readers_accept_is_refused() {
+        let limit = Limits::default().max_image_size;
+        assert!(ImageHeader::new(Codec::Zstd, 65536, 1024, limit).is_ok());
+        let err = ImageHeader::new(Codec::Zstd, 65536, 1024, limit + 1).unwrap_err();
+        assert!(err.to_string().contains("above the limit"), "{err}");
+    }
 }

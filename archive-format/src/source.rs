@@ -141,6 +141,7 @@ impl DiskSource {
                 return Self::open_descriptor(path, descriptor);
             }
         }
+        check_size(path, len)?;
         Ok(DiskSource {
             data_path: path.to_path_buf(),
             size: len,
@@ -282,6 +283,7 @@ impl DiskSource {
                 file: Some((index, start)),
             });
         }
+        check_size(path, size)?;
         let first = pieces.iter().find_map(|p| p.file);
         Ok(DiskSource {
             data_path: first.map_or(path.to_path_buf(), |(i, _)| files[i].path.clone()),
@@ -516,14 +518,40 @@ impl DiskBytes for DiskFile<'_> {
     }
 }
 
+/// Refuses a disk larger than any reader accepts (`Limits::default()`):
+/// a backup of it could never be read back. A descriptor's ZERO extents
+/// have no file to bound them, so this is the only bound on their size.
+fn check_size(path: &Path, size: u64) -> Result<()> {
+    let limit = crate::Limits::default().max_image_size;
+    if size > limit {
+        return Err(Error::Source {
+            file: path.to_path_buf(),
+            what: format!(
+                "the disk is {size} bytes, above the limit of {limit} bytes ({} TiB) that sdar reads back",
+                limit >> 40
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The first bytes of a file, enough to tell a descriptor or a container
-/// format: at most a descriptor's largest size, never more.
+/// format: at most a descriptor's largest size, never more. Read by
+/// position from byte 0, never through the cursor: finding a block
+/// device's size leaves the cursor at its end.
 fn read_head(file: &File, path: &Path, len: u64) -> Result<Vec<u8>> {
-    let mut head = Vec::new();
-    let limit = len.min(vmdk::MAX_DESCRIPTOR_LEN as u64);
-    file.take(limit)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io(path, Some(head.len() as u64), e))?;
+    let limit = len.min(vmdk::MAX_DESCRIPTOR_LEN as u64) as usize;
+    let mut head = vec![0u8; limit];
+    let mut done = 0;
+    while done < limit {
+        match file.read_at(&mut head[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, Some(done as u64), e)),
+        }
+    }
+    head.truncate(done);
     Ok(head)
 }
 

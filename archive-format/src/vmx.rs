@@ -1,6 +1,7 @@
 //! The .vmx file: the VM's configuration, kept byte for byte in metadata.
 //! Only a few keys are read, to fill in names the user did not give.
 
+use crate::display::{escape, escape_bytes};
 use std::path::{Component, Path, PathBuf};
 
 /// `key = "value"` pairs of a .vmx, in file order, with the values'
@@ -82,12 +83,15 @@ pub fn vmx_facts_at(
             match matching.as_slice() {
                 [one] => Some(*one),
                 _ => {
+                    // The names are the .vmx's text: escaped here, where
+                    // the message is made, so no caller prints them raw.
                     facts.warning = Some(format!(
-                        "the .vmx has {} disks named {disk} ({}) and {}: the disk's slot is left unknown (give --scsi-id to record it)",
+                        "the .vmx has {} disks named {} ({}) and {}: the disk's slot is left unknown (give --scsi-id to record it)",
                         several.len(),
+                        escape(disk),
                         several
                             .iter()
-                            .map(|e| format!("{} = \"{}\"", e.key, e.value))
+                            .map(|e| format!("{} = \"{}\"", escape(&e.key), escape(&e.value)))
                             .collect::<Vec<_>>()
                             .join(", "),
                         if matching.is_empty() {
@@ -284,15 +288,15 @@ pub fn rename_disk(
     } else {
         let listed = matches
             .iter()
-            .map(|m| format!("{} = \"{}\"", m.4, String::from_utf8_lossy(&m.5)))
+            .map(|m| format!("{} = \"{}\"", escape(&m.4), escape_bytes(&m.5)))
             .collect::<Vec<_>>()
             .join(", ");
         return Err(format!(
             "the .vmx names {} different disks {} ({listed}) and {}, so which one to change cannot be told; restore without --rename-disk and edit the .vmx",
             values.len(),
-            String::from_utf8_lossy(old_name),
+            escape_bytes(old_name),
             match slot {
-                Some(s) => format!("the backup's slot {s} is none of them"),
+                Some(s) => format!("the backup's slot {} is none of them", escape(s)),
                 None => "the backup records no slot".into(),
             }
         ));
@@ -600,6 +604,22 @@ mod tests {
             let err = rename_disk(vmx, "CRM.vmdk", slot, "new.vmdk").unwrap_err();
             assert!(err.contains("cannot be told"), "{err}");
         }
+    }
+
+    #[test]
+    fn decoded_control_characters_reach_messages_escaped() {
+        // `|1B` decodes to a real ESC: the messages that list the values
+        // show it as `\e`, never as the byte itself.
+        let vmx = b"scsi0:0.fileName = \"a|1Bb.vmdk\"\nscsi0:1.fileName = \"x/a|1Bb.vmdk\"\n";
+        let warning = vmx_facts(vmx, Some("a\u{1b}b.vmdk")).warning.unwrap();
+        assert!(!warning.contains('\u{1b}'), "{warning:?}");
+        assert!(warning.contains("x/a\\eb.vmdk"), "{warning}");
+        let err = rename_disk(vmx, "a\u{1b}b.vmdk", Some("\u{1b}[2J"), "new.vmdk").unwrap_err();
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+        assert!(
+            err.contains("x/a\\eb.vmdk") && err.contains("\\e[2J"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::cli::CompanionArgs;
 use crate::output::{print, refuse_inputs, PendingOutput};
 use anyhow::{Context, Result};
+use archive_format::display::shell_word;
 use archive_format::input::{open_input, InputKind};
 use archive_format::{FullImage, Limits};
 use std::path::Path;
@@ -70,11 +71,11 @@ pub fn failed_beside(
     });
     let mut command = format!(
         "sdar companion {} -o {}",
-        shell_word(full),
-        shell_word(delta)
+        shell_word(&full.to_string_lossy()),
+        shell_word(&delta.to_string_lossy())
     );
     if let Some(k) = key {
-        command += &format!(" --key {}", shell_word(k));
+        command += &format!(" --key {}", shell_word(&k.to_string_lossy()));
     }
     e.context(format!(
         "{} is complete and usable, but the delta that restores it, {}, could not be written{}; write it once there is room with: {command}",
@@ -82,31 +83,4 @@ pub fn failed_beside(
         delta.display(),
         if out_of_space { " (out of space)" } else { "" },
     ))
-}
-
-/// `path` as one shell word: as it is when it holds only safe characters,
-/// else in single quotes.
-fn shell_word(path: &Path) -> String {
-    let s = path.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/+:,=@%".contains(c))
-    {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_word;
-    use std::path::Path;
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(shell_word(Path::new("a/b.full.gz")), "a/b.full.gz");
-        assert_eq!(shell_word(Path::new("my disk")), "'my disk'");
-        assert_eq!(shell_word(Path::new("it's")), "'it'\\''s'");
-    }
 }

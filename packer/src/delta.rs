@@ -5,6 +5,7 @@ use crate::output::{print, refuse_inputs, PendingOutput};
 use crate::progress;
 use crate::runtime::RUNTIME;
 use anyhow::{Context, Result};
+use archive_format::display::cut_to;
 use archive_format::input::{open_input, InputKind};
 use archive_format::layout::{DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
@@ -32,16 +33,6 @@ pub fn beside_full(full: &Path) -> PathBuf {
         crate::output::name_max(dir).saturating_sub(".sdar".len()),
     );
     full.with_file_name(format!("{stem}.sdar"))
-}
-
-/// The longest start of `s` of at most `max` bytes that ends on a
-/// character boundary.
-pub fn cut_to(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn header(

@@ -200,7 +200,7 @@ fn default_name_within(meta: &Metadata, suffix: &str, max: usize) -> String {
         })
         .collect();
     let room = max.saturating_sub(stamp.len() + suffix.len() + 1);
-    let head = crate::delta::cut_to(&head, room);
+    let head = archive_format::display::cut_to(&head, room);
     let name = if head.is_empty() && parts.is_empty() {
         stamp
     } else {

@@ -102,6 +102,15 @@ impl<W: Write> DeltaWriter<W> {
                 "map_entries must be 1..={MAX_MAP_ENTRIES}"
             )));
         }
+        // An archive no reader would open is not worth writing.
+        let limit = crate::Limits::default().max_image_size;
+        for size in [header.image_size, header.base_image_size] {
+            if size > limit {
+                return Err(Error::invalid(format!(
+                    "image size {size} is above the limit of {limit} bytes"
+                )));
+            }
+        }
         let mut w = DeltaWriter {
             out: NamedWriter::new(out, name.into()),
             group: Vec::new(),
@@ -462,4 +471,32 @@ fn encode_change<B: Read + Seek>(
     let mut member = Vec::new();
     w.encoder.encode(raw, &mut member)?;
     Ok(Change::Stored(ChangeKind::Data, hash, member))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_larger_than_readers_accept_is_refused() {
+        let limit = crate::Limits::default().max_image_size;
+        for (image_size, base_image_size) in [(limit + 1, 4096), (4096, limit + 1)] {
+            let header = DeltaHeader {
+                version_major: 1,
+                version_minor: 0,
+                compat_flags: 0,
+                incompat_flags: 0,
+                codec: Codec::Zstd,
+                block_size: 4096,
+                map_entries: 1,
+                image_size,
+                base_image_size,
+                base_identity: [7; 32],
+            };
+            let err = DeltaWriter::new(Vec::new(), "t", b"", header, &Metadata::default())
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("above the limit"), "{err}");
+        }
+    }
 }
