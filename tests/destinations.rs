@@ -408,3 +408,323 @@ fn restored_files_are_private() {
     }
     assert_eq!(fs::read(fx.path("out/raw.img")).unwrap(), fx.now);
 }
+
+/// `ARCHIVE restore --full - ARGS` reading the full from a pipe this test
+/// feeds: the first half, then (once the partial data file `partial`
+/// exists) `meanwhile` runs, then the rest. Returns the outcome.
+fn restore_from_pipe(
+    f: &Fixture,
+    args: &[&str],
+    partial: &Path,
+    meanwhile: impl FnOnce(),
+) -> Outcome {
+    use std::io::Write;
+    let full = fs::read(f.path(FULL)).unwrap();
+    let mut child = Command::new(f.path(DELTA))
+        .args(["restore", "--full", "-"])
+        .args(args)
+        .current_dir(&f.root)
+        .env_remove("SDAR_FULL_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let half = full.len() / 2;
+    stdin.write_all(&full[..half]).unwrap();
+    let start = std::time::Instant::now();
+    while partial.symlink_metadata().is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{} never appeared",
+            partial.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    meanwhile();
+    // The restore may already have failed and closed the pipe.
+    let _ = stdin.write_all(&full[half..]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        what: format!("{DELTA} restore --full - {}", args.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A file that appears at the destination's name while a restore runs (a
+/// restore takes hours) is never replaced: the restore fails, says so, and
+/// keeps the proven data and its mark, so that `--resume` finishes once the
+/// name is free. The same for the extent and the descriptor of a VMDK, and,
+/// with --force, for a replaced file that another took the place of.
+#[test]
+fn a_file_appearing_at_the_destination_meanwhile_is_kept() {
+    let f = Fixture::new(51);
+    let planted = b"an admin's own file, put here while the restore ran".to_vec();
+    let cases: [(&[&str], &str, &str, bool); 4] = [
+        (
+            &["--raw", "--to", "out/r.img"],
+            "out/r.img",
+            "out/.r.img.sdar-partial",
+            false,
+        ),
+        (
+            &["--to", "out/v.vmdk"],
+            "out/v-flat.vmdk",
+            "out/.v-flat.vmdk.sdar-partial",
+            false,
+        ),
+        (
+            &["--to", "out/w.vmdk"],
+            "out/w.vmdk",
+            "out/.w-flat.vmdk.sdar-partial",
+            false,
+        ),
+        (
+            &["--raw", "--force", "--to", "out/f.img"],
+            "out/f.img",
+            "out/.f.img.sdar-partial",
+            true,
+        ),
+    ];
+    for (args, name, partial, existing) in cases {
+        let to = args[args.len() - 1];
+        if existing {
+            fs::write(f.path(name), b"the old disk").unwrap();
+        }
+        let out = restore_from_pipe(&f, args, &f.path(partial), || {
+            // A new file, not the one checked at the start.
+            let _ = fs::remove_file(f.path(name));
+            fs::write(f.path(name), &planted).unwrap();
+        });
+        assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
+        assert!(
+            out.stderr.contains("appeared while the restore ran"),
+            "`{}`: {}",
+            out.what,
+            out.stderr
+        );
+        assert_eq!(
+            fs::read(f.path(name)).unwrap(),
+            planted,
+            "`{}` replaced {name}",
+            out.what
+        );
+        let marked = restore_mark_path(&f.path(to)).exists();
+        assert!(
+            marked,
+            "`{}` removed its mark: {:?}",
+            out.what,
+            listing(&f.path("out"))
+        );
+        // The name freed, --resume finishes from what was proven.
+        fs::remove_file(f.path(name)).unwrap();
+        let mut again = args.to_vec();
+        again.retain(|a| *a != "--force");
+        again.extend(["--resume", "-q"]);
+        f.restore(&again).success();
+        let data = if to.ends_with(".vmdk") {
+            to.replace(".vmdk", "-flat.vmdk")
+        } else {
+            to.to_string()
+        };
+        assert_same_bytes(&fs::read(f.path(&data)).unwrap(), &f.now, &data);
+    }
+    let left: Vec<_> = listing(&f.path("out"))
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Legal names up to 255 bytes restore: the restore's hidden files (mark,
+/// partial, descriptor temporary) take a hashed name when `.NAME.sdar-…`
+/// would be too long, and `--resume` finds them again. A VMDK whose extent
+/// name would pass 255 bytes is refused before anything is written.
+#[test]
+fn the_longest_names_restore_and_resume() {
+    use std::io::Write;
+    let f = Fixture::new(52);
+    let vmdk = format!("out/{}.vmdk", "v".repeat(245));
+    let raw = format!("out/{}", "r".repeat(255));
+    f.restore(&["--to", &vmdk, "-q"]).success();
+    let flat = vmdk.replace(".vmdk", "-flat.vmdk");
+    assert_same_bytes(&fs::read(f.path(&flat)).unwrap(), &f.now, "the extent");
+    assert!(fs::read_to_string(f.path(&vmdk))
+        .unwrap()
+        .contains(&flat[4..]));
+    f.restore(&["--raw", "--to", &raw, "-q"]).success();
+    assert_same_bytes(&fs::read(f.path(&raw)).unwrap(), &f.now, "the raw image");
+    assert_eq!(
+        listing(&f.path("out")).len(),
+        3,
+        "{:?}",
+        listing(&f.path("out"))
+    );
+
+    // Interrupted (killed half-way through the full on a pipe), then resumed.
+    for (kind, to) in [
+        ("vmdk", format!("out/{}.vmdk", "w".repeat(245))),
+        ("raw", format!("out/{}", "s".repeat(255))),
+    ] {
+        let mut args = vec!["restore", "--full", "-", "--to", to.as_str()];
+        if kind == "raw" {
+            args.push("--raw");
+        }
+        let full = fs::read(f.path(FULL)).unwrap();
+        let mut child = Command::new(f.path(DELTA))
+            .args(&args)
+            .current_dir(&f.root)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&full[..full.len() * 3 / 4]).unwrap();
+        let start = std::time::Instant::now();
+        let hidden = |suffix: &str| {
+            listing(&f.path("out"))
+                .into_iter()
+                .find(|n| n.starts_with(".sdar-") && n.ends_with(suffix))
+        };
+        while hidden(".sdar-partial").is_none() || hidden(".sdar-restore").is_none() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{:?}",
+                listing(&f.path("out"))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(stdin);
+        for n in [
+            hidden(".sdar-partial").unwrap(),
+            hidden(".sdar-restore").unwrap(),
+        ] {
+            // `.sdar-` + 16 hex digits + `.sdar-WHAT`.
+            assert!(n.as_bytes()[6..22].iter().all(u8::is_ascii_hexdigit), "{n}");
+            assert_eq!(&n[22..28], ".sdar-", "{n}");
+        }
+        let mut again = vec!["--to", to.as_str(), "--resume", "--json"];
+        if kind == "raw" {
+            again.push("--raw");
+        }
+        let out = f.restore(&again).success();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["resumed"], true, "{kind}: {doc}");
+        let data = if kind == "vmdk" {
+            to.replace(".vmdk", "-flat.vmdk")
+        } else {
+            to.clone()
+        };
+        assert_same_bytes(&fs::read(f.path(&data)).unwrap(), &f.now, &data);
+        assert!(hidden("").is_none(), "{:?}", listing(&f.path("out")));
+    }
+
+    // 246 bytes before .vmdk: the extent's name would be 256 bytes.
+    let before = listing(&f.path("out"));
+    let too_long = format!("out/{}.vmdk", "x".repeat(246));
+    let out = f.restore(&["--to", &too_long]);
+    assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+    assert!(out.stderr.contains("too long"), "{}", out.stderr);
+    assert_eq!(listing(&f.path("out")), before);
+}
+
+/// `--force` over an existing VMDK removes the old descriptor before the
+/// new extent takes the old one's name (SPEC.md §19): a crash between the
+/// two leaves the old extent alone, without a descriptor, and the mark
+/// naming the proven partial. `--resume` finishes from there.
+#[test]
+fn resume_finishes_a_force_commit_cut_after_the_old_descriptor_went() {
+    let f = Fixture::new(53);
+    let old = vec![0x33u8; f.now.len()];
+    fs::write(f.path("out/d-flat.vmdk"), &old).unwrap();
+    let partial = f.path("out/.d-flat.vmdk.sdar-partial");
+    fs::write(&partial, &f.now).unwrap();
+    plant_restore_mark(&f.path(DELTA), &f.path("out/d.vmdk"), true, &partial, true);
+    let out = f
+        .restore(&["--to", "out/d.vmdk", "--resume", "-q"])
+        .success();
+    assert_same_bytes(
+        &fs::read(f.path("out/d-flat.vmdk")).unwrap(),
+        &f.now,
+        &out.what,
+    );
+    assert!(fs::read_to_string(f.path("out/d.vmdk"))
+        .unwrap()
+        .contains("d-flat.vmdk"));
+    assert_eq!(
+        listing(&f.path("out")),
+        vec!["d-flat.vmdk".to_string(), "d.vmdk".to_string()]
+    );
+}
+
+/// A restore onto a device that fails before writing a block (the full on
+/// standard input is cut in its first block) says the device was not written,
+/// not that it holds an incomplete image.
+#[test]
+fn a_device_restore_failing_before_any_write_says_so() {
+    let f = Fixture::new(54);
+    let len = f.now.len();
+    let dev = match LoopDevice::new(&f.path("device.img"), len + MIB) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("NOT RUN: no loop device here: {why}");
+            return;
+        }
+    };
+    // The full's header and the start of its first member: the restore
+    // starts, then finds the first block cut short.
+    let full = fs::read(f.path(FULL)).unwrap();
+    fs::write(f.path("junk"), &full[..2000]).unwrap();
+    let mut cmd = Command::new(f.path(DELTA));
+    cmd.args([
+        "restore",
+        "--full",
+        "-",
+        "--raw",
+        "--to",
+        dev.path(),
+        "--force",
+    ])
+    .current_dir(&f.root)
+    .stdin(fs::File::open(f.path("junk")).unwrap());
+    let out = run_command(format!("{DELTA} restore --full - < junk"), &mut cmd);
+    assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
+    assert!(!out.stderr.contains("INCOMPLETE"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("Nothing was written to {}", dev.path())),
+        "{}",
+        out.stderr
+    );
+    assert!(dev.read(len) == vec![0xffu8; len], "the device was written");
+}
+
+/// A key file over 4 KiB is not a key file: a usage error (exit 2) from the
+/// archive itself and from `sdar restore`, as from `sdar verify`.
+#[test]
+fn an_oversized_key_file_is_a_usage_error_everywhere() {
+    let f = Fixture::new(55);
+    fs::write(f.path("big.key"), vec![7u8; 4097]).unwrap();
+    let out = f.restore(&["--key", "big.key", "--to", "out/k.vmdk"]);
+    assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+    assert!(out.stderr.contains("at most 4096"), "{}", out.stderr);
+    let mut cmd = Command::new(f.path(DELTA));
+    cmd.args(["verify", "--key", "big.key"])
+        .current_dir(&f.root);
+    let out = run_command(format!("{DELTA} verify --key big.key"), &mut cmd);
+    assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+    assert!(out.stderr.contains("at most 4096"), "{}", out.stderr);
+    let out = sdar(
+        &f.root,
+        &["restore", DELTA, "--key", "big.key", "--to", "out/k.vmdk"],
+    );
+    assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
+    assert!(listing(&f.path("out")).is_empty());
+}

@@ -18,10 +18,11 @@ use crate::background_sync::BackgroundSync;
 use crate::error::{Error, Hash, Result};
 use crate::restore::{BlockSink, PriorImage};
 use crate::vmdk::{DescriptorSpec, SECTOR};
-pub use files::write_file_replacing;
 use files::{
-    create_exclusive, holds_backup, locked_by_another, open_nofollow, owned_single_regular,
+    create_exclusive, holds_backup, identity, locked_by_another, open_nofollow,
+    owned_single_regular, remove_if_unchanged, rename_if_unchanged, NameWas,
 };
+pub use files::{hidden_prefix, name_max, write_file_replacing};
 use mark::{MarkFile, MarkRecord, MarkStage, MARK_KIND_RAW, MARK_KIND_VMDK};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -196,6 +197,16 @@ pub fn check_destination_name(dest: &Path, kind: &TargetKind) -> Result<()> {
     if vmdk && text.contains('"') {
         return bad("holds a double quote, which a VMDK descriptor cannot name its extent with");
     }
+    if vmdk {
+        let flat = flat_path(dest);
+        let flat_len = flat.file_name().map_or(0, |n| n.len());
+        let max = name_max(&folder_of(dest));
+        if flat_len > max {
+            return bad(&format!(
+                "is too long for a VMDK: its extent's name (NAME-flat.vmdk) would be {flat_len} bytes, and this filesystem takes at most {max}"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -231,7 +242,14 @@ pub struct RestoreTarget {
     mark: Option<MarkFile>,
     /// Locks on the files being replaced, held until they are.
     _in_use: Vec<File>,
+    /// What stood at the final names when they were checked: renamed over
+    /// only if they still are that (SPEC.md §19).
+    dest_was: NameWas,
+    data_was: NameWas,
     committed: bool,
+    /// Some block was handed to the file (or device): a failure before any
+    /// leaves a device as it was.
+    wrote: bool,
 }
 
 impl RestoreTarget {
@@ -334,7 +352,10 @@ impl RestoreTarget {
             keep: true,
             mark: None,
             _in_use: Vec::new(),
+            dest_was: None,
+            data_was: None,
             committed: false,
+            wrote: false,
         })
     }
 
@@ -367,16 +388,23 @@ impl RestoreTarget {
             }
         }
         // An extent to be taken back is checked for locks when taken over.
-        let mut replaced = vec![dest];
-        if data_final != dest && !orphan_candidate {
-            replaced.push(data_final.as_path());
-        }
         let mut in_use = Vec::new();
-        for p in replaced {
-            if let Some(f) = lock_existing(p)? {
-                in_use.push(f);
-            }
-        }
+        let mut lock = |p: &Path| -> Result<NameWas> {
+            let Some(f) = lock_existing(p)? else {
+                return Ok(None);
+            };
+            let id = identity(&f).map_err(|e| Error::io(p, None, e))?;
+            in_use.push(f);
+            Ok(Some(id))
+        };
+        let dest_was = lock(dest)?;
+        let mut data_was = if data_final == dest {
+            dest_was
+        } else if !orphan_candidate {
+            lock(&data_final)?
+        } else {
+            None
+        };
         let len = match opts.kind {
             TargetKind::Raw => size,
             TargetKind::Vmdk { .. } => size.div_ceil(SECTOR) * SECTOR,
@@ -399,8 +427,19 @@ impl RestoreTarget {
             })
         };
         let marked_here = ours(&mark.found);
-        if orphan_candidate {
-            adopt_orphan_extent(&mark, marked_here, &data_final, &data_tmp)?;
+        if orphan_candidate
+            && adopt_orphan_extent(&mark, marked_here, &data_final, &data_tmp)? == Orphan::Replaced
+        {
+            // A --force commit died after removing the old descriptor: the
+            // old extent is still to be replaced by the proven data.
+            let id = lock_existing(&data_final)?
+                .map(|f| {
+                    let id = identity(&f).map_err(|e| Error::io(&data_final, None, e));
+                    in_use.push(f);
+                    id
+                })
+                .transpose()?;
+            data_was = id;
         }
         let mut partial = None;
         match data_tmp.symlink_metadata() {
@@ -483,11 +522,14 @@ impl RestoreTarget {
             zeros: Vec::new(),
             resumed,
             _in_use: in_use,
+            dest_was,
+            data_was,
             // What an earlier run left is never removed by a run that did not
             // take it over.
             keep: resumed,
             mark: None,
             committed: false,
+            wrote: false,
         };
         mark.write(&MarkRecord {
             data_ino: ino,
@@ -549,6 +591,12 @@ impl RestoreTarget {
         self.resumed
     }
 
+    /// True once any block was written (or a write was tried): until then a
+    /// device holds what it held before.
+    pub fn wrote_any(&self) -> bool {
+        self.wrote
+    }
+
     /// An interrupted restore's data, to be read back and proven block by
     /// block: `Some` only when resuming.
     pub fn prior(&self) -> Result<Option<PriorImage>> {
@@ -577,6 +625,12 @@ impl RestoreTarget {
     /// the data is renamed, and the mark records the rename first: if the
     /// process dies between the two renames, `--resume` takes the extent
     /// back because the mark names it (`adopt_orphan_extent`).
+    ///
+    /// A final name is only renamed over while it still is what was checked
+    /// at the start: absent (`RENAME_NOREPLACE`) or, with `--force`, the
+    /// same file. With `--force` over an existing VMDK, the old descriptor
+    /// is removed before the data is renamed, so that the old descriptor is
+    /// never beside the new extent.
     pub fn commit(mut self, spec: Option<&DescriptorSpec>) -> Result<()> {
         if let Some(sync) = self.sync.take() {
             sync.finish()
@@ -638,13 +692,45 @@ impl RestoreTarget {
                 }
             }
         }
-        if let Err(e) = std::fs::rename(&self.data_tmp, &self.data_final) {
+        // A name that appeared (or changed) while the restore ran is left
+        // alone, and so are the proven data and the mark: nothing is lost.
+        let appeared = |this: &mut Self, name: &Path, e: std::io::Error| {
+            this.set_keep(true);
+            Error::invalid(format!(
+                "{} appeared while the restore ran ({e}); it was left as it is, and the restored disk is kept in {}: rename that, or run again with --resume (or --force to replace {})",
+                name.display(),
+                this.data_tmp.display(),
+                name.display()
+            ))
+        };
+        // With --force over a VMDK, the old descriptor goes first: a crash
+        // then leaves the old extent without a descriptor (which --resume
+        // replaces, the mark naming the partial), never the old descriptor
+        // beside the new extent, which would look like a usable disk.
+        if let (Some(_), Some(was)) = (&descriptor, self.dest_was) {
+            if let Err(e) = remove_if_unchanged(&self.dest, was) {
+                remove_tmp(&descriptor);
+                let dest = self.dest.clone();
+                return Err(match e.kind() {
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound => {
+                        appeared(&mut self, &dest, e)
+                    }
+                    _ => Error::io(&dest, None, e),
+                });
+            }
+        }
+        if let Err(e) = rename_if_unchanged(&self.data_tmp, &self.data_final, self.data_was) {
             remove_tmp(&descriptor);
-            return Err(Error::io(&self.data_final, None, e));
+            let data_final = self.data_final.clone();
+            return Err(match e.kind() {
+                std::io::ErrorKind::AlreadyExists => appeared(&mut self, &data_final, e),
+                _ => Error::io(&data_final, None, e),
+            });
         }
         self.committed = true;
         if let Some(tmp) = descriptor {
-            if let Err(e) = std::fs::rename(&tmp, &self.dest) {
+            // The old descriptor, if any, is gone: the name must be free.
+            if let Err(e) = rename_if_unchanged(&tmp, &self.dest, None) {
                 let _ = std::fs::remove_file(&tmp);
                 // The extent stays under its final name, with the mark that
                 // lets `--resume` take it back: what it replaced is gone, and
@@ -652,14 +738,22 @@ impl RestoreTarget {
                 if let Some(mark) = &mut self.mark {
                     mark.remove_on_drop = false;
                 }
+                let what = match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => format!(
+                        "{} appeared while the restore ran; it was left as it is",
+                        self.dest.display()
+                    ),
+                    _ => e.to_string(),
+                };
                 return Err(Error::io(
                     &self.dest,
                     None,
                     std::io::Error::new(
                         e.kind(),
                         format!(
-                            "{e}; the restored extent is {}: run again with --resume to write its descriptor",
-                            self.data_final.display()
+                            "{what}; the restored extent is {}: rename or remove {} and run again with --resume to write its descriptor",
+                            self.data_final.display(),
+                            self.dest.display()
                         ),
                     ),
                 ));
@@ -715,6 +809,9 @@ impl BlockSink for RestoreTarget {
 
 impl RestoreTarget {
     fn write_at(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        // Set before the write: a write that fails part-way may have
+        // changed bytes.
+        self.wrote = true;
         self.file
             .write_all_at(data, offset)
             .map_err(|e| Error::io(&self.data_tmp, Some(offset), explain_room(e, self.len)))?;
@@ -881,26 +978,42 @@ fn adopt_orphan_extent(
     marked_here: bool,
     data_final: &Path,
     data_tmp: &Path,
-) -> Result<()> {
+) -> Result<Orphan> {
     let refuse = |why: &str| {
         Err(Error::invalid(format!(
             "{} already exists and {why}; use --force to replace it",
             data_final.display()
         )))
     };
-    let named = match (&mark.found, open_nofollow(data_final, false)) {
+    let is_marked = |p: &Path| match (&mark.found, open_nofollow(p, false)) {
         (Some(r), Ok(f)) if r.stage == MarkStage::Renamed => f
             .metadata()
             .is_ok_and(|m| m.ino() == r.data_ino && m.dev() == mark.dev()),
         _ => false,
     };
-    if !marked_here || !named {
+    if marked_here && is_marked(data_tmp) {
+        // The mark names the partial, not the extent: a --force commit
+        // removed the old descriptor and died before renaming the data over
+        // the old extent (SPEC.md §19). The partial is resumed.
+        return Ok(Orphan::Replaced);
+    }
+    if !marked_here || !is_marked(data_final) {
         return refuse("no interrupted sdar restore of this disk left it");
     }
     if data_tmp.symlink_metadata().is_ok() {
         return refuse(&format!("{} exists too", data_tmp.display()));
     }
-    std::fs::rename(data_final, data_tmp).map_err(|e| Error::io(data_final, None, e))
+    std::fs::rename(data_final, data_tmp).map_err(|e| Error::io(data_final, None, e))?;
+    Ok(Orphan::Adopted)
+}
+
+/// What `--resume` found at a VMDK's extent name without its descriptor.
+#[derive(Debug, PartialEq, Eq)]
+enum Orphan {
+    /// The restored extent, renamed back to the partial name.
+    Adopted,
+    /// An old extent the partial is still to replace.
+    Replaced,
 }
 
 /// Refuses to start when the filesystem of `data` has less than `needed`
@@ -979,10 +1092,11 @@ fn descriptor_tmp_path(dest: &Path) -> PathBuf {
     hidden_beside(dest, "sdar-descriptor")
 }
 
+/// `.NAME.WHAT` beside `p`, or `.sdar-HASH.WHAT` when that would be longer
+/// than the folder's filesystem takes (a legal name of 232 to 255 bytes).
 fn hidden_beside(p: &Path, what: &str) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(p.file_name().unwrap_or_default());
-    name.push(".");
+    let max = name_max(&folder_of(p));
+    let mut name = hidden_prefix(p.file_name().unwrap_or_default(), what.len(), max);
     name.push(what);
     p.with_file_name(name)
 }

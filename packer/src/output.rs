@@ -31,13 +31,10 @@ fn folder_of(dest: &Path) -> &Path {
 /// filesystem allows, `.sdar-HASH.` with a hash of the name (the output's
 /// own name may be as long as the limit; its helpers must not overflow it).
 fn hidden_prefix(name: &str, max: usize) -> String {
-    let long = format!(".{name}.");
     // The longest helper: the prefix, 6 random characters and ".partial".
-    if long.len() + 6 + ".partial".len() <= max {
-        return long;
-    }
-    let hash = blake3::hash(name.as_bytes()).to_hex();
-    format!(".sdar-{}.", &hash[..16])
+    archive_format::target::hidden_prefix(name.as_ref(), 6 + ".partial".len(), max)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Removes the temporary files of earlier runs writing `name` in `dir`

@@ -5,7 +5,7 @@ use crate::report::{self, json_string, object, Reporter};
 use crate::Failure;
 use archive_format::display::{escape, safe_file_name};
 use archive_format::full::FullStream;
-use archive_format::input::{open_input, read_small, InputKind};
+use archive_format::input::{open_input, InputKind};
 use archive_format::locate::{find_full, search_dirs};
 use archive_format::restore::{
     check_base, nonzero_bytes, restore, restore_stream, BlockSink, DiscardSink, PriorImage,
@@ -88,11 +88,15 @@ fn authenticate(
     inv: &Invocation,
 ) -> Result<(), Failure> {
     let Some(path) = key else { return Ok(()) };
-    // A FIFO or a device given as the key is refused at once, and a key
-    // file is small: never read without bound.
-    let secret = read_small(path, KEY_FILE_LIMIT, "key file")?;
-    let key = archive_format::auth::Key::from_secret(&secret)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    // The library reads it bounded and refuses a FIFO or a device; what is
+    // not a key file is a usage error, as in `sdar`.
+    let key = match archive_format::auth::Key::from_file(path) {
+        Ok(key) => key,
+        Err(e @ archive_format::Error::InvalidInput { .. }) => {
+            return Err(Failure::Usage(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     delta.authenticate(&key)?;
     if inv.chatty() {
         eprintln!(
@@ -103,9 +107,6 @@ fn authenticate(
     }
     Ok(())
 }
-
-/// The largest key file read (`--key`).
-const KEY_FILE_LIMIT: u64 = 4096;
 
 pub fn open_delta(path: &Path) -> Result<DeltaArchive<File>, Failure> {
     let file = open_input(path, InputKind::Regular)?;
@@ -281,10 +282,7 @@ pub fn run_restore(
     let report = match result {
         Ok(r) => r,
         Err(e) if target.is_device() => {
-            return Err(Failure::IncompleteDevice {
-                cause: Box::new(e),
-                device: target.data_path().to_path_buf(),
-            });
+            return Err(device_failure(&target, e));
         }
         Err(e) => {
             // An interruption by the environment (a full disk, an I/O error)
@@ -318,15 +316,22 @@ pub fn run_restore(
     };
     let data_file = target.data_path().to_path_buf();
     let written = target.destination().to_path_buf();
-    let device = target.is_device();
+    let device = target.is_device().then(|| {
+        let unwritten = !target.wrote_any() && !target.resumed();
+        (unwritten, data_file.clone())
+    });
     target.commit(spec.as_ref()).map_err(|e| {
         let e = Failure::from(e);
         match device {
-            true => Failure::IncompleteDevice {
+            Some((true, device)) => Failure::UnwrittenDevice {
                 cause: Box::new(e),
-                device: data_file.clone(),
+                device,
             },
-            false => e,
+            Some((false, device)) => Failure::IncompleteDevice {
+                cause: Box::new(e),
+                device,
+            },
+            None => e,
         }
     })?;
     log.data_file = Some(data_file);
@@ -664,5 +669,22 @@ fn print_out(text: &str) -> Result<(), Failure> {
             Err(Failure::Other(format!("cannot write to stdout: {e}")))
         }
         _ => Ok(()),
+    }
+}
+
+/// A restore onto a device that failed: the device holds an incomplete
+/// image only when some block was written to it (or an earlier restore,
+/// resumed, had written some).
+fn device_failure(target: &RestoreTarget, e: Failure) -> Failure {
+    let device = target.data_path().to_path_buf();
+    if !target.wrote_any() && !target.resumed() {
+        return Failure::UnwrittenDevice {
+            cause: Box::new(e),
+            device,
+        };
+    }
+    Failure::IncompleteDevice {
+        cause: Box::new(e),
+        device,
     }
 }

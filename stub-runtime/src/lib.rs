@@ -37,6 +37,12 @@ pub enum Failure {
         cause: Box<Failure>,
         device: std::path::PathBuf,
     },
+    /// A restore onto a block device failed before any block was written:
+    /// the device holds what it held before.
+    UnwrittenDevice {
+        cause: Box<Failure>,
+        device: std::path::PathBuf,
+    },
 }
 
 impl From<Error> for Failure {
@@ -53,9 +59,9 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Format(e) if e.is_integrity() => EXIT_INTEGRITY,
-            Failure::Interrupted { cause, .. } | Failure::IncompleteDevice { cause, .. } => {
-                cause.exit_code()
-            }
+            Failure::Interrupted { cause, .. }
+            | Failure::IncompleteDevice { cause, .. }
+            | Failure::UnwrittenDevice { cause, .. } => cause.exit_code(),
             Failure::Reported(code) => *code,
             _ => EXIT_OTHER,
         }
@@ -76,6 +82,11 @@ impl std::fmt::Display for Failure {
             Failure::IncompleteDevice { cause, device } => write!(
                 f,
                 "{cause}\nWARNING: {} NOW HOLDS AN INCOMPLETE IMAGE. It is not a usable disk: do not boot or mount it. Run the same command again to restore it (add --resume to keep the blocks already written, which are read back and checked).",
+                device.display()
+            ),
+            Failure::UnwrittenDevice { cause, device } => write!(
+                f,
+                "{cause}\nNothing was written to {}: it holds what it held before.",
                 device.display()
             ),
         }

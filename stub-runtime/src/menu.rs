@@ -295,12 +295,18 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
         Ok(plan)
     }) {
         Ok(plan) => println!("Wrote {}{}", path_text(&plan.path), shown(&plan.note)),
-        Err(e) => println!("Cannot write the .vmx: {}", lines_text(&e.to_string())),
+        Err(e) => println!(
+            "Cannot write the .vmx: {}",
+            archive_format::display::escape_lines(&e.to_string())
+        ),
     }
 }
 
 fn report_failure(e: &Failure, session: &mut Session) {
-    println!("error: {}", lines_text(&e.to_string()));
+    println!(
+        "error: {}",
+        archive_format::display::escape_lines(&e.to_string())
+    );
     session.code = e.exit_code();
 }
 
@@ -496,12 +502,6 @@ fn path_text(path: &Path) -> String {
     shown(&path.display().to_string())
 }
 
-/// A message shown line by line, each line escaped: a message may span
-/// lines, but text inside it must not start new ones.
-fn lines_text(text: &str) -> String {
-    text.split('\n').map(shown).collect::<Vec<_>>().join("\n")
-}
-
 /// `dir/NAME`, or the first of `NAME-restored`, `NAME-restored-2`, ... that
 /// is free; a name with an interrupted restore waiting is kept, to resume.
 fn suggest(dir: &Path, disk_name: &str) -> PathBuf {
@@ -549,6 +549,9 @@ mod tests {
 
     #[test]
     fn messages_keep_their_lines_and_escape_the_rest() {
-        assert_eq!(lines_text("a\u{1b}[2J\nb\rc"), "a\\e[2J\nb\\rc");
+        assert_eq!(
+            archive_format::display::escape_lines("a\u{1b}[2J\nb\rc"),
+            "a\\e[2J\nb\\rc"
+        );
     }
 }

@@ -87,6 +87,7 @@ pub fn holds_backup(file: &File) -> bool {
 /// existing name; with it, still refuses a link, anything but a regular
 /// file, and a backup.
 pub fn write_file_replacing(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    let mut was: NameWas = None;
     match path.symlink_metadata() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(path, None, e)),
@@ -113,6 +114,7 @@ pub fn write_file_replacing(path: &Path, bytes: &[u8], replace: bool) -> Result<
                     path.display()
                 )));
             }
+            was = Some(identity(&f).map_err(|e| Error::io(path, None, e))?);
         }
     }
     // A new name is created in place (O_EXCL: one that appears meanwhile is
@@ -131,21 +133,148 @@ pub fn write_file_replacing(path: &Path, bytes: &[u8], replace: bool) -> Result<
     let written = std::io::Write::write_all(&mut &f, bytes)
         .and_then(|()| f.sync_all())
         .and_then(|()| match replace {
-            true => std::fs::rename(&target, path),
+            true => rename_if_unchanged(&target, path, was),
             false => Ok(()),
         });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&target);
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(Error::invalid(format!(
+                "{} changed while sdar wrote it ({e}); it was left as it is",
+                path.display()
+            )));
+        }
         return Err(Error::io(path, None, e));
     }
     Ok(())
 }
 
+/// What stood at a name when a restore checked it: nothing, or this file
+/// (device, inode).
+pub type NameWas = Option<(u64, u64)>;
+
+/// The identity of an open file, as [`NameWas`] records it.
+pub fn identity(file: &File) -> std::io::Result<(u64, u64)> {
+    file.metadata().map(|m| (m.dev(), m.ino()))
+}
+
+/// Renames `from` to `to` only when `to` still is what it was when checked:
+/// absent (`was` is `None`: `renameat2(RENAME_NOREPLACE)`, so that a file
+/// that appeared meanwhile is never replaced; where the filesystem does not
+/// take that flag, `link` then `unlink`, which cannot replace either), or the
+/// same file (a name replaced with `--force`, checked just before the
+/// rename). Anything else fails with `AlreadyExists`.
+pub fn rename_if_unchanged(from: &Path, to: &Path, was: NameWas) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let Some((dev, ino)) = was else {
+        return match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+                std::fs::hard_link(from, to)?;
+                std::fs::remove_file(from)
+            }
+            Err(e) => Err(std::io::Error::from_raw_os_error(e.raw_os_error())),
+        };
+    };
+    match to.symlink_metadata() {
+        Ok(m) if m.dev() == dev && m.ino() == ino => std::fs::rename(from, to),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "another file was put there",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "the file that was there is gone",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Unlinks `path` only when it still is the file `was` names.
+pub fn remove_if_unchanged(path: &Path, was: (u64, u64)) -> std::io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if (m.dev(), m.ino()) == was => std::fs::remove_file(path),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "another file was put there",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// `.NAME.PID.WHAT`, beside `path`: hidden, and this process's own.
 fn temporary_path(path: &Path, what: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.{what}", std::process::id()))
+    let suffix = format!("{}.{what}", std::process::id());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut name = hidden_prefix(
+        path.file_name().unwrap_or_default(),
+        suffix.len(),
+        name_max(dir),
+    );
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// The longest file name the filesystem holding `dir` takes (255 on most;
+/// 255 when it cannot be asked).
+pub fn name_max(dir: &Path) -> usize {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    rustix::fs::statvfs(dir).map_or(255, |v| (v.f_namemax as usize).clamp(14, 4096))
+}
+
+/// The prefix of the hidden files that belong to the file `name`: `.NAME.`,
+/// or, when `.NAME.` and the longest suffix put after it would be longer
+/// than `max` bytes, `.sdar-HASH.` with the first 16 hex digits of the
+/// BLAKE3 hash of the name's bytes (SPEC.md §19.1). A file's own name may be
+/// as long as the filesystem allows; its helpers must not overflow it.
+pub fn hidden_prefix(
+    name: &std::ffi::OsStr,
+    longest_suffix: usize,
+    max: usize,
+) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    let fits = bytes
+        .len()
+        .checked_add(2)
+        .and_then(|n| n.checked_add(longest_suffix))
+        .is_some_and(|n| n <= max);
+    let mut prefix = std::ffi::OsString::from(".");
+    if fits {
+        prefix.push(name);
+        prefix.push(".");
+        return prefix;
+    }
+    let hash = blake3::hash(bytes).to_hex();
+    prefix.push(format!("sdar-{}.", &hash[..16]));
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn hidden_prefix_is_the_name_while_it_fits_then_a_hash() {
+        let short = hidden_prefix(OsStr::new("a.vmdk"), 12, 255);
+        assert_eq!(short, OsStr::new(".a.vmdk."));
+        let n = "x".repeat(255 - 2 - 12);
+        assert_eq!(
+            hidden_prefix(OsStr::new(&n), 12, 255),
+            OsStr::new(&format!(".{n}."))
+        );
+        let long = "x".repeat(255 - 2 - 12 + 1);
+        let p = hidden_prefix(OsStr::new(&long), 12, 255);
+        let hash = blake3::hash(long.as_bytes()).to_hex();
+        assert_eq!(p, OsStr::new(&format!(".sdar-{}.", &hash[..16])));
+        assert!(p.len() + 12 <= 255);
+    }
 }
