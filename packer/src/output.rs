@@ -8,15 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
-/// The longest file name the filesystem holding `dir` takes (255 on most).
-pub fn name_max(dir: &Path) -> usize {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    rustix::fs::statvfs(dir).map_or(255, |v| (v.f_namemax as usize).clamp(14, 4096))
-}
+pub use archive_format::target::name_max;
 
 /// The folder an output named `dest` is written in.
 fn folder_of(dest: &Path) -> &Path {
