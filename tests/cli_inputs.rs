@@ -705,35 +705,6 @@ fn planted_partials_are_not_opened_or_removed() {
     assert_same_bytes(&restored.stdout, &disk, "zcat of the full");
 }
 
-/// A loop device on a file of 0xff bytes, detached when dropped.
-struct LoopDevice(PathBuf);
-
-impl LoopDevice {
-    fn new(backing: &Path) -> Result<LoopDevice, String> {
-        if !rustix::process::geteuid().is_root() {
-            return Err("not root".into());
-        }
-        fs::write(backing, vec![0xffu8; 1 << 20]).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(backing)
-            .output()
-            .map_err(|e| format!("losetup: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(LoopDevice(PathBuf::from(
-            String::from_utf8_lossy(&out.stdout).trim(),
-        )))
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
 /// `-o` naming a symbolic link, a FIFO, a folder or a block device is
 /// refused (exit 2), with or without --force, saying what it is; the link,
 /// the node and what they name are left as they were, and no lock or
@@ -770,10 +741,10 @@ fn outputs_that_are_not_regular_files_are_refused_even_with_force() {
         ));
         cases.push((own(&["companion", "d.full.gz", "-o", out]), kind));
     }
-    let lodev = LoopDevice::new(&dir.join("backing"));
+    let lodev = LoopDevice::filled(&dir.join("backing"), 1 << 20);
     match &lodev {
         Ok(dev) => {
-            let dev = dev.0.to_str().unwrap();
+            let dev = dev.path();
             cases.push((own(&["full", "d.raw", "-o", dev]), "a block device"));
             cases.push((
                 own(&["companion", "d.full.gz", "-o", dev]),
@@ -819,14 +790,19 @@ fn outputs_that_are_not_regular_files_are_refused_even_with_force() {
         .is_dir());
     assert_eq!(fs::read_dir(dir.join("folder.sdar")).unwrap().count(), 0);
     if let Ok(dev) = &lodev {
-        let meta = fs::symlink_metadata(&dev.0).unwrap();
+        let meta = fs::symlink_metadata(dev.dev()).unwrap();
         assert!(
             meta.file_type().is_block_device(),
             "{} replaced",
-            dev.0.display()
+            dev.dev().display()
         );
-        let folder = dev.0.parent().unwrap();
-        let name = dev.0.file_name().unwrap().to_string_lossy().into_owned();
+        let folder = dev.dev().parent().unwrap();
+        let name = dev
+            .dev()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let leftovers: Vec<_> = fs::read_dir(folder)
             .unwrap()
             .flatten()
@@ -841,7 +817,7 @@ fn outputs_that_are_not_regular_files_are_refused_even_with_force() {
         );
         let mut head = vec![0u8; 4096];
         use std::os::unix::fs::FileExt;
-        fs::File::open(&dev.0)
+        fs::File::open(dev.dev())
             .unwrap()
             .read_exact_at(&mut head, 0)
             .unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -80,70 +80,6 @@ impl Fixture {
     }
 }
 
-/// A loop device over a file, detached when dropped.
-struct LoopDevice {
-    dev: PathBuf,
-}
-
-impl LoopDevice {
-    /// A loop device of `len` bytes, every byte 0xff; `Err` says why not.
-    fn new(backing: &Path, len: usize) -> Result<LoopDevice, String> {
-        if rustix::process::geteuid().as_raw() != 0 {
-            return Err("not root".into());
-        }
-        fs::write(backing, vec![0xffu8; len]).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(backing)
-            .output()
-            .map_err(|e| format!("losetup: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "losetup -f --show failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Ok(LoopDevice { dev })
-    }
-
-    fn path(&self) -> &str {
-        self.dev.to_str().unwrap()
-    }
-
-    /// Reads the device's first `len` bytes through the device itself.
-    fn read(&self, len: usize) -> Vec<u8> {
-        let mut buf = vec![0u8; len];
-        fs::File::open(&self.dev)
-            .unwrap()
-            .read_exact_at(&mut buf, 0)
-            .unwrap();
-        buf
-    }
-
-    /// Writes `bytes` at `offset` through the device, synced.
-    fn write(&self, bytes: &[u8], offset: u64) {
-        let f = fs::OpenOptions::new().write(true).open(&self.dev).unwrap();
-        f.write_all_at(bytes, offset).unwrap();
-        f.sync_all().unwrap();
-    }
-
-    fn assert_still_a_device(&self, after: &str) {
-        let meta = fs::symlink_metadata(&self.dev).unwrap();
-        assert!(
-            meta.file_type().is_block_device(),
-            "{} is no longer a block device after `{after}`",
-            self.dev.display()
-        );
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 /// `--raw --to /dev/loopN --force` writes the disk in place, byte for byte,
 /// zero blocks included (the device held 0xff everywhere), and the node
 /// stays a block device; so does a restore through a symbolic link to it,
@@ -155,7 +91,7 @@ impl Drop for LoopDevice {
 fn loop_device_is_restored_in_place() {
     let f = Fixture::new(21);
     let len = f.now.len();
-    let dev = match LoopDevice::new(&f.path("device.img"), len + MIB) {
+    let dev = match LoopDevice::filled(&f.path("device.img"), len + MIB) {
         Ok(d) => d,
         Err(why) => {
             eprintln!("NOT RUN: no loop device here: {why}");
@@ -181,7 +117,7 @@ fn loop_device_is_restored_in_place() {
         let _held = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc_o_excl())
-            .open(&dev.dev)
+            .open(dev.dev())
             .unwrap();
         let out = f.restore(&["--raw", "--to", dev.path(), "--force"]);
         assert_eq!(out.code, EXIT_USAGE, "`{}`: {}", out.what, out.stderr);
@@ -198,7 +134,7 @@ fn loop_device_is_restored_in_place() {
     // Through a link, as /dev/VG/LV: 0xff again first.
     dev.write(&ff, 0);
     let link = f.path("out/lv");
-    std::os::unix::fs::symlink(&dev.dev, &link).unwrap();
+    std::os::unix::fs::symlink(dev.dev(), &link).unwrap();
     let out = f.restore(&["--raw", "--to", "out/lv", "--force"]).success();
     assert!(
         out.stderr
@@ -255,7 +191,7 @@ fn loop_device_is_restored_in_place() {
     dev.assert_still_a_device(&out.what);
 
     // One sector too small.
-    let small = match LoopDevice::new(&f.path("small.img"), len - 512) {
+    let small = match LoopDevice::filled(&f.path("small.img"), len - 512) {
         Ok(d) => d,
         Err(why) => panic!("a second loop device: {why}"),
     };
@@ -671,7 +607,7 @@ fn resume_finishes_a_force_commit_cut_after_the_old_descriptor_went() {
 fn a_device_restore_failing_before_any_write_says_so() {
     let f = Fixture::new(54);
     let len = f.now.len();
-    let dev = match LoopDevice::new(&f.path("device.img"), len + MIB) {
+    let dev = match LoopDevice::filled(&f.path("device.img"), len + MIB) {
         Ok(d) => d,
         Err(why) => {
             eprintln!("NOT RUN: no loop device here: {why}");

@@ -223,38 +223,12 @@ fn nul_before_descriptor_text_is_refused() {
     sdar(dir, &["full", "crm.vmdk", "-o", "x.full.gz", "-q"]).success();
 }
 
-/// A loop device attached to `file`, detached when dropped.
-struct LoopDevice(String);
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.0]).status();
-    }
-}
-
 /// Root only: attaches `file` to a free loop device; `None` (having said
 /// NOT RUN) when that cannot be done here.
 fn attach_loop(file: &Path) -> Option<LoopDevice> {
-    let attach = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(file)
-        .output();
-    match attach {
-        Ok(o) if o.status.success() => Some(LoopDevice(
-            String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        )),
-        Ok(o) => {
-            eprintln!(
-                "NOT RUN: losetup failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("NOT RUN: cannot run losetup: {e}");
-            None
-        }
-    }
+    LoopDevice::attach(file)
+        .map_err(|why| eprintln!("NOT RUN: {why}"))
+        .ok()
 }
 
 /// Root only: a block device given as the source is looked at as a file
@@ -280,7 +254,8 @@ fn block_device_source_is_recognised_by_its_first_bytes() {
     let Some(attached) = attach_loop(&dir.join("d.qcow2")) else {
         return;
     };
-    let out = sdar(dir, &["full", &attached.0, "-o", "q.full.gz", "-q"]).expect_code(EXIT_OTHER);
+    let out =
+        sdar(dir, &["full", attached.path(), "-o", "q.full.gz", "-q"]).expect_code(EXIT_OTHER);
     assert!(
         out.stderr.contains("qcow2") && out.stderr.contains("qemu-img convert -f qcow2"),
         "{}",
@@ -293,7 +268,7 @@ fn block_device_source_is_recognised_by_its_first_bytes() {
     let Some(attached) = attach_loop(&dir.join("backing.raw")) else {
         return;
     };
-    sdar(dir, &["full", &attached.0, "-o", "b.full.gz", "-q"]).success();
+    sdar(dir, &["full", attached.path(), "-o", "b.full.gz", "-q"]).success();
     sdar(dir, &["restore", "b.sdar", "--raw", "--to", "out.raw"]).success();
     assert_same_bytes(&fs::read(dir.join("out.raw")).unwrap(), &disk, "restored");
 }
@@ -355,7 +330,7 @@ fn block_device_extent_is_sized_by_its_end() {
     let Some(attached) = attach_loop(&dir.join("backing.raw")) else {
         return;
     };
-    let loop_dev = attached.0.clone();
+    let loop_dev = attached.path().to_string();
     std::os::unix::fs::symlink(&loop_dev, dir.join("dev-flat.vmdk")).unwrap();
     fs::write(
         dir.join("dev.vmdk"),

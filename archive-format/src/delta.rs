@@ -18,7 +18,6 @@ use std::path::Path;
 
 pub(crate) use read::patch_len;
 pub use read::DeltaArchive;
-pub(crate) use write::prove_base_index;
 pub use write::{write_delta, DeltaOptions, DeltaSummary, DeltaWriter};
 
 /// The fixed facts of a delta: the image it rebuilds and the full it needs.

@@ -188,7 +188,7 @@ pub fn check_base<D: Read + Seek, B: Read + Seek>(
             ),
         ));
     }
-    crate::delta::prove_base_index(base)
+    base.prove_index()
 }
 
 /// Walks a delta's change maps in block order alongside the image.

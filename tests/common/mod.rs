@@ -695,3 +695,85 @@ fn mark_crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A loop device attached to a file (root only), detached when dropped.
+/// Tests that need one say `NOT RUN: <why>` and return when `attach`
+/// answers `Err`.
+pub struct LoopDevice {
+    dev: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `backing` to a free loop device; `Err` says why it cannot.
+    pub fn attach(backing: &Path) -> Result<LoopDevice, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("not root".into());
+        }
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(backing)
+            .output()
+            .map_err(|e| format!("cannot run losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "losetup -f --show failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(LoopDevice {
+            dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        })
+    }
+
+    /// A loop device of `len` bytes, every byte 0xff (so that zeros written
+    /// to it show).
+    pub fn filled(backing: &Path, len: usize) -> Result<LoopDevice, String> {
+        fs::write(backing, vec![0xffu8; len]).unwrap();
+        LoopDevice::attach(backing)
+    }
+
+    /// The device node, such as `/dev/loop3`.
+    pub fn dev(&self) -> &Path {
+        &self.dev
+    }
+
+    pub fn path(&self) -> &str {
+        self.dev.to_str().unwrap()
+    }
+
+    /// Reads the device's first `len` bytes through the device itself.
+    pub fn read(&self, len: usize) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        fs::File::open(&self.dev)
+            .unwrap()
+            .read_exact_at(&mut buf, 0)
+            .unwrap();
+        buf
+    }
+
+    /// Writes `bytes` at `offset` through the device, synced.
+    pub fn write(&self, bytes: &[u8], offset: u64) {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&self.dev).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    #[track_caller]
+    pub fn assert_still_a_device(&self, after: &str) {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = fs::symlink_metadata(&self.dev).unwrap();
+        assert!(
+            meta.file_type().is_block_device(),
+            "{} is no longer a block device after `{after}`",
+            self.dev.display()
+        );
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}

@@ -289,20 +289,15 @@ struct Worker<B> {
     pages: Vec<u8>,
 }
 
-/// Proves the base's index against its identity (see
-/// [`FullImage::prove_index`]).
-pub(crate) fn prove_base_index<B: Read + Seek>(base: &mut FullImage<B>) -> Result<()> {
-    base.prove_index()
-}
-
 /// Reads the new image from `source` once and writes, through `writer`,
 /// every block that differs from `base`. Of the base it reads the index, and
 /// (unless `index_only`) the data of changed blocks to store only their
 /// changed 4 KiB pages. Each worker thread reads the base through a clone of
 /// `base`, never by opening its path again: a full replaced by rename while
 /// the delta is made cannot lend it blocks (give `base` a reader such as
-/// [`crate::SharedFile`] whose clones read the one open file). Blocks in the holes of a sparse source (a
-/// `DiskSource`'s reader) are taken as zero blocks without being read.
+/// [`crate::SharedFile`] whose clones read the one open file). Blocks in
+/// the holes of a sparse source (a `DiskSource`'s reader) are taken as zero
+/// blocks without being read.
 pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
     source: S,
     source_name: &Path,
@@ -317,7 +312,7 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
             "the delta header does not describe this base",
         ));
     }
-    prove_base_index(base)?;
+    base.prove_index()?;
     let level = options
         .level
         .unwrap_or_else(|| options.codec.default_level());
