@@ -5,9 +5,10 @@
 # makes its own: small `sdar sample-disk` disks (one also behind a VMDK descriptor)
 # written to a temporary folder and turned into full images with
 # `cargo run -p sdar -- full`. Two VMDK descriptors are always added. The
-# vectors hold no deltas, so it always makes small fulls and deltas against
-# them with `sdar full` and `sdar delta` (DATA, ZERO and PATCH entries, gzip
-# and zstd fulls and members, grown, shrunk, unchanged and empty disks).
+# golden delta vectors are few and all of one shape, so it always makes
+# small fulls and deltas against them too with `sdar full` and `sdar delta`
+# (DATA, ZERO and PATCH entries, gzip and zstd fulls and members, grown,
+# shrunk, unchanged and empty disks).
 #
 #   full_verify    every full image, whole
 #   index_segment  every INDX record body, behind the shape byte(s) that make
@@ -108,6 +109,12 @@ d="$work/delta"
 pairs="$work/pairs"
 mkdir -p "$d/out"
 : >"$pairs"
+# The golden delta vectors (in $sources already) against their base full.
+for v in "$vectors"/delta-v*.sdar; do
+    if [ -f "$v" ]; then
+        printf '%s\t%s\n' "$vectors/delta-base-v1-gzip.full.gz" "$v" >>"$pairs"
+    fi
+done
 sdar sample-disk "$d/text" --size 64K --seed 1
 sdar sample-disk "$d/zero" --size 64K --seed 2
 sdar sample-disk "$d/mixed" --size 64K --seed 4
@@ -349,12 +356,14 @@ def body_at(payload, at):
 
 def regroup(payload, per_group):
     """The same delta with its entries in DMAP records of `per_group`
-    (SPEC.md §14, §16-§18): members move, DDIR and DFOT follow."""
+    (SPEC.md §14, §16-§18): members move, DDIR, AUTH and DFOT follow."""
     _, at = body_at(payload, 0)
     _, data_start = body_at(payload, at)
     dfot, _ = body_at(payload, len(payload) - 80)
     identity, directory, groups, entries_total, _ = struct.unpack_from("<32sQQQQ", dfot)
-    ddir, _ = body_at(payload, directory)
+    ddir, ddir_end = body_at(payload, directory)
+    # A keyed delta's AUTH record, between DDIR and DFOT (SPEC.md §18.1).
+    auth = payload[ddir_end:len(payload) - 80]
     entries = []
     for g in range(groups):
         dmap, _ = body_at(payload, struct.unpack_from("<Q", ddir, 8 + 16 * g)[0])
@@ -377,6 +386,7 @@ def regroup(payload, per_group):
         out += record(b"DMAP", bytes(body))
     directory = len(out)
     out += record(b"DDIR", struct.pack("<Q", len(directory_entries)) + b"".join(directory_entries))
+    out += auth
     out += record(b"DFOT", struct.pack("<32sQQQQ", identity, directory, len(directory_entries),
                                        entries_total, 0))
     return bytes(out)
