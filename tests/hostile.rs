@@ -166,23 +166,6 @@ fn expect_program(dir: &Path, program: &str, args: &[&str], code: i32, says: &[S
 // ---------------------------------------------------------------------------
 // Bytes, checksums and records
 
-/// CRC-32 of ISO 3309 / gzip, bit by bit: the test computes checksums itself
-/// rather than trust the code under test.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn u32_at(b: &[u8], at: u64) -> u32 {
     let at = at as usize;
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())

@@ -19,9 +19,9 @@ use archive_format::{
     hex, verify_full, write_delta, ChangeKind, Codec, DeltaArchive, DeltaHeader, DeltaOptions,
     DeltaWriter, FullImage, FullOptions, FullWriter, Limits, Metadata,
 };
-use fixture::{assert_same_bytes, expected_identity};
+use fixture::{assert_same_bytes, bless_or_compare, expected_identity, read_vector, vectors_dir};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The full every delta vector needs.
 const BASE_FILE: &str = "delta-base-v1-gzip.full.gz";
@@ -174,29 +174,11 @@ fn delta_meta() -> Metadata {
     }
 }
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
-}
-
 const BLESS_HINT: &str = "if the format changed on purpose, bump VERSION_MAJOR/VERSION_MINOR in \
      archive-format/src/layout.rs, add vectors for the new version to DELTA_VECTORS in \
      archive-format/tests/delta_vectors.rs (keep the old ones), then run \
      `SDAR_BLESS=1 cargo test -p archive-format --test delta_vectors` to write them \
      and update tests/vectors/README.md";
-
-fn read_vector(file: &str) -> Vec<u8> {
-    let path = vectors_dir().join(file);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; vectors are made with SDAR_BLESS=1 (see tests/vectors/README.md)",
-            path.display()
-        )
-    })
-}
-
-fn blessing() -> bool {
-    std::env::var_os("SDAR_BLESS").is_some_and(|v| v == "1")
-}
 
 /// What the writer of today makes of the base disk.
 fn write_base() -> Vec<u8> {
@@ -394,28 +376,7 @@ fn delta_vectors_of_the_current_version_are_what_the_writer_writes() {
     }
     let mut stale = Vec::new();
     for (file, written) in files {
-        let path = vectors_dir().join(file);
-        if blessing() {
-            // Through a temporary file, so the reading test never sees half a vector.
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &written).expect("write vector");
-            std::fs::rename(&tmp, &path).expect("rename vector");
-            eprintln!("blessed {}: {} bytes", path.display(), written.len());
-        } else {
-            let kept = read_vector(file);
-            if kept != written {
-                let at = kept
-                    .iter()
-                    .zip(&written)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(kept.len().min(written.len()));
-                stale.push(format!(
-                    "{file} ({} bytes on disk, {} written now, first difference at byte {at})",
-                    kept.len(),
-                    written.len()
-                ));
-            }
-        }
+        stale.extend(bless_or_compare(file, &written));
     }
     assert!(
         stale.is_empty(),

@@ -14,8 +14,10 @@ use archive_format::layout::{VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
     hex, verify_full, Codec, FullOptions, FullWriter, Geometry, MemberCheck, Metadata,
 };
-use fixture::{assert_same_bytes, expected_identity, open, run_tool, stock_decode};
-use std::path::PathBuf;
+use fixture::{
+    assert_same_bytes, bless_or_compare, expected_identity, open, read_vector, run_tool,
+    stock_decode, vectors_dir,
+};
 
 struct Vector {
     file: &'static str,
@@ -163,25 +165,11 @@ fn v1_meta() -> Metadata {
     }
 }
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
-}
-
 const BLESS_HINT: &str = "if the format changed on purpose, bump VERSION_MAJOR/VERSION_MINOR in \
      archive-format/src/layout.rs, add vectors for the new version to VECTORS in \
      archive-format/tests/vectors.rs (keep the old ones), then run \
      `SDAR_BLESS=1 cargo test -p archive-format --test vectors` to write them \
      and update tests/vectors/README.md";
-
-fn read_vector(v: &Vector) -> Vec<u8> {
-    let path = vectors_dir().join(v.file);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; vectors are made with SDAR_BLESS=1 (see tests/vectors/README.md)",
-            path.display()
-        )
-    })
-}
 
 /// What the writer of today makes of a vector's disk and metadata.
 fn write_vector(v: &Vector) -> Vec<u8> {
@@ -204,14 +192,10 @@ fn write_vector(v: &Vector) -> Vec<u8> {
     w.finish().expect("finish").0
 }
 
-fn blessing() -> bool {
-    std::env::var_os("SDAR_BLESS").is_some_and(|v| v == "1")
-}
-
 #[test]
 fn every_vector_reads_and_verifies() {
     for v in VECTORS {
-        let file = read_vector(v);
+        let file = read_vector(v.file);
         let disk = (v.disk)();
         let what = v.file;
         let mut image = open(&file).unwrap_or_else(|e| panic!("{what}: open: {e}"));
@@ -313,29 +297,7 @@ fn vectors_of_the_current_version_are_what_the_writer_writes() {
         .filter(|v| written_versions.contains(&v.version))
     {
         let written = write_vector(v);
-        let path = vectors_dir().join(v.file);
-        if blessing() {
-            // Through a temporary file, so the reading test never sees half a vector.
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &written).expect("write vector");
-            std::fs::rename(&tmp, &path).expect("rename vector");
-            eprintln!("blessed {}: {} bytes", path.display(), written.len());
-        } else {
-            let kept = read_vector(v);
-            if kept != written {
-                let at = kept
-                    .iter()
-                    .zip(&written)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(kept.len().min(written.len()));
-                stale.push(format!(
-                    "{} ({} bytes on disk, {} written now, first difference at byte {at})",
-                    v.file,
-                    kept.len(),
-                    written.len()
-                ));
-            }
-        }
+        stale.extend(bless_or_compare(v.file, &written));
     }
     assert!(
         stale.is_empty(),
@@ -353,7 +315,7 @@ fn readme_describes_every_vector() {
     let readme_path = vectors_dir().join("README.md");
     let readme = std::fs::read_to_string(&readme_path).expect("tests/vectors/README.md");
     for v in VECTORS {
-        let len = read_vector(v).len();
+        let len = read_vector(v.file).len();
         let row = readme
             .lines()
             .find(|l| l.starts_with('|') && l.contains(&format!("`{}`", v.file)))

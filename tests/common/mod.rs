@@ -674,14 +674,15 @@ pub fn write_restore_mark(
     b.extend_from_slice(identity);
     b.extend_from_slice(&image_size.to_le_bytes());
     b.extend_from_slice(&fs::metadata(data).unwrap().ino().to_le_bytes());
-    let crc = mark_crc32(&b);
+    let crc = crc32(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     assert_eq!(b.len(), 68);
     fs::write(restore_mark_path(dest), b).unwrap();
 }
 
-/// CRC-32 as gzip computes it, bit by bit.
-fn mark_crc32(data: &[u8]) -> u32 {
+/// CRC-32 as gzip computes it, bit by bit: tests compute checksums
+/// themselves rather than trust the code under test.
+pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &byte in data {
         crc ^= byte as u32;
