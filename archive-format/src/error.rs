@@ -86,6 +86,8 @@ pub enum Error {
     /// A bug in sdar stopped the work (a worker thread panicked); the error
     /// is reported rather than hanging or aborting.
     Bug { what: String },
+    /// The work was stopped through its [`crate::Cancel`] handle.
+    Cancelled,
     /// The destination's filesystem has less free space than a restore needs.
     NoSpace {
         dir: FileName,
@@ -251,6 +253,7 @@ impl fmt::Display for Error {
                 "internal error (a bug in sdar; please report it): {what}"
             ),
             Error::Source { file, what } => write!(f, "{}: {what}", file.display()),
+            Error::Cancelled => write!(f, "cancelled"),
             Error::Unauthentic { file, what } => write!(
                 f,
                 "{}: authenticity check failed: {what}",

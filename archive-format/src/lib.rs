@@ -20,6 +20,7 @@ mod archive_file;
 pub mod auth;
 pub mod background_sync;
 mod buffers;
+mod cancel;
 mod codec;
 pub mod container;
 pub mod delta;
@@ -48,6 +49,7 @@ pub mod vmdk;
 pub mod vmx;
 
 pub use archive_file::{ArchiveFile, SharedFile};
+pub use cancel::Cancel;
 pub use codec::Codec;
 pub use delta::{
     write_delta, ChangeEntry, ChangeKind, DeltaArchive, DeltaHeader, DeltaOptions, DeltaSummary,
