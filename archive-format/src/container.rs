@@ -1,10 +1,85 @@
-//! Disk image containers that are not raw disks, recognised by their magic
-//! so that sdar never backs up a qcow2's clusters or a VHD's footer as if
-//! they were the guest's disk. Each is refused with the command that turns
-//! it into something sdar reads.
+//! What kind of file something is, by its bytes, never by its name: a full
+//! image, a delta archive, a disk image container sdar does not read, or
+//! anything else. [`file_kind`] is the one place that decides; everything
+//! that needs to know (info and verify choosing their path, the search for
+//! a full, the refusal to overwrite a backup, the refusal to back up a
+//! qcow2's clusters or a VHD's footer as if they were the guest's disk)
+//! asks it. The readers still check their own magic when they open a file.
+//!
+//! A foreign container is refused with the command that turns it into
+//! something sdar reads.
 
+use crate::codec::Codec;
 use crate::display::shell_word;
+use crate::error::{Error, Result};
+use crate::input::{open_input, InputKind};
+use crate::layout::{TRAILER_LEN, TRAILER_MAGIC};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+/// What a file is, by its first and last bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// Starts with a full image's first record (SPEC.md §3), in this codec.
+    Full(Codec),
+    /// Ends with a delta archive's trailer (SPEC.md §5).
+    Delta,
+    /// A disk image container sdar does not read.
+    Foreign(Container),
+    /// None of these: a raw disk, a descriptor, or anything else.
+    Other,
+}
+
+impl FileKind {
+    /// True for a full image or a delta archive: a file sdar never
+    /// overwrites.
+    pub fn is_backup(self) -> bool {
+        matches!(self, FileKind::Full(_) | FileKind::Delta)
+    }
+}
+
+/// Opens `path` as an input that must be a regular file (a FIFO or a
+/// device is refused before a byte is read) and says what it holds.
+pub fn open_classified(path: &Path) -> Result<(File, FileKind)> {
+    let file = open_input(path, InputKind::Regular)?;
+    let kind = file_kind(&file).map_err(|e| Error::io(path, None, e))?;
+    Ok((file, kind))
+}
+
+/// What the open `file` holds, read at explicit offsets (its position is
+/// left wherever finding a block device's size leaves it). A file too short
+/// for a magic is [`FileKind::Other`].
+pub fn file_kind(file: &File) -> io::Result<FileKind> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = file.metadata()?;
+    // A block device reports a length of 0 in its metadata.
+    let len = if meta.file_type().is_block_device() {
+        rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?
+    } else {
+        meta.len()
+    };
+    // Both lengths fit in memory: at most HEAD_LEN and VHD_FOOTER_LEN.
+    let mut head = vec![0u8; len.min(HEAD_LEN as u64) as usize];
+    file.read_exact_at(&mut head, 0)?;
+    let tail_at = len.saturating_sub(VHD_FOOTER_LEN);
+    let mut tail = vec![0u8; (len - tail_at) as usize];
+    file.read_exact_at(&mut tail, tail_at)?;
+    // A delta starts with the restore program, so its end says what it is.
+    let trailer_magic = tail
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .and_then(|at| tail.get(at..at + TRAILER_MAGIC.len()));
+    if trailer_magic == Some(&TRAILER_MAGIC[..]) {
+        return Ok(FileKind::Delta);
+    }
+    if let Some(codec) = Codec::sniff(&head) {
+        return Ok(FileKind::Full(codec));
+    }
+    Ok(detect(&head, &tail).map_or(FileKind::Other, FileKind::Foreign))
+}
 
 /// A container format sdar does not read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +136,7 @@ const VDI_SIGNATURE: u32 = 0xbeda_107f;
 /// The container `head` (the file's first bytes, up to [`HEAD_LEN`]) and
 /// `tail` (its last [`VHD_FOOTER_LEN`] bytes, or fewer for a short file)
 /// show, if any.
-pub fn detect(head: &[u8], tail: &[u8]) -> Option<Container> {
+fn detect(head: &[u8], tail: &[u8]) -> Option<Container> {
     if head.starts_with(b"QFI\xfb") {
         return Some(Container::Qcow2);
     }
@@ -174,6 +249,52 @@ mod tests {
         assert_eq!(detect(&none, &none), None);
         assert_eq!(detect(b"QF", b""), None);
         assert_eq!(detect(b"", b""), None);
+    }
+
+    /// Each kind from a file holding just its magic, and what is not one.
+    #[test]
+    fn file_kinds_are_told_by_their_bytes() {
+        use crate::layout::{GZIP_RECORD_PREFIX, GZIP_SUBFIELD_ID, ZSTD_RECORD_MAGIC};
+        let mut gzip = vec![0u8; 4096];
+        gzip[..10].copy_from_slice(&GZIP_RECORD_PREFIX);
+        gzip[12..14].copy_from_slice(&GZIP_SUBFIELD_ID);
+        let mut zstd = vec![0u8; 100];
+        zstd[..4].copy_from_slice(&ZSTD_RECORD_MAGIC.to_le_bytes());
+        // An ELF program with a trailer; the magic at the wrong place is not.
+        let mut delta = b"\x7fELF".to_vec();
+        delta.resize(1000, 0);
+        let trailer_at = delta.len() - TRAILER_LEN;
+        delta[trailer_at..trailer_at + 8].copy_from_slice(&TRAILER_MAGIC);
+        let mut shifted = delta.clone();
+        shifted.push(0);
+        let mut fixed_vhd = vec![0u8; 8192];
+        fixed_vhd[8192 - 512..][..8].copy_from_slice(VHD_COOKIE);
+        let dir = tempfile::tempdir().unwrap();
+        for (bytes, want) in [
+            (gzip, FileKind::Full(Codec::Gzip)),
+            (zstd, FileKind::Full(Codec::Zstd)),
+            (delta, FileKind::Delta),
+            (TRAILER_MAGIC.to_vec(), FileKind::Other),
+            (shifted, FileKind::Other),
+            (
+                head_with(0, b"QFI\xfb"),
+                FileKind::Foreign(Container::Qcow2),
+            ),
+            (fixed_vhd, FileKind::Foreign(Container::Vhd)),
+            (vec![0u8; 1 << 20], FileKind::Other),
+            (b"QF".to_vec(), FileKind::Other),
+            (Vec::new(), FileKind::Other),
+        ] {
+            let path = dir.path().join("f");
+            std::fs::write(&path, &bytes).unwrap();
+            let (_, kind) = open_classified(&path).unwrap();
+            assert_eq!(kind, want, "{} bytes", bytes.len());
+            assert_eq!(
+                kind.is_backup(),
+                matches!(want, FileKind::Full(_) | FileKind::Delta)
+            );
+        }
+        assert!(open_classified(dir.path()).is_err(), "a folder is refused");
     }
 
     #[test]

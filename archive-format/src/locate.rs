@@ -2,12 +2,11 @@
 //! archive, or in search folders. A candidate is accepted by its identity,
 //! never by its name.
 
+use crate::container::{open_classified, FileKind};
 use crate::error::Hash;
 use crate::full::FullImage;
-use crate::input::{open_input, InputKind};
 use crate::limits::Limits;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A file that looks like a full image, and what it says it is.
@@ -74,11 +73,10 @@ pub fn candidates(dirs: &[PathBuf], hint: Option<&str>) -> Vec<Candidate> {
 pub fn inspect(path: &Path) -> Option<Candidate> {
     // Opened without blocking and checked on the open file: a FIFO or a
     // device in a search folder is passed over, never read.
-    let mut file = open_input(path, InputKind::Regular).ok()?;
+    let (file, FileKind::Full(_)) = open_classified(path).ok()? else {
+        return None;
+    };
     let meta = file.metadata().ok()?;
-    let mut head = [0u8; crate::layout::GZIP_RECORD_HEAD_LEN];
-    file.read_exact(&mut head).ok()?;
-    crate::codec::Codec::sniff(&head)?;
     let identity = FullImage::open(file, path, &Limits::default())
         .ok()
         .map(|f| f.identity());

@@ -114,11 +114,8 @@ impl DiskSource {
                 file: path.to_path_buf(),
                 what,
             };
-            let head = read_head(&file, path, len)?;
-            let tail_at = len.saturating_sub(container::VHD_FOOTER_LEN);
-            let mut tail = vec![0u8; (len - tail_at) as usize];
-            read_exact_at(&file, &mut tail, tail_at, path)?;
-            if let Some(found) = container::detect(&head, &tail) {
+            let kind = container::file_kind(&file).map_err(|e| Error::io(path, None, e))?;
+            if let container::FileKind::Foreign(found) = kind {
                 return Err(source_err(container::refusal(
                     path,
                     found.name(),
@@ -126,6 +123,7 @@ impl DiskSource {
                     true,
                 )));
             }
+            let head = read_head(&file, path, len)?;
             if vmdk::looks_like_descriptor(&head) {
                 // No raw disk starts with a descriptor's header; a descriptor
                 // this long is damaged or crafted, not a disk to back up.
@@ -535,8 +533,7 @@ fn check_size(path: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// The first bytes of a file, enough to tell a descriptor or a container
-/// format: at most a descriptor's largest size, never more. Read by
+/// The first bytes of a file, enough to tell a descriptor: at most a descriptor's largest size, never more. Read by
 /// position from byte 0, never through the cursor: finding a block
 /// device's size leaves the cursor at its end.
 fn read_head(file: &File, path: &Path, len: u64) -> Result<Vec<u8>> {
@@ -553,21 +550,6 @@ fn read_head(file: &File, path: &Path, len: u64) -> Result<Vec<u8>> {
     }
     head.truncate(done);
     Ok(head)
-}
-
-/// Fills `buf` from `offset`, or fails naming the file; a file that is
-/// shorter than its size said leaves the rest zero.
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, Some(offset + done as u64), e)),
-        }
-    }
-    Ok(())
 }
 
 /// The size of a regular file or a block device. A block device reports a

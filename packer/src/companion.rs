@@ -1,12 +1,15 @@
-//! `sdar companion`: the empty delta beside a full, written again from the
-//! full alone (when `sdar full` could not write it, say for lack of space).
+//! The companion of a full: the empty delta beside it that restores it
+//! unchanged. `sdar full` writes it; `sdar companion` writes it again from
+//! the full alone (when `sdar full` could not, say for lack of space).
 
 use crate::cli::CompanionArgs;
-use crate::output::{print, refuse_inputs, PendingOutput};
+use crate::delta::header;
+use crate::output::{print, refuse_inputs, PendingOutput, DELTA_MODE};
+use crate::runtime::RUNTIME;
 use anyhow::{Context, Result};
 use archive_format::display::shell_word;
 use archive_format::input::{open_input, InputKind};
-use archive_format::{FullImage, Limits};
+use archive_format::{Codec, DeltaWriter, FullImage, Limits, Metadata};
 use std::path::Path;
 
 pub fn run(args: CompanionArgs) -> Result<()> {
@@ -21,14 +24,14 @@ pub fn run(args: CompanionArgs) -> Result<()> {
     }
     let dest = match &args.output {
         Some(p) => p.clone(),
-        None => crate::delta::beside_full(&args.full),
+        None => crate::naming::beside_full(&args.full),
     };
     let mut inputs = vec![args.full.as_path()];
     inputs.extend(args.key.as_deref());
     refuse_inputs(&[&dest], &inputs)?;
-    let pending = PendingOutput::create(&dest, args.force, crate::delta::DELTA_MODE)?;
+    let pending = PendingOutput::create(&dest, args.force, DELTA_MODE)?;
     let h = image.header().clone();
-    crate::delta::write_empty(
+    write_empty(
         pending,
         &dest,
         &args.full,
@@ -46,6 +49,25 @@ pub fn run(args: CompanionArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Writes the delta that restores a full unchanged: no changed blocks,
+/// the full's identity as both its base and its result.
+pub fn write_empty(
+    pending: PendingOutput,
+    dest: &Path,
+    full: &Path,
+    (image_size, identity): (u64, archive_format::Hash),
+    block_size: u32,
+    meta: &Metadata,
+    key: Option<archive_format::auth::Key>,
+) -> Result<()> {
+    let mut meta = meta.clone();
+    meta.base_name = full.file_name().map(|n| n.to_string_lossy().into_owned());
+    let h = header(Codec::Zstd, block_size, image_size, image_size, identity);
+    let writer = DeltaWriter::with_key(pending.writer()?, dest, RUNTIME, h, &meta, key)?;
+    let (out, _) = writer.finish(identity)?;
+    pending.commit(out)
 }
 
 /// The error of a companion delta that `sdar full` could not write after

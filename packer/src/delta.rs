@@ -1,41 +1,22 @@
-//! `sdar delta`, and the empty delta written beside every full.
+//! `sdar delta`: a disk and the full it changed from in, a delta archive
+//! out; and running an archive's restore program from `sdar`.
 
 use crate::cli::DeltaArgs;
-use crate::output::{print, refuse_inputs, PendingOutput};
+use crate::output::{print, refuse_inputs, PendingOutput, DELTA_MODE};
 use crate::progress;
 use crate::runtime::RUNTIME;
 use anyhow::{Context, Result};
-use archive_format::display::cut_to;
 use archive_format::input::{open_input, InputKind};
 use archive_format::layout::{DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
     hex, write_delta, Codec, DeltaHeader, DeltaOptions, DeltaWriter, DiskSource, FullImage, Limits,
-    Metadata, SharedFile,
+    SharedFile,
 };
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `NAME.full.gz` → `NAME.sdar`; any other name gets `.sdar` appended,
-/// its end cut off where that would pass the filesystem's name limit.
-pub fn beside_full(full: &Path) -> PathBuf {
-    let name = full
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = [".full.gz", ".full.zst", ".gz", ".zst"]
-        .iter()
-        .find_map(|s| name.strip_suffix(s))
-        .unwrap_or(&name);
-    let dir = full.parent().unwrap_or(Path::new("."));
-    let stem = cut_to(
-        stem,
-        crate::output::name_max(dir).saturating_sub(".sdar".len()),
-    );
-    full.with_file_name(format!("{stem}.sdar"))
-}
-
-fn header(
+/// The header of a delta of this sdar's format version.
+pub fn header(
     codec: Codec,
     block_size: u32,
     image_size: u64,
@@ -56,28 +37,9 @@ fn header(
     }
 }
 
-/// Writes the delta that restores a full unchanged: no changed blocks,
-/// the full's identity as both its base and its result.
-pub fn write_empty(
-    pending: PendingOutput,
-    dest: &Path,
-    full: &Path,
-    (image_size, identity): (u64, archive_format::Hash),
-    block_size: u32,
-    meta: &Metadata,
-    key: Option<archive_format::auth::Key>,
-) -> Result<()> {
-    let mut meta = meta.clone();
-    meta.base_name = full.file_name().map(|n| n.to_string_lossy().into_owned());
-    let h = header(Codec::Zstd, block_size, image_size, image_size, identity);
-    let writer = DeltaWriter::with_key(pending.writer()?, dest, RUNTIME, h, &meta, key)?;
-    let (out, _) = writer.finish(identity)?;
-    pending.commit(out)
-}
-
 pub fn run(args: DeltaArgs) -> Result<()> {
     let mut source = DiskSource::open_as(&args.source, args.source_format.into())?;
-    let mut meta = crate::full::metadata(&args.meta, &args.source, &source)?;
+    let mut meta = crate::source::metadata(&args.meta, &args.source, &source)?;
     // Opened once: every thread reads this file, whatever the path names later.
     let full_file = open_input(&args.full, InputKind::Regular)?;
     let mut base = FullImage::open(SharedFile::new(full_file), &args.full, &Limits::default())?;
@@ -87,7 +49,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned());
     let dest = match &args.output {
         Some(p) => p.clone(),
-        None => PathBuf::from(crate::full::default_name(&meta, ".sdar")),
+        None => PathBuf::from(crate::naming::default_name(&meta, ".sdar")),
     };
     let mut inputs = vec![args.source.as_path(), &args.full];
     inputs.extend(source.data_paths());
@@ -124,7 +86,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     .with_context(|| format!("writing {}", dest.display()))?;
     pb.finish_and_clear();
     pending.commit(out)?;
-    crate::full::warn_if_torn(&source);
+    crate::source::warn_if_torn(&source);
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();
         print(&format!(
@@ -145,22 +107,6 @@ pub fn run(args: DeltaArgs) -> Result<()> {
         ))?;
     }
     Ok(())
-}
-
-/// Permission bits of a delta archive: runnable by its owner, unreadable
-/// by others (it holds disk blocks, as a full does).
-pub const DELTA_MODE: u32 = 0o700;
-
-/// True when the opened `file` ends with a delta archive trailer.
-pub fn is_delta(file: &File) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut tail = [0u8; 8];
-    let len = file.metadata().map_or(0, |m| m.len());
-    len >= archive_format::layout::TRAILER_LEN as u64
-        && file
-            .read_exact_at(&mut tail, len - archive_format::layout::TRAILER_LEN as u64)
-            .is_ok()
-        && tail == archive_format::layout::TRAILER_MAGIC
 }
 
 /// Runs a runtime command on the archive at `archive`, exactly as the

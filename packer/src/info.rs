@@ -4,15 +4,15 @@ use crate::cli::InfoArgs;
 use crate::output::print;
 use crate::progress::human;
 use anyhow::Result;
+use archive_format::container::{open_classified, FileKind};
 use archive_format::display::is_unsafe_char;
 use archive_format::{hex, FullImage, Limits};
 use serde_json::json;
 
 pub fn run(args: InfoArgs) -> Result<()> {
     // Refuses a FIFO or a device at once, and reads what it checked.
-    let file =
-        archive_format::input::open_input(&args.file, archive_format::input::InputKind::Regular)?;
-    if crate::delta::is_delta(&file) {
+    let (file, kind) = open_classified(&args.file)?;
+    if kind == FileKind::Delta {
         let rest: Vec<std::ffi::OsString> = if args.json {
             vec!["--json".into()]
         } else {

@@ -7,11 +7,13 @@ mod demo;
 mod full;
 mod info;
 mod key;
+mod naming;
 mod output;
 mod progress;
 mod runtime;
 mod sample;
 mod sample_disk;
+mod source;
 mod verify;
 
 use clap::Parser;

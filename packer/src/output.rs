@@ -10,6 +10,14 @@ use tempfile::NamedTempFile;
 
 pub use archive_format::target::name_max;
 
+/// Permission bits of a full image: it holds disk blocks, so only its
+/// owner reads it.
+pub const FULL_MODE: u32 = 0o600;
+
+/// Permission bits of a delta archive: runnable by its owner, unreadable
+/// by others (it holds disk blocks, as a full does).
+pub const DELTA_MODE: u32 = 0o700;
+
 /// The folder an output named `dest` is written in.
 fn folder_of(dest: &Path) -> &Path {
     match dest.parent() {

@@ -4,14 +4,14 @@ use crate::cli::VerifyArgs;
 use crate::output::print;
 use crate::progress;
 use anyhow::Result;
+use archive_format::container::{open_classified, FileKind};
 use archive_format::{hex, verify_full, FullImage, Limits};
 use std::time::Instant;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     // Refuses a FIFO or a device at once, and reads what it checked.
-    let file =
-        archive_format::input::open_input(&args.file, archive_format::input::InputKind::Regular)?;
-    if crate::delta::is_delta(&file) {
+    let (file, kind) = open_classified(&args.file)?;
+    if kind == FileKind::Delta {
         let genuine = crate::runtime::check_genuine(&args.file, args.run.quiet)?;
         if !genuine && args.require_genuine {
             return Err(anyhow::Error::new(crate::RuntimeExit(

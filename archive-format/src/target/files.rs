@@ -65,20 +65,7 @@ pub fn locked_by_another(file: &File) -> bool {
 /// True when the open file is a full image or a delta archive (by its
 /// bytes, not its name).
 pub fn holds_backup(file: &File) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut head = [0u8; crate::layout::GZIP_RECORD_HEAD_LEN];
-    if file.read_exact_at(&mut head, 0).is_ok() && crate::codec::Codec::sniff(&head).is_some() {
-        return true;
-    }
-    let Ok(len) = std::io::Seek::seek(&mut &*file, std::io::SeekFrom::End(0)) else {
-        return false;
-    };
-    let mut tail = [0u8; 8];
-    len >= crate::layout::TRAILER_LEN as u64
-        && file
-            .read_exact_at(&mut tail, len - crate::layout::TRAILER_LEN as u64)
-            .is_ok()
-        && tail == crate::layout::TRAILER_MAGIC
+    crate::container::file_kind(file).is_ok_and(|k| k.is_backup())
 }
 
 /// Writes `bytes` as the file `path`: through a new temporary file beside
