@@ -6,6 +6,7 @@ use crate::container::{open_classified, FileKind};
 use crate::error::Hash;
 use crate::full::FullImage;
 use crate::limits::Limits;
+use crate::target::folder_of;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -29,10 +30,7 @@ impl Candidate {
 /// The folders to search, in order: the archive's own folder, then each
 /// folder of `search_path` (a `:`-separated list, as `SDAR_FULL_PATH`).
 pub fn search_dirs(archive: &Path, search_path: Option<&OsStr>) -> Vec<PathBuf> {
-    let mut dirs = vec![match archive.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }];
+    let mut dirs = vec![folder_of(archive)];
     if let Some(sp) = search_path {
         for d in std::env::split_paths(sp) {
             if !d.as_os_str().is_empty() && !dirs.contains(&d) {

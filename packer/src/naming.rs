@@ -1,6 +1,7 @@
 //! The names sdar gives what it writes when no `-o` is given: a full's
 //! from what is known of the disk, a delta's beside its full.
 
+use crate::output::{folder_of, name_max};
 use archive_format::display::cut_to;
 use archive_format::Metadata;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// anything but letters, digits, `.`, `-` and `_` replaced, short enough
 /// for the current folder's filesystem.
 pub fn default_name(meta: &Metadata, suffix: &str) -> String {
-    default_name_within(meta, suffix, crate::output::name_max(Path::new(".")))
+    default_name_within(meta, suffix, name_max(Path::new(".")))
 }
 
 /// `default_name` of at most `max` bytes: the VM, slot and disk part is
@@ -72,10 +73,9 @@ pub fn beside_full(full: &Path) -> PathBuf {
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .unwrap_or(&name);
-    let dir = full.parent().unwrap_or(Path::new("."));
     let stem = cut_to(
         stem,
-        crate::output::name_max(dir).saturating_sub(".sdar".len()),
+        name_max(&folder_of(full)).saturating_sub(".sdar".len()),
     );
     full.with_file_name(format!("{stem}.sdar"))
 }

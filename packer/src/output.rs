@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
-pub use archive_format::target::name_max;
+pub use archive_format::target::{folder_of, name_max};
 
 /// Permission bits of a full image: it holds disk blocks, so only its
 /// owner reads it.
@@ -17,14 +17,6 @@ pub const FULL_MODE: u32 = 0o600;
 /// Permission bits of a delta archive: runnable by its owner, unreadable
 /// by others (it holds disk blocks, as a full does).
 pub const DELTA_MODE: u32 = 0o700;
-
-/// The folder an output named `dest` is written in.
-fn folder_of(dest: &Path) -> &Path {
-    match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
 
 /// The prefix of the hidden files (temporary and lock) that belong to the
 /// output `name`: `.NAME.`, or, when that would make them longer than the
@@ -192,7 +184,7 @@ impl PendingOutput {
     pub fn create(dest: &Path, force: bool, mode: u32) -> Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let checked = ExistingOutput::check(dest, force)?;
-        let dir = folder_of(dest);
+        let dir = &folder_of(dest);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
