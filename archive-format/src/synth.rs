@@ -10,7 +10,9 @@ use crate::buffers::BufferPool;
 use crate::codec::BlockDecoder;
 use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};
 use crate::error::{Error, Hash, Result};
-use crate::full::{write_on_thread, EncodeWorker, EncodedBatch, FullImage, FullSummary, FullWriter, MemberCheck};
+use crate::full::{
+    write_on_thread, EncodeWorker, EncodedBatch, FullImage, FullSummary, FullWriter, MemberCheck,
+};
 use crate::identity::block_hash;
 use crate::index::BlockEntry;
 use crate::layout::PATCH_PAGE;
@@ -305,8 +307,14 @@ impl SynthWorker {
                 let known_zero = self.check.is_proven_zero(&entry, &member, len);
                 if !known_zero {
                     self.block.resize(len, 0);
-                    self.check
-                        .check(&paths.base, block, offset, &entry, &member, &mut self.block)?;
+                    self.check.check(
+                        &paths.base,
+                        block,
+                        offset,
+                        &entry,
+                        &member,
+                        &mut self.block,
+                    )?;
                 }
                 if self.copy {
                     out.members.extend_from_slice(&member);
@@ -339,7 +347,11 @@ impl SynthWorker {
                 self.decoder
                     .decode(&member, &mut self.block)
                     .map_err(|why| {
-                        Error::corrupt(&paths.delta, offset, format!("block {}: {why}", entry.block))
+                        Error::corrupt(
+                            &paths.delta,
+                            offset,
+                            format!("block {}: {why}", entry.block),
+                        )
                     })?;
                 check_hash(&paths.delta, &entry, offset, &self.block)?;
                 out.blocks
@@ -365,11 +377,16 @@ impl SynthWorker {
                     &base_member,
                     &mut self.block,
                 )?;
-                self.pages
-                    .resize(crate::delta::patch_len(pages, len), 0);
-                self.decoder.decode(&member, &mut self.pages).map_err(|why| {
-                    Error::corrupt(&paths.delta, offset, format!("block {}: {why}", entry.block))
-                })?;
+                self.pages.resize(crate::delta::patch_len(pages, len), 0);
+                self.decoder
+                    .decode(&member, &mut self.pages)
+                    .map_err(|why| {
+                        Error::corrupt(
+                            &paths.delta,
+                            offset,
+                            format!("block {}: {why}", entry.block),
+                        )
+                    })?;
                 let mut at = 0;
                 for p in (0..32).filter(|p| pages & (1 << p) != 0) {
                     let start = p * PATCH_PAGE;

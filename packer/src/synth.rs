@@ -90,7 +90,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();
         print(&format!(
-            "wrote {}\n  and {}, the delta that restores it\n  disk {} in {} blocks ({} zero): {} copied from {}, {} compressed; {:.1} MiB/s\n  file {}\n  identity {} (the delta's)\n",
+            "wrote {}\n  and {}, the delta that restores it\n  disk {} in {} blocks ({} zero): {} copied from {}, {} compressed; {:.1} MiB/s\n  file {}\n  identity {}\n",
             dest.display(),
             delta_dest.display(),
             progress::human(s.image_size),
