@@ -163,6 +163,38 @@ fn synthetic_fulls_are_the_deltas_disk() {
     }
 }
 
+/// A disk that shrank to a short last block: the delta stores that block,
+/// the rest are the old full's.
+#[test]
+fn shrunk_disks_synthesize() {
+    let dir = scratch();
+    let d = dir.path();
+    let old = disk(40, 1000, 4);
+    let new = old[..20 * BLOCK + 333].to_vec();
+    fs::write(d.join("old.raw"), &old).unwrap();
+    fs::write(d.join("new.raw"), &new).unwrap();
+    sdar(d, &["full", "old.raw", "-o", "old.full.gz", "-q"]).success();
+    sdar(
+        d,
+        &[
+            "delta",
+            "new.raw",
+            "--full",
+            "old.full.gz",
+            "-o",
+            "d.sdar",
+            "-q",
+        ],
+    )
+    .success();
+    sdar(d, &["synth", "d.sdar", "-o", "s.full.gz", "-q"]).success();
+    assert_same_bytes(&decompressed(d, "s.full.gz"), &new, "shrunk");
+    assert_eq!(
+        info(d, "s.full.gz")["identity"],
+        info(d, "d.sdar")["identity"]
+    );
+}
+
 /// With the same codec and level, a synthetic full is the full `sdar full`
 /// makes of the same disk but for its metadata: every member and index
 /// entry alike.
