@@ -464,3 +464,177 @@ impl ChangeWalk {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{BlockEncoder, Codec};
+    use crate::delta::{DeltaHeader, DeltaWriter};
+    use crate::identity::IdentityHasher;
+    use crate::{FullOptions, Limits};
+    use std::io::Cursor;
+
+    const BS: usize = 4096;
+
+    /// Zero blocks, repeated-byte blocks and mixed ones, `seed` choosing.
+    fn disk(blocks: usize, tail: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut d = vec![0u8; blocks * BS + tail];
+        for block in d.chunks_mut(BS) {
+            match next() % 3 {
+                0 => {}
+                1 => block.fill(next() as u8),
+                _ => block.iter_mut().for_each(|b| *b = next() as u8 % 7),
+            }
+        }
+        d
+    }
+
+    fn options(codec: Codec) -> FullOptions {
+        FullOptions {
+            codec,
+            block_size: BS as u32,
+            segment_blocks: 4,
+            threads: 3,
+            ..FullOptions::default()
+        }
+    }
+
+    /// The full `push_block` writes of `disk`.
+    fn full_of(disk: &[u8], codec: Codec, meta: &Metadata) -> Vec<u8> {
+        let mut w =
+            FullWriter::new(Vec::new(), "f", &options(codec), disk.len() as u64, meta).unwrap();
+        for block in disk.chunks(BS) {
+            w.push_block(block).unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    /// A delta from `old` (whose full is `base`) to `new`: changed blocks
+    /// stored whole or as zeros; `identity` overrides the true one.
+    fn delta_of(base: &[u8], old: &[u8], new: &[u8], identity: Option<Hash>) -> Vec<u8> {
+        let full = FullImage::open(Cursor::new(base), "old", &Limits::default()).unwrap();
+        let header = DeltaHeader {
+            version_major: crate::layout::VERSION_MAJOR,
+            version_minor: crate::layout::VERSION_MINOR,
+            compat_flags: 0,
+            incompat_flags: 0,
+            codec: Codec::Zstd,
+            block_size: BS as u32,
+            map_entries: 3,
+            image_size: new.len() as u64,
+            base_image_size: old.len() as u64,
+            base_identity: full.identity(),
+        };
+        let meta = Metadata {
+            disk_name: Some("new.raw".into()),
+            base_name: Some("old".into()),
+            ..Metadata::default()
+        };
+        let mut w = DeltaWriter::new(Vec::new(), "d", b"runtime", header, &meta).unwrap();
+        let mut encoder = BlockEncoder::new(Codec::Zstd, 3).unwrap();
+        let mut hasher = IdentityHasher::new(new.len() as u64, BS as u32);
+        for (b, block) in new.chunks(BS).enumerate() {
+            let hash = block_hash(block);
+            hasher.update(&hash);
+            if old.chunks(BS).nth(b) == Some(block) {
+                continue;
+            }
+            if crate::identity::is_zero(block) {
+                w.push_change(b as u64, ChangeKind::Zero, &[], hash)
+                    .unwrap();
+            } else {
+                let mut member = Vec::new();
+                encoder.encode(block, &mut member).unwrap();
+                w.push_change(b as u64, ChangeKind::Data, &member, hash)
+                    .unwrap();
+            }
+        }
+        w.finish(identity.unwrap_or_else(|| hasher.finalize()))
+            .unwrap()
+            .0
+    }
+
+    fn synth(
+        base: &[u8],
+        delta: &[u8],
+        codec: Codec,
+        cancel: &Cancel,
+    ) -> Result<(Vec<u8>, SynthSummary)> {
+        let mut delta = DeltaArchive::open(Cursor::new(delta), "d", &Limits::default())?;
+        let mut base = FullImage::open(Cursor::new(base), "old", &Limits::default())?;
+        let meta = synth_metadata(delta.meta());
+        let h = delta.header().clone();
+        let writer = FullWriter::new(Vec::new(), "s", &options(codec), h.image_size, &meta)?;
+        write_synth(&mut delta, &mut base, writer, &mut |_| {}, cancel)
+    }
+
+    /// The synthetic full is byte for byte the full `FullWriter` makes of
+    /// the new disk with the same metadata, in either codec from either.
+    #[test]
+    fn a_synthetic_full_is_the_full_of_the_new_disk() {
+        let old = disk(23, 100, 1);
+        let mut new = disk(25, 7, 2);
+        new[..10 * BS].copy_from_slice(&old[..10 * BS]);
+        let meta = Metadata {
+            disk_name: Some("new.raw".into()),
+            ..Metadata::default()
+        };
+        for from in [Codec::Gzip, Codec::Zstd] {
+            let base = full_of(&old, from, &Metadata::default());
+            let delta = delta_of(&base, &old, &new, None);
+            for to in [Codec::Gzip, Codec::Zstd] {
+                let (made, summary) = synth(&base, &delta, to, &Cancel::new()).unwrap();
+                assert!(made == full_of(&new, to, &meta), "{from:?} -> {to:?}");
+                let same = new
+                    .chunks(BS)
+                    .zip(old.chunks(BS))
+                    .filter(|(a, b)| a == b)
+                    .count() as u64;
+                assert!(same >= 10);
+                let copied = if from == to { same } else { 0 };
+                assert_eq!(summary.copied_blocks, copied, "{from:?} -> {to:?}");
+                assert_eq!(summary.encoded_blocks, 26 - copied);
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_member_is_named_and_a_wrong_identity_refused() {
+        let old = disk(12, 0, 3);
+        let mut new = old.clone();
+        new[11 * BS..].fill(9);
+        let mut base = full_of(&old, Codec::Gzip, &Metadata::default());
+        let delta = delta_of(&base, &old, &new, None);
+        let lying = delta_of(&base, &old, &new, Some([5; 32]));
+        match synth(&base, &lying, Codec::Gzip, &Cancel::new()) {
+            Err(Error::IdentityMismatch { expected, .. }) => assert_eq!(expected, [5; 32]),
+            other => panic!("a delta with a wrong identity gave {other:?}"),
+        }
+        let cancel = Cancel::new();
+        cancel.cancel();
+        assert!(matches!(
+            synth(&base, &delta, Codec::Gzip, &cancel),
+            Err(Error::Cancelled)
+        ));
+        let (entry, offset) = {
+            let mut full = FullImage::open(Cursor::new(&base), "old", &Limits::default()).unwrap();
+            let b = (0..11).find(|&b| !full.entry(b).unwrap().zero).unwrap();
+            let (entry, offset, _) = full.read_member(b).unwrap();
+            ((b, entry), offset)
+        };
+        base[(offset + entry.1.member_len as u64 / 2) as usize] ^= 0x40;
+        let err = synth(&base, &delta, Codec::Gzip, &Cancel::new()).unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+        assert!(
+            err.to_string().contains(&format!("block {}", entry.0)),
+            "{err}"
+        );
+    }
+}
