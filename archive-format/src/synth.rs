@@ -7,20 +7,17 @@
 //! records, same index entries, and the delta's identity.
 
 use crate::buffers::BufferPool;
-use crate::codec::BlockDecoder;
-use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};
-use crate::error::{Error, Hash, Result};
+use crate::bytes::ReadAt;
+use crate::error::{Error, Result};
 use crate::full::{
-    write_on_thread, EncodeWorker, EncodedBatch, FullImage, FullSummary, FullWriter, MemberCheck,
+    write_on_thread, EncodeWorker, EncodedBatch, FullSummary, FullWriter, MemberCheck,
 };
-use crate::identity::block_hash;
-use crate::index::BlockEntry;
-use crate::layout::PATCH_PAGE;
+use crate::image::{Block, Decoders, Origin, ProvenImage};
 use crate::meta::Metadata;
 use crate::pipeline::{run_ordered, worker_count};
 use crate::Cancel;
-use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::ops::Range;
 
 /// What a synthetic full holds, and how it was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,142 +42,104 @@ pub fn synth_metadata(delta: &Metadata) -> Metadata {
     }
 }
 
-/// Writes through `writer` the full image of the disk `delta` rebuilds
-/// from `base`, then finishes it. `writer` must have been started with
-/// the delta's image size and block size (`synth_metadata` gives it its
-/// metadata); its codec may differ from `base`'s, which then costs a
-/// compression of every block. `base` is checked to be the full `delta`
-/// needs and its index proven before any block is read; every block is
-/// proven before it is written, and the identity of all of them is
-/// compared with the delta's before the footer is written. On any error
-/// the caller must discard what `writer` wrote. `progress` is called with
-/// the image bytes done so far; `cancel` is checked between batches.
-pub fn write_synth<D: Read + Seek, B: Read + Seek, W: Write + Send>(
-    delta: &mut DeltaArchive<D>,
-    base: &mut FullImage<B>,
+/// Blocks one job covers: 1 MiB of 64 KiB blocks, enough that thread
+/// hand-offs cost nothing.
+const BATCH_BLOCKS: u64 = 16;
+
+/// Writes through `writer` the full image of `image` (a delta over its
+/// full, or a full alone, whose map is proven), then finishes it. `writer`
+/// must have been started with the image's size and block size
+/// (`synth_metadata` gives it its metadata); its codec may differ from
+/// the full's, which then costs a compression of every block. Every block
+/// is proven before it is written, read from the worker threads through
+/// `image`, and the identity of all of them is compared with the image's
+/// before the footer is written. On any error the caller must discard
+/// what `writer` wrote. `progress` is called with the image bytes done so
+/// far; `cancel` is checked between batches.
+pub fn write_synth<B: ReadAt, D: ReadAt, W: Write + Send>(
+    image: &ProvenImage<B, D>,
     writer: FullWriter<W>,
     progress: &mut dyn FnMut(u64),
     cancel: &Cancel,
 ) -> Result<(W, SynthSummary)> {
-    crate::restore::check_base(delta, base)?;
-    delta.check_layout_end()?;
-    let h = delta.header().clone();
     let out = writer.header().clone();
-    if out.image_size != h.image_size || out.block_size != h.block_size {
+    if out.image_size != image.image_size() || out.block_size != image.block_size() {
         return Err(Error::invalid(format!(
             "the synthetic full must hold {} bytes in blocks of {}, the writer was started for {} in blocks of {}",
-            h.image_size, h.block_size, out.image_size, out.block_size
+            image.image_size(),
+            image.block_size(),
+            out.image_size,
+            out.block_size
         )));
     }
     let options = writer.options().clone();
-    let copy = options.codec == base.header().codec;
+    let base = image.base().header();
+    let copy = options.codec == base.codec;
     let workers = worker_count(options.threads);
     let states = (0..workers)
-        .map(|_| SynthWorker::new(base, h.codec, &options, copy))
+        .map(|_| {
+            Ok(SynthWorker {
+                check: MemberCheck::new(base.codec, base)?,
+                decoders: image.decoders()?,
+                encoder: EncodeWorker::new(&options)?,
+                copy,
+                block: Vec::new(),
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
-    let paths = Paths {
-        base: base.name().to_path_buf(),
-        delta: delta.name().to_path_buf(),
-    };
-    let block_count = h.block_count();
+    let block_count = image.block_count();
     let mut next_block = 0u64;
-    let mut changes = ChangeWalk::default();
     let mut done = 0u64;
     let mut copied_blocks = 0u64;
     let mut copied_bytes = 0u64;
     let mut encoded_blocks = 0u64;
     let member_pool = BufferPool::default();
     let member_pool = &member_pool;
-    // A batch holds about this many bytes of members read and written.
-    const BATCH_BYTES: u64 = 1 << 20;
     let writer = write_on_thread(writer, workers, member_pool, |tx| {
         run_ordered(
             states,
             workers * 3,
             || {
                 cancel.check()?;
-                let mut tasks = Vec::new();
-                let mut bytes = 0u64;
-                while next_block < block_count && bytes < BATCH_BYTES {
-                    let b = next_block;
-                    let task = match changes.take(delta, b)? {
-                        None => {
-                            if !h.base_has_same_block(b) {
-                                return Err(Error::corrupt(
-                                    &paths.delta,
-                                    delta.trailer().payload_offset,
-                                    format!("block {b} is not in the delta and the full has no block of its length there"),
-                                ));
-                            }
-                            let (entry, offset, member) = base.read_member(b)?;
-                            Task::Base {
-                                block: b,
-                                entry,
-                                offset,
-                                member,
-                            }
-                        }
-                        Some(e) => match e.kind {
-                            ChangeKind::Zero => Task::Zero { entry: e },
-                            ChangeKind::Data => Task::Data {
-                                entry: e,
-                                offset: delta.member_file_offset(&e),
-                                member: delta.read_member(&e)?,
-                            },
-                            ChangeKind::Patch { pages } => {
-                                let (base_entry, base_offset, base_member) = base.read_member(b)?;
-                                Task::Patch {
-                                    entry: e,
-                                    pages,
-                                    offset: delta.member_file_offset(&e),
-                                    member: delta.read_member(&e)?,
-                                    base_entry,
-                                    base_offset,
-                                    base_member,
-                                }
-                            }
-                        },
-                    };
-                    bytes += task.weight(h.block_len(b) as u64, copy);
-                    tasks.push(task);
-                    next_block += 1;
-                }
-                Ok((!tasks.is_empty()).then_some(tasks))
+                let start = next_block;
+                next_block = (start + BATCH_BLOCKS).min(block_count);
+                Ok((start < next_block).then_some(start..next_block))
             },
-            |w: &mut SynthWorker, tasks: Vec<Task>| {
-                let mut batch = Made {
+            |w: &mut SynthWorker, blocks: Range<u64>| {
+                let mut made = Made {
                     encoded: EncodedBatch {
                         members: member_pool.take(),
-                        blocks: Vec::with_capacity(tasks.len()),
+                        blocks: Vec::with_capacity(blocks.clone().count()),
                         raw_len: 0,
                     },
                     copied_blocks: 0,
                     copied_bytes: 0,
                 };
-                for task in tasks {
-                    w.make(task, &h, &paths, &mut batch)?;
+                for n in blocks {
+                    w.make(image, n, &mut made)?;
                 }
-                Ok(batch)
+                Ok(made)
             },
-            |batch: Made| {
-                done += batch.encoded.raw_len;
-                copied_blocks += batch.copied_blocks;
-                copied_bytes += batch.copied_bytes;
-                encoded_blocks += batch.encoded.blocks.len() as u64 - batch.copied_blocks;
+            |made: Made| {
+                done += made.encoded.raw_len;
+                copied_blocks += made.copied_blocks;
+                copied_bytes += made.copied_bytes;
+                encoded_blocks += made.encoded.blocks.len() as u64 - made.copied_blocks;
                 progress(done);
                 // A send fails only when the writer stopped on an error,
                 // which `write_on_thread` returns.
-                tx.send(batch.encoded)
+                tx.send(made.encoded)
                     .map_err(|_| Error::invalid("the output writer stopped"))
             },
         )
     })?;
-    changes.finish(delta)?;
+    // Proven block by block against a proven map, so this holds; checked
+    // all the same before a footer names the identity.
     let identity = writer.identity();
-    if identity != delta.identity() {
+    if identity != image.identity() {
         return Err(Error::IdentityMismatch {
-            file: paths.delta,
-            expected: delta.identity(),
+            file: image.name().to_path_buf(),
+            expected: image.identity(),
             actual: identity,
         });
     }
@@ -196,59 +155,6 @@ pub fn write_synth<D: Read + Seek, B: Read + Seek, W: Write + Send>(
     ))
 }
 
-struct Paths {
-    base: PathBuf,
-    delta: PathBuf,
-}
-
-/// One block to make, with the stored bytes it needs.
-enum Task {
-    /// Unchanged: the old full's member.
-    Base {
-        block: u64,
-        entry: BlockEntry,
-        offset: u64,
-        member: Vec<u8>,
-    },
-    Zero {
-        entry: ChangeEntry,
-    },
-    Data {
-        entry: ChangeEntry,
-        offset: u64,
-        member: Vec<u8>,
-    },
-    Patch {
-        entry: ChangeEntry,
-        pages: u32,
-        offset: u64,
-        member: Vec<u8>,
-        base_entry: BlockEntry,
-        base_offset: u64,
-        base_member: Vec<u8>,
-    },
-}
-
-impl Task {
-    /// Bytes it holds in a batch, read and made: a copied member twice, a
-    /// block compressed anew its stored bytes and its block's length.
-    fn weight(&self, block_len: u64, copy: bool) -> u64 {
-        const SMALL: u64 = 1024;
-        match self {
-            Task::Base { member, .. } if copy => 2 * member.len() as u64 + SMALL,
-            Task::Base { member, .. } | Task::Data { member, .. } => {
-                member.len() as u64 + block_len
-            }
-            Task::Patch {
-                member,
-                base_member,
-                ..
-            } => (member.len() + base_member.len()) as u64 + block_len,
-            Task::Zero { .. } => SMALL,
-        }
-    }
-}
-
 /// A worker's batch of made blocks, and how many of them were copied.
 struct Made {
     encoded: EncodedBatch,
@@ -256,211 +162,57 @@ struct Made {
     copied_bytes: u64,
 }
 
-/// One worker's tools: a prover of the old full's members, a decoder of
-/// the delta's, an encoder of the new full's, and buffers.
+/// One worker's tools: a prover of the full's members (for copies), the
+/// image's decoders (for the rest), the new full's encoder, a buffer.
 struct SynthWorker {
     check: MemberCheck,
-    decoder: BlockDecoder,
+    decoders: Decoders,
     encoder: EncodeWorker,
     /// Copy unchanged members: the new full's codec is the old one's.
     copy: bool,
     block: Vec<u8>,
-    pages: Vec<u8>,
 }
 
 impl SynthWorker {
-    fn new<B: Read + Seek>(
-        base: &FullImage<B>,
-        delta_codec: crate::Codec,
-        options: &crate::FullOptions,
-        copy: bool,
-    ) -> Result<Self> {
-        Ok(SynthWorker {
-            check: MemberCheck::new(base.header().codec, base.header())?,
-            decoder: BlockDecoder::new(delta_codec)?,
-            encoder: EncodeWorker::new(options)?,
-            copy,
-            block: Vec::new(),
-            pages: Vec::new(),
-        })
-    }
-
-    /// Proves `task`'s block and appends its member to `made`.
-    fn make(
+    /// Proves block `n` and appends its member to `made`.
+    fn make<B: ReadAt, D: ReadAt>(
         &mut self,
-        task: Task,
-        h: &crate::DeltaHeader,
-        paths: &Paths,
+        image: &ProvenImage<B, D>,
+        n: u64,
         made: &mut Made,
     ) -> Result<()> {
+        let len = image.block_len(n);
         let out = &mut made.encoded;
-        match task {
-            Task::Base {
-                block,
-                entry,
-                offset,
-                member,
-            } => {
-                let len = h.block_len(block);
-                out.raw_len += len as u64;
-                // A zero member seen before is proven by its bytes and CRC.
-                let known_zero = self.check.is_proven_zero(&entry, &member, len);
-                if !known_zero {
-                    self.block.resize(len, 0);
-                    self.check.check(
-                        &paths.base,
-                        block,
-                        offset,
-                        &entry,
-                        &member,
-                        &mut self.block,
-                    )?;
-                }
-                if self.copy {
-                    out.members.extend_from_slice(&member);
-                    out.blocks
-                        .push((entry.hash, entry.zero, member.len() as u32));
-                    made.copied_blocks += 1;
-                    made.copied_bytes += member.len() as u64;
-                } else if entry.zero {
-                    out.blocks
-                        .push(self.encoder.encode_zero(len, &mut out.members)?);
-                } else {
-                    out.blocks
-                        .push(self.encoder.encode(&self.block, &mut out.members)?);
-                }
+        out.raw_len += len as u64;
+        let origin = image.origin(n)?;
+        if let (Origin::Full(expected), true) = (origin, self.copy) {
+            let base = image.base();
+            let (entry, offset, member) = base.read_member(n)?;
+            if entry != expected || base.header().block_len(n) != len {
+                return Err(Error::corrupt(
+                    base.name(),
+                    offset,
+                    format!("block {n}: its index entry is not the one the image was proven with"),
+                ));
             }
-            Task::Zero { entry } => {
-                let len = h.block_len(entry.block);
-                out.raw_len += len as u64;
-                out.blocks
-                    .push(self.encoder.encode_zero(len, &mut out.members)?);
-            }
-            Task::Data {
-                entry,
-                offset,
-                member,
-            } => {
-                let len = h.block_len(entry.block);
-                out.raw_len += len as u64;
+            // A zero member seen before is proven by its bytes and CRC.
+            if !self.check.is_proven_zero(&entry, &member, len) {
                 self.block.resize(len, 0);
-                self.decoder
-                    .decode(&member, &mut self.block)
-                    .map_err(|why| {
-                        Error::corrupt(
-                            &paths.delta,
-                            offset,
-                            format!("block {}: {why}", entry.block),
-                        )
-                    })?;
-                check_hash(&paths.delta, &entry, offset, &self.block)?;
-                out.blocks
-                    .push(self.encoder.encode(&self.block, &mut out.members)?);
+                self.check
+                    .check(base.name(), n, offset, &entry, &member, &mut self.block)?;
             }
-            Task::Patch {
-                entry,
-                pages,
-                offset,
-                member,
-                base_entry,
-                base_offset,
-                base_member,
-            } => {
-                let len = h.block_len(entry.block);
-                out.raw_len += len as u64;
-                self.block.resize(len, 0);
-                self.check.check(
-                    &paths.base,
-                    entry.block,
-                    base_offset,
-                    &base_entry,
-                    &base_member,
-                    &mut self.block,
-                )?;
-                self.pages.resize(crate::delta::patch_len(pages, len), 0);
-                self.decoder
-                    .decode(&member, &mut self.pages)
-                    .map_err(|why| {
-                        Error::corrupt(
-                            &paths.delta,
-                            offset,
-                            format!("block {}: {why}", entry.block),
-                        )
-                    })?;
-                let mut at = 0;
-                for p in (0..32).filter(|p| pages & (1 << p) != 0) {
-                    let start = p * PATCH_PAGE;
-                    let n = len.saturating_sub(start).min(PATCH_PAGE);
-                    self.block[start..start + n].copy_from_slice(&self.pages[at..at + n]);
-                    at += n;
-                }
-                check_hash(&paths.delta, &entry, offset, &self.block)?;
-                out.blocks
-                    .push(self.encoder.encode(&self.block, &mut out.members)?);
-            }
+            out.members.extend_from_slice(&member);
+            out.blocks
+                .push((entry.hash, entry.zero, member.len() as u32));
+            made.copied_blocks += 1;
+            made.copied_bytes += member.len() as u64;
+            return Ok(());
         }
-        Ok(())
-    }
-}
-
-fn check_hash(file: &Path, entry: &ChangeEntry, offset: u64, data: &[u8]) -> Result<()> {
-    let actual: Hash = block_hash(data);
-    if actual != entry.hash {
-        return Err(Error::BlockMismatch {
-            file: file.to_path_buf(),
-            block: entry.block,
-            offset,
-            expected: entry.hash,
-            actual,
+        let read = image.read_with(n, origin, &mut self.block, &mut self.decoders)?;
+        out.blocks.push(match read.block {
+            Block::Zero => self.encoder.encode_zero(len, &mut out.members)?,
+            Block::Data => self.encoder.encode(&self.block, &mut out.members)?,
         });
-    }
-    Ok(())
-}
-
-/// Walks a delta's change maps in block order alongside the image.
-#[derive(Default)]
-struct ChangeWalk {
-    changes: std::vec::IntoIter<ChangeEntry>,
-    pending: Option<ChangeEntry>,
-    next_group: u64,
-    seen: u64,
-}
-
-impl ChangeWalk {
-    /// The change for block `b`, if the delta has one; blocks are asked
-    /// for in increasing order.
-    fn take<D: Read + Seek>(
-        &mut self,
-        delta: &mut DeltaArchive<D>,
-        b: u64,
-    ) -> Result<Option<ChangeEntry>> {
-        if self.pending.is_none() {
-            self.pending = self.changes.next();
-            if self.pending.is_none() && self.next_group < delta.group_count() {
-                self.changes = delta.group(self.next_group)?.into_iter();
-                self.next_group += 1;
-                self.pending = self.changes.next();
-            }
-            self.seen += self.pending.is_some() as u64;
-        }
-        Ok(self
-            .pending
-            .filter(|e| e.block == b)
-            .inspect(|_| self.pending = None))
-    }
-
-    /// After the last block: every entry was used and the count matches.
-    fn finish<D: Read + Seek>(&self, delta: &DeltaArchive<D>) -> Result<()> {
-        if self.seen != delta.footer().entry_count
-            || self.next_group != delta.group_count()
-            || self.pending.is_some()
-        {
-            return Err(Error::corrupt(
-                delta.name(),
-                delta.trailer().payload_offset,
-                "the change maps hold blocks past the image end or fewer entries than the footer counts",
-            ));
-        }
         Ok(())
     }
 }
@@ -469,8 +221,11 @@ impl ChangeWalk {
 mod tests {
     use super::*;
     use crate::codec::{BlockEncoder, Codec};
-    use crate::delta::{DeltaHeader, DeltaWriter};
+    use crate::delta::{ChangeKind, DeltaArchive, DeltaHeader, DeltaWriter};
+    use crate::full::FullImage;
+    use crate::identity::block_hash;
     use crate::identity::IdentityHasher;
+    use crate::Hash;
     use crate::{FullOptions, Limits};
     use std::io::Cursor;
 
@@ -567,12 +322,19 @@ mod tests {
         codec: Codec,
         cancel: &Cancel,
     ) -> Result<(Vec<u8>, SynthSummary)> {
-        let mut delta = DeltaArchive::open(Cursor::new(delta), "d", &Limits::default())?;
-        let mut base = FullImage::open(Cursor::new(base), "old", &Limits::default())?;
-        let meta = synth_metadata(delta.meta());
-        let h = delta.header().clone();
-        let writer = FullWriter::new(Vec::new(), "s", &options(codec), h.image_size, &meta)?;
-        write_synth(&mut delta, &mut base, writer, &mut |_| {}, cancel)
+        let delta = DeltaArchive::open(Cursor::new(delta), "d", &Limits::default())?;
+        let base = FullImage::open(Cursor::new(base), "old", &Limits::default())?;
+        write(&ProvenImage::of_delta(delta, base)?, codec, cancel)
+    }
+
+    fn write<B: ReadAt, D: ReadAt>(
+        image: &ProvenImage<B, D>,
+        codec: Codec,
+        cancel: &Cancel,
+    ) -> Result<(Vec<u8>, SynthSummary)> {
+        let meta = synth_metadata(image.meta());
+        let writer = FullWriter::new(Vec::new(), "s", &options(codec), image.image_size(), &meta)?;
+        write_synth(image, writer, &mut |_| {}, cancel)
     }
 
     /// The synthetic full is byte for byte the full `FullWriter` makes of
@@ -602,6 +364,16 @@ mod tests {
                 assert_eq!(summary.copied_blocks, copied, "{from:?} -> {to:?}");
                 assert_eq!(summary.encoded_blocks, 26 - copied);
             }
+            // A full alone: copied, or converted to the other codec.
+            let alone = FullImage::open(Cursor::new(&base), "old", &Limits::default()).unwrap();
+            let alone = ProvenImage::of_full(alone).unwrap();
+            for to in [Codec::Gzip, Codec::Zstd] {
+                let (made, _) = write(&alone, to, &Cancel::new()).unwrap();
+                assert!(
+                    made == full_of(&old, to, &Metadata::default()),
+                    "{from:?} -> {to:?}"
+                );
+            }
         }
     }
 
@@ -624,7 +396,7 @@ mod tests {
             Err(Error::Cancelled)
         ));
         let (entry, offset) = {
-            let mut full = FullImage::open(Cursor::new(&base), "old", &Limits::default()).unwrap();
+            let full = FullImage::open(Cursor::new(&base), "old", &Limits::default()).unwrap();
             let b = (0..11).find(|&b| !full.entry(b).unwrap().zero).unwrap();
             let (entry, offset, _) = full.read_member(b).unwrap();
             ((b, entry), offset)

@@ -5,6 +5,7 @@ use crate::cli::SynthArgs;
 use crate::output::{print, refuse_inputs, PendingOutput};
 use crate::progress;
 use anyhow::{anyhow, Context, Result};
+use archive_format::image::ProvenImage;
 use archive_format::input::{open_input, InputKind};
 use archive_format::locate::{find_full, search_dirs};
 use archive_format::{
@@ -22,7 +23,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
             args.archive.display()
         ))));
     }
-    let mut delta = DeltaArchive::open(file, &args.archive, &Limits::default())?;
+    let delta = DeltaArchive::open(file, &args.archive, &Limits::default())?;
     let key = crate::key::read(args.key.as_deref())?;
     if let Some(key) = &key {
         // The new full's MAC will vouch for what the delta says: prove that first.
@@ -34,13 +35,17 @@ pub fn run(args: SynthArgs) -> Result<()> {
     };
     // Opened once: every block is read from this file, whatever the path names later.
     let base_file = open_input(&full, InputKind::Regular)?;
-    let mut base = FullImage::open(base_file, &full, &Limits::default())?;
-    let meta = synth_metadata(delta.meta());
-    let codec = args.codec.map_or(base.header().codec, Codec::from);
+    let base = FullImage::open(base_file, &full, &Limits::default())?;
+    let base_codec = base.header().codec;
+    // The right full, and the map of the image proven, before any output
+    // exists: index and change maps only, no block data.
+    let image = ProvenImage::of_delta(delta, base)?;
+    let meta = synth_metadata(image.meta());
+    let codec = args.codec.map_or(base_codec, Codec::from);
     let options = FullOptions {
         codec,
         level: args.level,
-        block_size: delta.header().block_size,
+        block_size: image.block_size(),
         threads: args.run.threads,
         key: key.clone(),
         ..FullOptions::default()
@@ -55,7 +60,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     refuse_inputs(&[&dest, &delta_dest], &inputs)?;
     let pending = PendingOutput::create(&dest, args.force, crate::full::FULL_MODE)?;
     let pending_delta = PendingOutput::create(&delta_dest, args.force, crate::delta::DELTA_MODE)?;
-    let image_size = delta.header().image_size;
+    let image_size = image.image_size();
     let writer = FullWriter::new(pending.writer()?, &dest, &options, image_size, &meta).map_err(
         |e| match e {
             archive_format::Error::InvalidInput { what } => {
@@ -67,8 +72,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let started = Instant::now();
     let pb = progress::bar(image_size, "synth", args.run.quiet);
     let (out, summary) = write_synth(
-        &mut delta,
-        &mut base,
+        &image,
         writer,
         &mut |done| pb.set_position(done),
         &Cancel::new(),
