@@ -14,6 +14,7 @@ mod runtime;
 mod sample;
 mod sample_disk;
 mod source;
+mod synth;
 mod verify;
 
 use clap::Parser;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Companion(args) => companion::run(args),
+        cli::Command::Synth(args) => synth::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
         cli::Command::SampleChange(args) => sample_disk::run_change(args),

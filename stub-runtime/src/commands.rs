@@ -465,8 +465,8 @@ pub fn open_base(
         }
     };
     let file = open_input(&path, InputKind::Regular)?;
-    let mut base = FullImage::open(file, &path, &Limits::default())?;
-    check_base(delta, &mut base)?;
+    let base = FullImage::open(file, &path, &Limits::default())?;
+    check_base(delta, &base)?;
     Ok(Base::File(base))
 }
 
@@ -487,7 +487,17 @@ fn rebuild(
         last.clone_from(p);
     };
     let result = match base {
-        Base::File(mut full) => restore(delta, &mut full, sink, threads, prior, &mut progress),
+        Base::File(full) => archive_format::image::ProvenImage::of_delta(delta.by_ref(), full)
+            .and_then(|image| {
+                restore(
+                    &image,
+                    sink,
+                    threads,
+                    prior,
+                    &mut progress,
+                    &archive_format::Cancel::new(),
+                )
+            }),
         Base::Stream(stream) => restore_stream(
             delta,
             stream,
