@@ -9,6 +9,7 @@
 //! A foreign container is refused with the command that turns it into
 //! something sdar reads.
 
+use crate::bytes::ReadAt;
 use crate::codec::Codec;
 use crate::display::shell_word;
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use crate::input::{open_input, InputKind};
 use crate::layout::{TRAILER_LEN, TRAILER_MAGIC};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// What a file is, by its first and last bytes.
@@ -48,25 +48,17 @@ pub fn open_classified(path: &Path) -> Result<(File, FileKind)> {
     Ok((file, kind))
 }
 
-/// What the open `file` holds, read at explicit offsets (its position is
-/// left wherever finding a block device's size leaves it). A file too short
-/// for a magic is [`FileKind::Other`].
-pub fn file_kind(file: &File) -> io::Result<FileKind> {
-    use std::os::unix::fs::FileTypeExt;
-    let meta = file.metadata()?;
-    // A block device reports a length of 0 in its metadata.
-    let len = if meta.file_type().is_block_device() {
-        rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))
-            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?
-    } else {
-        meta.len()
-    };
-    // Both lengths fit in memory: at most HEAD_LEN and VHD_FOOTER_LEN.
+/// What `src` (a file, a device, bytes in memory or anything else read at
+/// offsets) holds, from its first [`HEAD_LEN`] and last [`VHD_FOOTER_LEN`]
+/// bytes, asked for together. A file too short for a magic is
+/// [`FileKind::Other`].
+pub fn file_kind<R: ReadAt + ?Sized>(src: &R) -> io::Result<FileKind> {
+    let len = src.size()?;
+    // Both fit in memory: at most HEAD_LEN and VHD_FOOTER_LEN bytes.
     let mut head = vec![0u8; len.min(HEAD_LEN as u64) as usize];
-    file.read_exact_at(&mut head, 0)?;
     let tail_at = len.saturating_sub(VHD_FOOTER_LEN);
     let mut tail = vec![0u8; (len - tail_at) as usize];
-    file.read_exact_at(&mut tail, tail_at)?;
+    src.read_ranges(&mut [(0, &mut head[..]), (tail_at, &mut tail[..])])?;
     // A delta starts with the restore program, so its end says what it is.
     let trailer_magic = tail
         .len()
@@ -289,6 +281,7 @@ mod tests {
             std::fs::write(&path, &bytes).unwrap();
             let (_, kind) = open_classified(&path).unwrap();
             assert_eq!(kind, want, "{} bytes", bytes.len());
+            assert_eq!(file_kind(&bytes[..]).unwrap(), want, "in memory");
             assert_eq!(
                 kind.is_backup(),
                 matches!(want, FileKind::Full(_) | FileKind::Delta)
