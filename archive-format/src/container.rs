@@ -22,9 +22,10 @@ use std::path::Path;
 /// What a file is, by its first and last bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
-    /// Starts with a full image's first record (SPEC.md §3), in this codec.
+    /// Starts with a full image's first record, a record in this codec's
+    /// container (SPEC.md §4.2, §4.3).
     Full(Codec),
-    /// Ends with a delta archive's trailer (SPEC.md §5).
+    /// Ends with a delta archive's trailer (SPEC.md §13).
     Delta,
     /// A disk image container sdar does not read.
     Foreign(Container),
