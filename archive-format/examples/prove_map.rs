@@ -30,9 +30,8 @@ impl ReadAt for Counted {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let is_delta = |p: &str| {
-        File::open(p).is_ok_and(|f| DeltaArchive::open(f, p, &Limits::default()).is_ok())
-    };
+    let is_delta =
+        |p: &str| File::open(p).is_ok_and(|f| DeltaArchive::open(f, p, &Limits::default()).is_ok());
     let (delta, full, runs) = match args.as_slice() {
         [d, f, rest @ ..] if is_delta(d) => (Some(d.clone()), f.clone(), rest.first()),
         [f, rest @ ..] => (None, f.clone(), rest.first()),
@@ -43,7 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bytes = 0;
     let mut blocks = 0;
     for _ in 0..runs {
-        let open = |p: &str| -> std::io::Result<Counted> { Ok(Counted(File::open(p)?, AtomicU64::new(0))) };
+        let open = |p: &str| -> std::io::Result<Counted> {
+            Ok(Counted(File::open(p)?, AtomicU64::new(0)))
+        };
         let base_file = open(&full)?;
         let delta_file = delta.as_deref().map(open).transpose()?;
         let started = Instant::now();

@@ -9,6 +9,9 @@
 //! checks it against the proven hash. Restore, verification, resume, live
 //! serving and synthetic fulls are loops over it.
 
+pub mod restore;
+pub mod verify;
+
 use crate::bytes::ReadAt;
 use crate::codec::BlockDecoder;
 use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};

@@ -16,41 +16,34 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod archive_file;
-pub mod auth;
-pub mod background_sync;
+// The layers, from the bottom: bytes at offsets, the formats, the proven
+// image, where blocks go, and the jobs that use them.
 mod buffers;
 pub mod bytes;
 mod cancel;
-mod codec;
-pub mod container;
-pub mod delta;
 pub mod display;
 pub mod error;
-mod footer;
-pub mod full;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
-mod header;
-mod identity;
 pub mod image;
-mod index;
-pub mod input;
 pub mod layout;
 mod limits;
 pub mod locate;
-mod meta;
 mod pipeline;
-mod record;
-mod record_cache;
-pub mod restore;
 mod source;
 pub mod synth;
 pub mod target;
-mod trailer;
-mod verify;
-pub mod vmdk;
-pub mod vmx;
+
+// The paths the runtime, the CLI and the tests have always used.
+pub use bytes::input;
+pub use format::{auth, container, delta, full, vmdk, vmx};
+pub use image::restore;
+pub use target::background_sync;
+// Short paths inside the crate.
+use bytes::file as archive_file;
+use format::{codec, footer, header, identity, index, meta, record, record_cache, trailer};
+use image::verify;
 
 pub use archive_file::{ArchiveFile, SharedFile};
 pub use bytes::{CachedReader, ReadAt};

@@ -11,6 +11,7 @@
 //! created. A device is never renamed or replaced: it is opened
 //! exclusively and written in place.
 
+pub mod background_sync;
 mod files;
 pub mod mark;
 
