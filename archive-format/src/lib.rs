@@ -34,6 +34,7 @@ mod header;
 mod identity;
 mod index;
 pub mod input;
+pub mod job;
 pub mod layout;
 mod limits;
 pub mod locate;
