@@ -8,7 +8,7 @@ use std::fs::File;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: verify FILE [BLOCK]")?;
-    let mut image = FullImage::open(File::open(&path)?, &path, &Limits::default())?;
+    let image = FullImage::open(File::open(&path)?, &path, &Limits::default())?;
     let h = image.header().clone();
     println!(
         "{path}: {} image of {} bytes in {} blocks of {}",
@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         h.block_count(),
         h.block_size
     );
-    let report = verify_full(&mut image, 0, &mut |_| {})?;
+    let report = verify_full(&image, 0, &mut |_| {})?;
     println!(
         "verified: {} blocks, {} zero, identity {}",
         report.blocks,

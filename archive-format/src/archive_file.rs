@@ -1,33 +1,27 @@
 //! A named, seekable file read at explicit offsets, so every error can say
 //! which file and which byte.
 
+use crate::bytes::ReadAt;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A reader that knows its name and length and reads at absolute offsets.
+/// A file that knows its name and length and reads at absolute offsets,
+/// through `&self`: clones and threads share it.
 #[derive(Clone, Debug)]
 pub struct ArchiveFile<R> {
     inner: R,
     name: PathBuf,
     len: u64,
-    pos: u64,
 }
 
-impl<R: Read + Seek> ArchiveFile<R> {
+impl<R: ReadAt> ArchiveFile<R> {
     /// Wraps `inner`; `name` is what error messages call it.
-    pub fn new(mut inner: R, name: impl Into<PathBuf>) -> Result<Self> {
+    pub fn new(inner: R, name: impl Into<PathBuf>) -> Result<Self> {
         let name = name.into();
-        let len = inner
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(&name, None, e))?;
-        Ok(ArchiveFile {
-            inner,
-            name,
-            len,
-            pos: len,
-        })
+        let len = inner.size().map_err(|e| Error::io(&name, None, e))?;
+        Ok(ArchiveFile { inner, name, len })
     }
 
     pub fn name(&self) -> &Path {
@@ -46,8 +40,13 @@ impl<R: Read + Seek> ArchiveFile<R> {
         &self.inner
     }
 
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
+    /// The same file, reading through a reference to its reader.
+    pub fn borrowed(&self) -> ArchiveFile<&R> {
+        ArchiveFile {
+            inner: &self.inner,
+            name: self.name.clone(),
+            len: self.len,
+        }
     }
 
     pub fn into_inner(self) -> R {
@@ -56,40 +55,27 @@ impl<R: Read + Seek> ArchiveFile<R> {
 
     /// Fills `buf` from `offset`; a file that ends first is `Truncated`,
     /// reported with `what` was being read.
-    pub fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
+    pub fn read_at(&self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
         let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
             Error::corrupt(&self.name, offset, format!("{what}: offset overflows"))
         })?;
         if end > self.len {
             return Err(Error::truncated(&self.name, offset, what));
         }
-        if self.pos != offset {
-            self.inner
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::io(&self.name, Some(offset), e))?;
-        }
-        self.pos = offset;
-        match read_full(&mut self.inner, buf) {
-            Ok(n) if n == buf.len() => {
-                self.pos = end;
-                Ok(())
-            }
-            Ok(n) => {
-                self.pos += n as u64;
+        match self.inner.read_exact_at(buf, offset) {
+            Ok(()) => Ok(()),
+            // Shorter than when it was opened: cut while being read.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Err(Error::truncated(&self.name, offset, what))
             }
-            Err(e) => {
-                // The position is unknown after a failed read: seek next time.
-                self.pos = u64::MAX;
-                Err(Error::io(&self.name, Some(offset), e))
-            }
+            Err(e) => Err(Error::io(&self.name, Some(offset), e)),
         }
     }
 
     /// Reads `len` bytes at `offset` into a new vector. `len` must already be
     /// checked against limits; it is also checked against the file length
     /// before anything is allocated.
-    pub fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
+    pub fn read_vec_at(&self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
         if offset.saturating_add(len as u64) > self.len {
             return Err(Error::truncated(&self.name, offset, what));
         }
@@ -152,6 +138,15 @@ impl Seek for SharedFile {
     }
 }
 
+impl ReadAt for SharedFile {
+    fn size(&self) -> io::Result<u64> {
+        ReadAt::size(&*self.file)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        ReadAt::read_exact_at(&*self.file, buf, offset)
+    }
+}
+
 /// Reads until `buf` is full or the reader ends; returns how much was read.
 /// One `read` call may return less than asked for, so loop.
 pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -167,9 +162,9 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
     Ok(filled)
 }
 
-/// Reading at offsets, from a seekable file or from a stream read strictly
-/// in order: the record readers work on either.
-pub trait ReadAt {
+/// Where the record readers read: an [`ArchiveFile`] at any offset, or a
+/// stream read strictly in order.
+pub trait RecordSource {
     fn name(&self) -> &Path;
     /// The total length, when known (a stream's is not).
     fn known_len(&self) -> Option<u64>;
@@ -178,18 +173,18 @@ pub trait ReadAt {
     fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>>;
 }
 
-impl<R: Read + Seek> ReadAt for ArchiveFile<R> {
+impl<R: ReadAt> RecordSource for &ArchiveFile<R> {
     fn name(&self) -> &Path {
-        ArchiveFile::name(self)
+        ArchiveFile::name(*self)
     }
     fn known_len(&self) -> Option<u64> {
         Some(self.len)
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8], what: &str) -> Result<()> {
-        ArchiveFile::read_at(self, offset, buf, what)
+        ArchiveFile::read_at(*self, offset, buf, what)
     }
     fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
-        ArchiveFile::read_vec_at(self, offset, len, what)
+        ArchiveFile::read_vec_at(*self, offset, len, what)
     }
 }
 
@@ -239,7 +234,7 @@ impl<R: Read> StreamFile<R> {
     }
 }
 
-impl<R: Read> ReadAt for StreamFile<R> {
+impl<R: Read> RecordSource for StreamFile<R> {
     fn name(&self) -> &Path {
         &self.name
     }
@@ -267,7 +262,7 @@ impl<R: Read> ReadAt for StreamFile<R> {
     }
     fn read_vec_at(&mut self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
         let mut v = vec![0u8; len];
-        ReadAt::read_at(self, offset, &mut v, what)?;
+        RecordSource::read_at(self, offset, &mut v, what)?;
         Ok(v)
     }
 }

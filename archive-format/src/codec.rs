@@ -4,7 +4,7 @@
 mod gzip;
 pub(crate) mod zstd;
 
-use crate::archive_file::ReadAt;
+use crate::archive_file::RecordSource;
 use crate::error::{Error, Result};
 use crate::layout::{CODEC_GZIP, CODEC_ZSTD};
 use crate::record;
@@ -109,7 +109,7 @@ impl Codec {
     /// and returns its body and the container bytes it spans.
     pub(crate) fn read_record(
         self,
-        file: &mut impl ReadAt,
+        file: &mut impl RecordSource,
         offset: u64,
         tag: [u8; 4],
         max_body: u32,

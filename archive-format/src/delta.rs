@@ -16,8 +16,8 @@ use crate::limits::Limits;
 use crate::record::{le_u32, le_u64};
 use std::path::Path;
 
-pub(crate) use read::patch_len;
 pub use read::DeltaArchive;
+pub(crate) use read::{map_digest, patch_len};
 pub use write::{write_delta, DeltaOptions, DeltaSummary, DeltaWriter};
 
 /// The fixed facts of a delta: the image it rebuilds and the full it needs.

@@ -7,11 +7,12 @@ use crate::delta::DeltaArchive;
 use crate::full::FullStream;
 use crate::header::ImageHeader;
 use crate::identity::ZeroHashes;
+use crate::image::ProvenImage;
 use crate::index::IndexSegment;
 use crate::layout::*;
 use crate::limits::Limits;
 use crate::meta::Metadata;
-use crate::restore::{check_base, restore, restore_stream, DiscardSink};
+use crate::restore::{restore, restore_stream, DiscardSink};
 use crate::{verify_full, FullImage, Result};
 use std::io::Cursor;
 use std::path::Path;
@@ -49,11 +50,11 @@ pub fn metadata(data: &[u8]) -> Result<()> {
 
 /// Opens arbitrary bytes as a full image and verifies it on one thread.
 pub fn open_and_verify(data: &[u8]) -> Result<()> {
-    let mut image = FullImage::open(Cursor::new(data), "fuzz", &Limits::default())?;
+    let image = FullImage::open(Cursor::new(data), "fuzz", &Limits::default())?;
     for s in 0..image.segment_count() {
         image.index_segment(s)?;
     }
-    verify_full(&mut image, 1, &mut |_| {}).map(|_| ())
+    verify_full(&image, 1, &mut |_| {}).map(|_| ())
 }
 
 /// Opens arbitrary bytes as a delta archive (trailer, DHED, META, DFOT,
@@ -71,7 +72,7 @@ pub fn delta_open(data: &[u8]) -> Result<()> {
 /// Every group is tried even after one fails, since each is found through
 /// the directory.
 fn open_delta(data: &[u8]) -> Result<()> {
-    let mut delta = DeltaArchive::open(Cursor::new(data), "fuzz", &Limits::default())?;
+    let delta = DeltaArchive::open(Cursor::new(data), "fuzz", &Limits::default())?;
     let mut first_error = None;
     for g in 0..delta.group_count() {
         let read = delta.group(g).and_then(|entries| {
@@ -112,10 +113,10 @@ pub fn delta_verify(data: &[u8]) -> Result<()> {
 fn restore_delta(full: &[u8], delta: &[u8]) -> Result<()> {
     let limits = Limits::default();
     let full_name = Path::new("fuzz.full");
-    let mut delta = DeltaArchive::open(Cursor::new(delta), "fuzz.sdar", &limits)?;
+    let delta = DeltaArchive::open(Cursor::new(delta), "fuzz.sdar", &limits)?;
     let streamed = FullStream::open(full, full_name, &limits).and_then(|stream| {
         restore_stream(
-            &mut delta,
+            &delta,
             stream,
             full_name,
             &mut DiscardSink,
@@ -123,15 +124,15 @@ fn restore_delta(full: &[u8], delta: &[u8]) -> Result<()> {
             &mut |_| {},
         )
     });
-    let seeked = FullImage::open(Cursor::new(full), full_name, &limits).and_then(|mut base| {
-        check_base(&delta, &mut base)?;
+    let seeked = FullImage::open(Cursor::new(full), full_name, &limits).and_then(|base| {
+        let image = ProvenImage::of_delta(delta.by_ref(), base)?;
         restore(
-            &mut delta,
-            &mut base,
+            &image,
             &mut DiscardSink,
             1,
             None,
             &mut |_| {},
+            &crate::Cancel::new(),
         )
     });
     streamed.and(seeked).map(|_| ())

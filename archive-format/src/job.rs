@@ -22,11 +22,12 @@ use crate::cancel::Cancel;
 use crate::delta::DeltaArchive;
 use crate::error::{hex, Error, Hash, Result};
 use crate::full::{FullImage, FullStream};
+use crate::image::ProvenImage;
 use crate::input::{open_input, InputKind};
 use crate::limits::Limits;
 use crate::locate::{find_full, search_dirs};
 use crate::restore::{
-    check_base, restore, restore_stream, BlockSink, PriorImage, RestoreProgress, RestoreReport,
+    restore, restore_stream, BlockSink, PriorImage, RestoreProgress, RestoreReport,
 };
 use std::ffi::OsString;
 use std::fs::File;
@@ -148,7 +149,7 @@ pub fn open_archive(path: &Path, limits: &Limits) -> Result<DeltaArchive<File>> 
 /// Proves the archive's MAC with `key`, if given, before anything else is
 /// read or written.
 fn authenticate(
-    delta: &mut DeltaArchive<File>,
+    delta: &DeltaArchive<File>,
     key: Option<&crate::auth::Key>,
     record: &mut JobRecord,
 ) -> Result<()> {
@@ -159,40 +160,56 @@ fn authenticate(
     Ok(())
 }
 
-/// The full a delta is rebuilt from: a file, proven the right one, or a
-/// stream, checked as it passes.
+/// What a delta is rebuilt from: the image proven over its full (the full
+/// found, opened, and the whole map proven against the delta's identity),
+/// or the delta with a full read as a stream, checked as it passes.
 // One per job, moved once: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-enum Base {
-    File(FullImage<File>),
+enum Source {
+    Proven(ProvenImage<File, File>),
     Stream {
+        delta: DeltaArchive<File>,
         stream: FullStream<Box<dyn Read + Send>>,
         name: PathBuf,
     },
 }
 
-impl Base {
-    fn name(&self) -> &Path {
+impl Source {
+    /// The full's name (or the stream's).
+    fn full_name(&self) -> &Path {
         match self {
-            Base::File(f) => f.name(),
-            Base::Stream { name, .. } => name,
+            Source::Proven(image) => image.base().name(),
+            Source::Stream { name, .. } => name,
+        }
+    }
+
+    /// Bytes of the image that are not zero blocks, when known before the
+    /// restore (not for a stream).
+    fn nonzero_bytes(&self) -> Option<u64> {
+        match self {
+            Source::Proven(image) => Some(image.nonzero_bytes()),
+            Source::Stream { .. } => None,
         }
     }
 }
 
 /// Finds and opens the full `delta` needs, and proves a file to be the
-/// right one before anything is written.
-fn open_base(
-    delta: &DeltaArchive<File>,
+/// right one, and the image's whole map, before anything is written.
+fn open_source(
+    delta: DeltaArchive<File>,
     archive: &Path,
     source: FullSource,
     limits: &Limits,
-) -> Result<Base> {
+) -> Result<Source> {
     let path = match source {
         FullSource::Path(p) => p,
         FullSource::Stream { reader, name } => {
             let stream = FullStream::open(reader, &name, limits)?;
-            return Ok(Base::Stream { stream, name });
+            return Ok(Source::Stream {
+                delta,
+                stream,
+                name,
+            });
         }
         FullSource::Search { search_path } => {
             let dirs = search_dirs(archive, search_path.as_deref());
@@ -212,13 +229,12 @@ fn open_base(
         }
     };
     let file = open_input(&path, InputKind::Regular)?;
-    let mut base = FullImage::open(file, &path, limits)?;
-    check_base(delta, &mut base)?;
-    Ok(Base::File(base))
+    let base = FullImage::open(file, &path, limits)?;
+    Ok(Source::Proven(ProvenImage::of_delta(delta, base)?))
 }
 
-/// Stops a restore at the next block once `cancel` is used: every block
-/// handed on passes through here.
+/// Stops a stream restore at the next block once `cancel` is used: every
+/// block it hands on passes through here.
 struct CancelSink<'a> {
     inner: &'a mut dyn BlockSink,
     cancel: &'a Cancel,
@@ -229,14 +245,17 @@ impl BlockSink for CancelSink<'_> {
         self.cancel.check()?;
         self.inner.put(block, offset, data)
     }
+
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
 }
 
-/// Rebuilds the delta's image from `base` into `sink`, reporting progress
-/// and recording it in `record`.
+/// Rebuilds the image from `source` into `sink`, reporting progress and
+/// recording it in `record`.
 #[allow(clippy::too_many_arguments)]
 fn rebuild(
-    delta: &mut DeltaArchive<File>,
-    base: Base,
+    source: Source,
     sink: &mut dyn BlockSink,
     threads: usize,
     prior: Option<&PriorImage>,
@@ -250,14 +269,18 @@ fn rebuild(
         last.clone_from(p);
         progress(p);
     };
-    let mut sink = CancelSink {
-        inner: sink,
-        cancel,
-    };
-    let result = cancel.check().and_then(|()| match base {
-        Base::File(mut full) => restore(delta, &mut full, &mut sink, threads, prior, &mut report),
-        Base::Stream { stream, name } => {
-            restore_stream(delta, stream, &name, &mut sink, prior, &mut report)
+    let result = cancel.check().and_then(|()| match source {
+        Source::Proven(image) => restore(&image, sink, threads, prior, &mut report, cancel),
+        Source::Stream {
+            delta,
+            stream,
+            name,
+        } => {
+            let mut sink = CancelSink {
+                inner: sink,
+                cancel,
+            };
+            restore_stream(&delta, stream, &name, &mut sink, prior, &mut report)
         }
     });
     record.elapsed = started.elapsed();

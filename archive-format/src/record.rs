@@ -121,7 +121,7 @@ pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
 /// Reads a record stored without a container (delta payloads, SPEC.md
 /// §14) at absolute `offset`; returns its body and the bytes it spans.
 pub(crate) fn read_plain_record(
-    file: &mut impl crate::archive_file::ReadAt,
+    file: &mut impl crate::archive_file::RecordSource,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,
@@ -147,7 +147,7 @@ pub(crate) fn read_plain_record(
 /// length fixed by the format, and one that runs past the end of the file
 /// cannot be right either: both are corruption.
 pub(crate) fn oversized(
-    file: &impl crate::archive_file::ReadAt,
+    file: &impl crate::archive_file::RecordSource,
     offset: u64,
     tag: [u8; 4],
     body_len: u32,

@@ -2,24 +2,31 @@
 //! full, proving every block against its hash before it is handed on, and
 //! the whole against the delta's identity at the end (SPEC.md §19).
 
+use crate::bytes::ReadAt;
+use crate::cancel::Cancel;
 use crate::codec::BlockDecoder;
 use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};
 use crate::error::{Error, Hash, Result};
-use crate::full::{FullImage, MemberCheck};
+use crate::full::FullImage;
 use crate::identity::{block_hash, IdentityHasher};
-use crate::index::BlockEntry;
-use crate::layout::PATCH_PAGE;
+use crate::image::{apply_patch, decode_change, Block, Origin, ProvenImage};
 use crate::pipeline::{run_ordered, worker_count};
 use std::fs::File;
-use std::io::{Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-/// Where proven blocks go, in block order.
+/// Where proven blocks go: a block at any offset, then a flush. The file,
+/// raw and VMDK targets ([`crate::target::RestoreTarget`]) and a verify's
+/// [`DiscardSink`] implement it.
 pub trait BlockSink {
     /// `data` is the block's bytes, or `None` for a block of zeros (which a
     /// preallocated target already holds).
     fn put(&mut self, block: u64, offset: u64, data: Option<&[u8]>) -> Result<()>;
+
+    /// Makes what was put durable, as far as this target can.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink that keeps nothing: verification.
@@ -60,17 +67,14 @@ pub struct RestoreProgress {
 }
 
 impl RestoreProgress {
-    fn new<D: Read + Seek>(delta: &DeltaArchive<D>) -> Self {
-        let h = delta.header();
-        let delta_total = delta
-            .footer()
-            .entry_count
-            .saturating_mul(h.block_size as u64)
-            .min(h.image_size);
+    fn new(image_size: u64, block_size: u32, changed_blocks: u64) -> Self {
+        let delta_total = changed_blocks
+            .saturating_mul(block_size as u64)
+            .min(image_size);
         RestoreProgress {
-            image_size: h.image_size,
+            image_size,
             delta_total,
-            full_total: h.image_size - delta_total,
+            full_total: image_size - delta_total,
             ..RestoreProgress::default()
         }
     }
@@ -141,7 +145,7 @@ impl PriorImage {
         buf: &mut Vec<u8>,
     ) -> Result<bool> {
         buf.resize(len, 0);
-        match self.file.read_exact_at(buf, offset) {
+        match FileExt::read_exact_at(&self.file, buf, offset) {
             Ok(()) => Ok(block_hash(buf) == *expected),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(Error::io(&self.name, Some(offset), e)),
@@ -155,40 +159,6 @@ pub struct RestoreReport {
     pub identity: Hash,
     pub blocks: u64,
     pub progress: RestoreProgress,
-}
-
-/// Checks, before anything is written, that `base` is the full `delta`
-/// needs: its recorded identity, its shape, and its index proven against
-/// that identity.
-pub fn check_base<D: Read + Seek, B: Read + Seek>(
-    delta: &DeltaArchive<D>,
-    base: &mut FullImage<B>,
-) -> Result<()> {
-    let h = delta.header();
-    if base.identity() != h.base_identity {
-        return Err(Error::WrongFull {
-            file: base.name().to_path_buf(),
-            expected: h.base_identity,
-            found: base.identity(),
-        });
-    }
-    // The identities match, and an identity covers the image's size: the
-    // full's own header is right, so a disagreement is the delta's.
-    if base.header().image_size != h.base_image_size || base.header().block_size != h.block_size {
-        return Err(Error::corrupt(
-            delta.name(),
-            delta.trailer().payload_offset,
-            format!(
-                "DHED says its full holds {} bytes in blocks of {}, but the full with its identity ({}) holds {} bytes in blocks of {}",
-                h.base_image_size,
-                h.block_size,
-                base.name().display(),
-                base.header().image_size,
-                base.header().block_size
-            ),
-        ));
-    }
-    base.prove_index()
 }
 
 /// Walks a delta's change maps in block order alongside the image.
@@ -211,11 +181,7 @@ impl ChangeCursor {
 
     /// The change for block `b`, if the delta has one. Blocks are asked
     /// for in increasing order.
-    fn take<D: Read + Seek>(
-        &mut self,
-        delta: &mut DeltaArchive<D>,
-        b: u64,
-    ) -> Result<Option<ChangeEntry>> {
+    fn take<D: ReadAt>(&mut self, delta: &DeltaArchive<D>, b: u64) -> Result<Option<ChangeEntry>> {
         if self.pending.is_none() {
             self.pending = self.changes.next();
             if self.pending.is_none() && self.next_group < delta.group_count() {
@@ -232,7 +198,7 @@ impl ChangeCursor {
     }
 
     /// After the last block: every entry was used and the count matches.
-    fn finish<D: Read + Seek>(&self, delta: &DeltaArchive<D>) -> Result<()> {
+    fn finish<D: ReadAt>(&self, delta: &DeltaArchive<D>) -> Result<()> {
         if self.seen != delta.footer().entry_count
             || self.next_group != delta.group_count()
             || self.pending.is_some()
@@ -247,51 +213,24 @@ impl ChangeCursor {
     }
 }
 
-enum Task {
-    Base {
-        block: u64,
-        entry: BlockEntry,
-        offset: u64,
-        member: Vec<u8>,
-    },
-    Zero {
-        block: u64,
-        hash: Hash,
-    },
-    Data {
-        entry: ChangeEntry,
-        offset: u64,
-        member: Vec<u8>,
-    },
-    Patch {
-        entry: ChangeEntry,
-        offset: u64,
-        member: Vec<u8>,
-        base_entry: BlockEntry,
-        base_offset: u64,
-        base_member: Vec<u8>,
-    },
-    /// Already in place, read back and proven: nothing to read or write.
-    Kept {
-        block: u64,
-        hash: Hash,
-        from_delta: bool,
-    },
+/// Checks, before anything is written, that `base` is the full `delta`
+/// needs: its recorded identity, its shape, and its index proven against
+/// that identity. [`ProvenImage::of_delta`] does this and proves the rest
+/// of the map.
+pub fn check_base<D: ReadAt, B: ReadAt>(
+    delta: &DeltaArchive<D>,
+    base: &FullImage<B>,
+) -> Result<()> {
+    crate::image::check_base_shape(delta, base)?;
+    base.prove_index()
 }
 
-impl Task {
-    /// Stored bytes read for it.
-    fn stored(&self) -> u64 {
-        match self {
-            Task::Base { member, .. } | Task::Data { member, .. } => member.len() as u64,
-            Task::Patch {
-                member,
-                base_member,
-                ..
-            } => (member.len() + base_member.len()) as u64,
-            Task::Zero { .. } | Task::Kept { .. } => 0,
-        }
-    }
+/// A block a worker is given: where it comes from, and whether an
+/// interrupted restore already holds it.
+struct Job {
+    block: u64,
+    origin: Origin,
+    kept: bool,
 }
 
 struct Done {
@@ -304,60 +243,43 @@ struct Done {
     kept: bool,
 }
 
-struct Worker {
-    check: MemberCheck,
-    decoder: BlockDecoder,
-    pages: Vec<u8>,
-    readback: Vec<u8>,
-}
-
-impl Worker {
-    fn new(base: &crate::ImageHeader, codec: crate::codec::Codec) -> Result<Self> {
-        Ok(Worker {
-            check: MemberCheck::new(base.codec, base)?,
-            decoder: BlockDecoder::new(codec)?,
-            pages: Vec::new(),
-            readback: Vec::new(),
-        })
-    }
-}
-
-/// Rebuilds the image of `delta` from `base` into `sink`. `base` must have
-/// passed `check_base`. Every block is proven before `sink` sees it; the
-/// identity of everything handed on is compared with the delta's at the end.
+/// Rebuilds the proven `image` into `sink` on `threads` workers (0: one per
+/// core): each block read and proven with [`ProvenImage::read_block`]'s
+/// engine, handed to `sink` in block order, `progress` told after every
+/// batch, `cancel` checked between batches. The hashes of the blocks handed
+/// on are folded into the identity and compared with the image's at the end.
 ///
 /// With `prior` (resuming), each block is first read back from it and kept
 /// when it already has the right hash; every other block, zeros included,
 /// is handed to `sink` with its bytes.
-pub fn restore<D: Read + Seek, B: Read + Seek>(
-    delta: &mut DeltaArchive<D>,
-    base: &mut FullImage<B>,
+pub fn restore<B: ReadAt, D: ReadAt>(
+    image: &ProvenImage<B, D>,
     sink: &mut dyn BlockSink,
     threads: usize,
     prior: Option<&PriorImage>,
     progress: &mut dyn FnMut(&RestoreProgress),
+    cancel: &Cancel,
 ) -> Result<RestoreReport> {
-    delta.check_layout_end()?;
-    let h = delta.header().clone();
-    let block_count = h.block_count();
-    let block_size = h.block_size as u64;
-    let base_name: PathBuf = base.name().to_path_buf();
-    let delta_name: PathBuf = delta.name().to_path_buf();
+    let block_count = image.block_count();
+    let block_size = image.block_size() as u64;
     let workers = worker_count(threads);
     let states = (0..workers)
-        .map(|_| Worker::new(base.header(), h.codec))
+        .map(|_| image.decoders())
         .collect::<Result<Vec<_>>>()?;
-
-    let mut stats = RestoreProgress::new(delta);
+    let mut stats = RestoreProgress::new(
+        image.image_size(),
+        image.block_size(),
+        image.changed_blocks(),
+    );
     let in_place = match prior {
         Some(p) => Some(blocks_in_place(
-            delta, base, p, workers, &mut stats, progress,
+            image, p, workers, &mut stats, progress, cancel,
         )?),
         None => None,
     };
+    let resuming = prior.is_some();
     let mut next_block = 0u64;
-    let mut cursor = ChangeCursor::new();
-    let mut identity = IdentityHasher::new(h.image_size, h.block_size);
+    let mut identity = IdentityHasher::new(image.image_size(), image.block_size());
     const BATCH_BYTES: u64 = 1 << 20;
     const ZERO_TASK_BYTES: u64 = 1024;
 
@@ -365,91 +287,78 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
         states,
         workers * 3,
         || {
-            let mut tasks = Vec::new();
+            cancel.check()?;
+            let mut jobs = Vec::new();
             let mut bytes = 0u64;
             while next_block < block_count && bytes < BATCH_BYTES {
                 let b = next_block;
-                let change = cursor.take(delta, b)?;
+                let origin = image.origin(b)?;
                 let kept = in_place.as_ref().is_some_and(|k| k.contains(b));
-                let task = match change {
-                    _ if kept => Task::Kept {
-                        block: b,
-                        hash: match change {
-                            Some(e) => e.hash,
-                            None => base.entry(b)?.hash,
-                        },
-                        from_delta: change.is_some(),
-                    },
-                    Some(e) => {
-                        let offset = delta.member_file_offset(&e);
-                        match e.kind {
-                            ChangeKind::Zero => Task::Zero {
-                                block: b,
-                                hash: e.hash,
-                            },
-                            ChangeKind::Data => Task::Data {
-                                entry: e,
-                                offset,
-                                member: delta.read_member(&e)?,
-                            },
-                            ChangeKind::Patch { .. } => {
-                                let (base_entry, base_offset, base_member) = base.read_member(b)?;
-                                Task::Patch {
-                                    entry: e,
-                                    offset,
-                                    member: delta.read_member(&e)?,
-                                    base_entry,
-                                    base_offset,
-                                    base_member,
-                                }
-                            }
-                        }
-                    }
-                    None => {
-                        if !h.base_has_same_block(b) {
-                            return Err(Error::corrupt(
-                                &delta_name,
-                                delta.trailer().payload_offset,
-                                format!("block {b} is not in the delta and the full has no block of its length there"),
-                            ));
-                        }
-                        let (entry, offset, member) = base.read_member(b)?;
-                        Task::Base {
-                            block: b,
-                            entry,
-                            offset,
-                            member,
-                        }
-                    }
-                };
+                let len = image.block_len(b) as u64;
                 // A batch is bounded by what it holds in memory once proven:
-                // its stored members and the blocks they decode to, so that
-                // members that compress well cannot pile up gigabytes. A
-                // zero block of the full decodes to nothing kept (but when
-                // resuming, which writes its zeros): so that the zeros of a
-                // sparse disk go by in batches of a thousand, not sixteen.
-                bytes += match &task {
-                    Task::Zero { .. } | Task::Kept { .. } => ZERO_TASK_BYTES,
-                    Task::Base { entry, .. } if entry.zero && in_place.is_none() => {
-                        task.stored() + ZERO_TASK_BYTES
-                    }
-                    task => task.stored() + h.block_len(b) as u64,
+                // its stored members and the blocks they decode to. A zero
+                // block decodes to nothing kept (unless resuming, which
+                // writes its zeros), so the zeros of a sparse disk go by in
+                // batches of a thousand, not sixteen.
+                bytes += match origin {
+                    _ if kept => ZERO_TASK_BYTES,
+                    Origin::Zero if !resuming => ZERO_TASK_BYTES,
+                    Origin::Full(e) if e.zero && !resuming => e.member_len as u64 + ZERO_TASK_BYTES,
+                    Origin::Full(e) => e.member_len as u64 + len,
+                    Origin::Data(e) | Origin::Patch(e) => e.member_len as u64 + len,
+                    Origin::Zero => len,
                 };
-                tasks.push(task);
+                jobs.push(Job {
+                    block: b,
+                    origin,
+                    kept,
+                });
                 next_block += 1;
             }
-            Ok((!tasks.is_empty()).then_some(tasks))
+            Ok((!jobs.is_empty()).then_some(jobs))
         },
-        |w: &mut Worker, tasks: Vec<Task>| {
-            tasks
-                .into_iter()
-                .map(|task| prove_or_keep(w, task, &h, &base_name, &delta_name, prior.is_some()))
+        |dec, jobs: Vec<Job>| {
+            jobs.into_iter()
+                .map(|job| {
+                    let hash = match job.origin {
+                        Origin::Full(e) => e.hash,
+                        Origin::Data(e) | Origin::Patch(e) => e.hash,
+                        Origin::Zero => image.hash(job.block)?,
+                    };
+                    if job.kept {
+                        return Ok(Done {
+                            block: job.block,
+                            hash,
+                            data: None,
+                            from_delta: job.origin.from_delta(),
+                            stored: 0,
+                            kept: true,
+                        });
+                    }
+                    let mut out = Vec::new();
+                    let read = image.read_with(job.block, job.origin, &mut out, dec)?;
+                    // When resuming, zero blocks are handed on as bytes: the
+                    // prior data may hold anything there.
+                    let data = match read.block {
+                        Block::Data => Some(out),
+                        Block::Zero if resuming => Some(vec![0; image.block_len(job.block)]),
+                        Block::Zero => None,
+                    };
+                    Ok(Done {
+                        block: job.block,
+                        hash,
+                        data,
+                        from_delta: read.from_delta,
+                        stored: read.stored,
+                        kept: false,
+                    })
+                })
                 .collect::<Result<Vec<_>>>()
         },
         |done: Vec<Done>| {
             for d in done {
                 identity.update(&d.hash);
-                let len = h.block_len(d.block) as u64;
+                let len = image.block_len(d.block) as u64;
                 sink.put(d.block, d.block * block_size, d.data.as_deref())?;
                 stats.count(len, d.data.is_none(), d.from_delta, d.stored, d.kept);
             }
@@ -457,25 +366,14 @@ pub fn restore<D: Read + Seek, B: Read + Seek>(
             Ok(())
         },
     )?;
-    cursor.finish(delta)?;
-    prove_identity(delta, &identity, stats)
-}
-
-/// Proves `task`'s block, or passes a kept one on. When resuming, zero
-/// blocks are handed on as bytes: the prior data may hold anything there.
-fn prove_or_keep(
-    w: &mut Worker,
-    task: Task,
-    h: &crate::DeltaHeader,
-    base_name: &std::path::Path,
-    delta_name: &std::path::Path,
-    resuming: bool,
-) -> Result<Done> {
-    let mut done = prove(w, task, h, base_name, delta_name)?;
-    if resuming && !done.kept && done.data.is_none() {
-        done.data = Some(vec![0; h.block_len(done.block)]);
-    }
-    Ok(done)
+    sink.flush()?;
+    prove_identity(
+        image.name(),
+        image.identity(),
+        image.block_count(),
+        &identity,
+        stats,
+    )
 }
 
 /// One bit per block, in block order: a 16 TiB disk of 64 KiB blocks needs
@@ -505,53 +403,41 @@ impl BlockSet {
 }
 
 /// Which blocks `prior` already holds: each read back and hashed, on every
-/// worker, against the hash the image needs there. Nothing is read from the
-/// full or the delta for a block in place.
-fn blocks_in_place<D: Read + Seek, B: Read + Seek>(
-    delta: &mut DeltaArchive<D>,
-    base: &mut FullImage<B>,
+/// worker, against the proven hash the image needs there. Nothing is read
+/// from the full or the delta for a block in place.
+fn blocks_in_place<B: ReadAt, D: ReadAt>(
+    image: &ProvenImage<B, D>,
     prior: &PriorImage,
     workers: usize,
     stats: &mut RestoreProgress,
     progress: &mut dyn FnMut(&RestoreProgress),
+    cancel: &Cancel,
 ) -> Result<BlockSet> {
-    let h = delta.header().clone();
-    let block_count = h.block_count();
+    let block_count = image.block_count();
+    let block_size = image.block_size() as u64;
     let mut in_place = BlockSet::default();
-    let mut cursor = ChangeCursor::new();
     let mut next_block = 0u64;
     const BATCH_BLOCKS: u64 = 64;
     run_ordered(
         vec![Vec::new(); workers],
         workers * 3,
         || {
-            let mut goals = Vec::new();
-            while next_block < block_count && goals.len() < BATCH_BLOCKS as usize {
-                let b = next_block;
-                // A block the full cannot supply is reported by the restore
-                // proper; here it is simply not in place.
-                let hash = match cursor.take(delta, b)? {
-                    Some(e) => Some(e.hash),
-                    None if h.base_has_same_block(b) => Some(base.entry(b)?.hash),
-                    None => None,
-                };
-                goals.push((b, hash));
-                next_block += 1;
-            }
-            Ok((!goals.is_empty()).then_some(goals))
+            cancel.check()?;
+            let first = next_block;
+            next_block = (first + BATCH_BLOCKS).min(block_count);
+            Ok((first < next_block).then_some(first..next_block))
         },
-        |buf: &mut Vec<u8>, goals: Vec<(u64, Option<Hash>)>| {
-            goals
-                .into_iter()
-                .map(|(b, hash)| match hash {
-                    Some(hash) => prior.holds(b * h.block_size as u64, h.block_len(b), &hash, buf),
-                    None => Ok(false),
+        |buf: &mut Vec<u8>, blocks: std::ops::Range<u64>| {
+            blocks
+                .map(|b| {
+                    let hash = image.hash(b)?;
+                    prior.holds(b * block_size, image.block_len(b), &hash, buf)
                 })
                 .collect::<Result<Vec<bool>>>()
         },
         |held: Vec<bool>| {
             for held_here in held {
-                stats.checked += h.block_len(in_place.len) as u64;
+                stats.checked += image.block_len(in_place.len) as u64;
                 in_place.push(held_here);
             }
             progress(stats);
@@ -561,134 +447,14 @@ fn blocks_in_place<D: Read + Seek, B: Read + Seek>(
     Ok(in_place)
 }
 
-fn prove(
-    w: &mut Worker,
-    task: Task,
-    h: &crate::DeltaHeader,
-    base_name: &std::path::Path,
-    delta_name: &std::path::Path,
-) -> Result<Done> {
-    match task {
-        Task::Kept {
-            block,
-            hash,
-            from_delta,
-        } => Ok(Done {
-            block,
-            hash,
-            data: None,
-            from_delta,
-            stored: 0,
-            kept: true,
-        }),
-        Task::Base {
-            block,
-            entry,
-            offset,
-            member,
-        } => {
-            let len = h.block_len(block);
-            // Most of a sparse disk: no buffer, no zeroing, no decoding.
-            let data = if w.check.is_proven_zero(&entry, &member, len) {
-                None
-            } else {
-                let mut out = vec![0u8; len];
-                w.check
-                    .check(base_name, block, offset, &entry, &member, &mut out)?;
-                (!entry.zero).then_some(out)
-            };
-            Ok(Done {
-                block,
-                hash: entry.hash,
-                data,
-                from_delta: false,
-                stored: member.len() as u64,
-                kept: false,
-            })
-        }
-        Task::Zero { block, hash } => Ok(Done {
-            block,
-            hash,
-            data: None,
-            from_delta: true,
-            stored: 0,
-            kept: false,
-        }),
-        Task::Data {
-            entry,
-            offset,
-            member,
-        } => {
-            let mut out = vec![0u8; h.block_len(entry.block)];
-            w.decoder.decode(&member, &mut out).map_err(|why| {
-                Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
-            })?;
-            check_hash(delta_name, &entry, offset, &out)?;
-            Ok(Done {
-                block: entry.block,
-                hash: entry.hash,
-                data: Some(out),
-                from_delta: true,
-                stored: member.len() as u64,
-                kept: false,
-            })
-        }
-        Task::Patch {
-            entry,
-            offset,
-            member,
-            base_entry,
-            base_offset,
-            base_member,
-        } => {
-            let ChangeKind::Patch { pages } = entry.kind else {
-                unreachable!("patch task")
-            };
-            let len = h.block_len(entry.block);
-            let mut out = vec![0u8; len];
-            w.check.check(
-                base_name,
-                entry.block,
-                base_offset,
-                &base_entry,
-                &base_member,
-                &mut out,
-            )?;
-            apply_patch(w, &entry, pages, &member, &mut out, delta_name, offset)?;
-            Ok(Done {
-                block: entry.block,
-                hash: entry.hash,
-                data: Some(out),
-                from_delta: true,
-                stored: (member.len() + base_member.len()) as u64,
-                kept: false,
-            })
-        }
-    }
-}
-
-fn check_hash(file: &std::path::Path, entry: &ChangeEntry, offset: u64, data: &[u8]) -> Result<()> {
-    let actual = block_hash(data);
-    if actual != entry.hash {
-        return Err(Error::BlockMismatch {
-            file: file.to_path_buf(),
-            block: entry.block,
-            offset,
-            expected: entry.hash,
-            actual,
-        });
-    }
-    Ok(())
-}
-
 /// Rebuilds the image of `delta` from a full read as a stream (standard
 /// input). What the stream claims (size, block size) is checked before
 /// anything is written; the stream's blocks are proven segment by segment
 /// as its index records pass, the rebuilt image's identity is proven at the
 /// end, and so is the full's identity: on any failure the caller must
 /// discard everything `sink` received.
-pub fn restore_stream<D: Read + Seek, R: Read>(
-    delta: &mut DeltaArchive<D>,
+pub fn restore_stream<D: ReadAt, R: std::io::Read>(
+    delta: &DeltaArchive<D>,
     mut base: crate::full::FullStream<R>,
     base_name: &std::path::Path,
     sink: &mut dyn BlockSink,
@@ -709,10 +475,12 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
         ));
     }
     let delta_name = delta.name().to_path_buf();
-    let mut w = Worker::new(&bh, h.codec)?;
+    let mut decoder = BlockDecoder::new(h.codec)?;
+    let mut pages = Vec::new();
+    let mut readback = Vec::new();
     let mut cursor = ChangeCursor::new();
     let mut identity = IdentityHasher::new(h.image_size, h.block_size);
-    let mut stats = RestoreProgress::new(delta);
+    let mut stats = RestoreProgress::new(h.image_size, h.block_size, delta.footer().entry_count);
     let mut base_block = Vec::new();
     let base_blocks = bh.block_count();
     let zero_hashes = crate::identity::ZeroHashes::new(h.block_size, h.image_size);
@@ -732,13 +500,10 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
                     ChangeKind::Zero => (e.hash, None, true),
                     ChangeKind::Data => {
                         let mut out = vec![0u8; len];
-                        w.decoder.decode(&member, &mut out).map_err(|why| {
-                            Error::corrupt(&delta_name, offset, format!("block {b}: {why}"))
-                        })?;
-                        check_hash(&delta_name, &e, offset, &out)?;
+                        decode_change(&mut decoder, &delta_name, offset, &e, &member, &mut out)?;
                         (e.hash, Some(out), true)
                     }
-                    ChangeKind::Patch { pages } => {
+                    ChangeKind::Patch { .. } => {
                         if base_hash.is_none() || base_block.len() != len {
                             return Err(Error::corrupt(
                                 &delta_name,
@@ -747,9 +512,15 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
                             ));
                         }
                         let mut out = base_block.clone();
-                        if let Err(err) =
-                            apply_patch(&mut w, &e, pages, &member, &mut out, &delta_name, offset)
-                        {
+                        if let Err(err) = apply_patch(
+                            &mut decoder,
+                            &mut pages,
+                            &delta_name,
+                            offset,
+                            &e,
+                            &member,
+                            &mut out,
+                        ) {
                             // The patched block is wrong: the delta is damaged, or the
                             // stream is not the right full. Read the stream to its end
                             // to tell which before blaming either.
@@ -782,7 +553,7 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
         identity.update(&hash);
         let offset = b * h.block_size as u64;
         let kept = match prior {
-            Some(p) => p.holds(offset, len, &hash, &mut w.readback)?,
+            Some(p) => p.holds(offset, len, &hash, &mut readback)?,
             None => false,
         };
         let data = match (data, prior) {
@@ -804,76 +575,48 @@ pub fn restore_stream<D: Read + Seek, R: Read>(
             found: base_identity,
         });
     }
-    prove_identity(delta, &identity, stats)
+    sink.flush()?;
+    prove_identity(
+        delta.name(),
+        delta.identity(),
+        h.block_count(),
+        &identity,
+        stats,
+    )
 }
 
 /// The last proof of a restore: the hashes of every block handed on add up
-/// to the identity the delta records.
-fn prove_identity<D: Read + Seek>(
-    delta: &DeltaArchive<D>,
+/// to the identity the image records.
+fn prove_identity(
+    name: &std::path::Path,
+    expected: Hash,
+    blocks: u64,
     identity: &IdentityHasher,
     progress: RestoreProgress,
 ) -> Result<RestoreReport> {
     let actual = identity.finalize();
-    if actual != delta.identity() {
+    if actual != expected {
         return Err(Error::IdentityMismatch {
-            file: delta.name().to_path_buf(),
-            expected: delta.identity(),
+            file: name.to_path_buf(),
+            expected,
             actual,
         });
     }
     Ok(RestoreReport {
         identity: actual,
-        blocks: delta.header().block_count(),
+        blocks,
         progress,
     })
 }
 
-/// Decodes a patch member and lays its pages over `out` (the base block),
-/// then proves the result.
-fn apply_patch(
-    w: &mut Worker,
-    entry: &ChangeEntry,
-    pages: u32,
-    member: &[u8],
-    out: &mut [u8],
-    delta_name: &std::path::Path,
-    offset: u64,
-) -> Result<()> {
-    let len = out.len();
-    w.pages.resize(crate::delta::patch_len(pages, len), 0);
-    w.decoder.decode(member, &mut w.pages).map_err(|why| {
-        Error::corrupt(delta_name, offset, format!("block {}: {why}", entry.block))
-    })?;
-    let mut at = 0;
-    for p in (0..32).filter(|p| pages & (1 << p) != 0) {
-        let start = p * PATCH_PAGE;
-        let n = len.saturating_sub(start).min(PATCH_PAGE);
-        out[start..start + n].copy_from_slice(&w.pages[at..at + n]);
-        at += n;
-    }
-    check_hash(delta_name, entry, offset, out)
-}
-
 /// Bytes of the image `delta` rebuilds that are not zero blocks: what a thin
-/// target allocates. Reads the change maps and the full's index only.
-pub fn nonzero_bytes<D: Read + Seek, B: Read + Seek>(
-    delta: &mut DeltaArchive<D>,
-    base: &mut FullImage<B>,
+/// target allocates. Reads the change maps and the full's index only (and
+/// proves them: see [`ProvenImage::nonzero_bytes`]).
+pub fn nonzero_bytes<D: ReadAt, B: ReadAt>(
+    delta: &DeltaArchive<D>,
+    base: &FullImage<B>,
 ) -> Result<u64> {
-    let h = delta.header().clone();
-    let mut cursor = ChangeCursor::new();
-    let mut total = 0u64;
-    for b in 0..h.block_count() {
-        let zero = match cursor.take(delta, b)? {
-            Some(e) => e.kind == ChangeKind::Zero,
-            None => h.base_has_same_block(b) && base.entry(b)?.zero,
-        };
-        if !zero {
-            total += h.block_len(b) as u64;
-        }
-    }
-    Ok(total)
+    Ok(ProvenImage::of_delta(delta.by_ref(), base.by_ref())?.nonzero_bytes())
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use crate::archive_file::ArchiveFile;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::record::{le_u16, le_u32, le_u64};
-use std::io::{Read, Seek};
 
 /// Where the payload is inside the archive file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +31,7 @@ impl Trailer {
 
     /// Reads the trailer at the end of `file` and checks that it describes
     /// a payload ending right before it.
-    pub fn read<R: Read + Seek>(file: &mut ArchiveFile<R>) -> Result<Self> {
+    pub fn read<R: crate::bytes::ReadAt>(file: &ArchiveFile<R>) -> Result<Self> {
         let len = file.len();
         let at = len.checked_sub(TRAILER_LEN as u64).ok_or_else(|| {
             Error::truncated(

@@ -39,7 +39,7 @@ fn small_full(codec: Codec) -> Small {
     let (file, summary) = write_pushed(&small_disk(), &options(codec, 4096, 2, 1), &sample_meta());
     assert_eq!(summary.blocks, 5);
     assert_eq!(summary.zero_blocks, 1);
-    let mut image = open(&file).expect("open");
+    let image = open(&file).expect("open");
     let directory = image.footer().directory_offset as usize;
     let foot = file.len() - record_span(codec, 64);
     // HEAD (a 64-byte body) is at 0, META right after it.
@@ -100,8 +100,8 @@ fn error_offset(e: &Error) -> Option<u64> {
 /// Opens and verifies `bytes` on one thread; `Err(message)` if that panicked.
 fn probe(bytes: &[u8]) -> Result<archive_format::Result<VerifyReport>, String> {
     catch_unwind(AssertUnwindSafe(|| {
-        let mut image = open(bytes)?;
-        verify_full(&mut image, 1, &mut |_| {})
+        let image = open(bytes)?;
+        verify_full(&image, 1, &mut |_| {})
     }))
     .map_err(|p| {
         p.downcast_ref::<String>()

@@ -11,10 +11,12 @@
 
 mod fixture;
 
+use archive_format::image::ProvenImage;
 use archive_format::layout::{
     DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR, VERSION_MINOR_AUTH,
 };
 use archive_format::restore::{check_base, restore, BlockSink};
+use archive_format::Cancel;
 use archive_format::{
     hex, verify_full, write_delta, ChangeKind, Codec, DeltaArchive, DeltaHeader, DeltaOptions,
     DeltaWriter, FullImage, FullOptions, FullWriter, Limits, Metadata,
@@ -212,7 +214,7 @@ fn open_base(file: &[u8]) -> FullImage<Cursor<&[u8]>> {
 
 /// What the writer of today makes of the new disk against `base_file`.
 fn write_vector(v: &DeltaVector, base_file: &[u8]) -> Vec<u8> {
-    let mut base = open_base(base_file);
+    let base = open_base(base_file);
     let header = DeltaHeader {
         version_major: VERSION_MAJOR,
         version_minor: VERSION_MINOR,
@@ -240,7 +242,7 @@ fn write_vector(v: &DeltaVector, base_file: &[u8]) -> Vec<u8> {
     write_delta(
         &disk[..],
         Path::new("new.raw"),
-        &mut base,
+        &base,
         writer,
         &options,
         &mut |_| {},
@@ -274,12 +276,12 @@ fn every_delta_vector_restores_byte_for_byte() {
     let base_file = read_vector(BASE_FILE);
     let base_disk = base_disk();
     let new_disk = new_disk();
-    let mut base = open_base(&base_file);
+    let base = open_base(&base_file);
     assert_eq!(hex(&base.identity()), BASE_IDENTITY, "{BASE_FILE}");
     assert_eq!(base.header().block_size, BLOCK as u32, "{BASE_FILE}");
     assert_eq!(base.meta(), &base_meta(), "{BASE_FILE}: metadata");
-    let report = verify_full(&mut base, 1, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{BASE_FILE}: verify: {e}"));
+    let report =
+        verify_full(&base, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{BASE_FILE}: verify: {e}"));
     assert_eq!(hex(&report.identity), BASE_IDENTITY, "{BASE_FILE}");
     assert_same_bytes(
         &fixture::stock_decode(Codec::Gzip, &base_file).expect("decode"),
@@ -290,7 +292,7 @@ fn every_delta_vector_restores_byte_for_byte() {
     for v in DELTA_VECTORS {
         let what = v.file;
         let file = read_vector(v.file);
-        let mut delta = DeltaArchive::open(Cursor::new(&file[..]), v.file, &Limits::default())
+        let delta = DeltaArchive::open(Cursor::new(&file[..]), v.file, &Limits::default())
             .unwrap_or_else(|e| panic!("{what}: open: {e}"));
         let h = delta.header().clone();
         assert_eq!(
@@ -335,10 +337,12 @@ fn every_delta_vector_restores_byte_for_byte() {
         }
         assert_eq!(changes, expected_changes(), "{what}: changed blocks");
 
-        let mut base = open_base(&base_file);
-        check_base(&delta, &mut base).unwrap_or_else(|e| panic!("{what}: check_base: {e}"));
+        let base = open_base(&base_file);
+        check_base(&delta, &base).unwrap_or_else(|e| panic!("{what}: check_base: {e}"));
+        let image = ProvenImage::of_delta(delta, base)
+            .unwrap_or_else(|e| panic!("{what}: proving the map: {e}"));
         let mut sink = Collect(vec![0; DISK_LEN]);
-        let report = restore(&mut delta, &mut base, &mut sink, 1, None, &mut |_| {})
+        let report = restore(&image, &mut sink, 1, None, &mut |_| {}, &Cancel::new())
             .unwrap_or_else(|e| panic!("{what}: restore: {e}"));
         assert_eq!(hex(&report.identity), NEW_IDENTITY, "{what}");
         assert_same_bytes(&sink.0, &new_disk, &format!("{what}: restored disk"));

@@ -106,14 +106,14 @@ fn every_metadata_field_round_trips_through_a_multi_member_record() {
     for codec in CODECS {
         let what = codec.name();
         let (file, summary) = write_pushed(&content, &options(codec, 4096, 2, 1), &meta);
-        let mut image = open(&file).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+        let image = open(&file).unwrap_or_else(|e| panic!("{what}: open: {e}"));
         assert_eq!(image.meta(), &meta, "{what}");
         assert_eq!(
             image.meta().vmx.as_deref(),
             Some(&vmx[..]),
             "{what}: vmx bytes"
         );
-        verify_full(&mut image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: verify: {e}"));
+        verify_full(&image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: verify: {e}"));
 
         // HEAD, then the META record in as many containers as it needs.
         let containers = record_containers(codec, &file, 0, image.data_start() as usize);
@@ -204,9 +204,9 @@ fn meta_records_at_member_boundaries() {
         };
         let content = disk(5000, 4096, 3);
         let (file, _) = write_pushed(&content, &options(Codec::Gzip, 4096, 2, 1), &meta);
-        let mut image = open(&file).unwrap_or_else(|e| panic!("record of {record_len}: {e}"));
+        let image = open(&file).unwrap_or_else(|e| panic!("record of {record_len}: {e}"));
         assert_eq!(image.meta(), &meta, "record of {record_len}");
-        verify_full(&mut image, 1, &mut |_| {}).unwrap();
+        verify_full(&image, 1, &mut |_| {}).unwrap();
         let parts = record_containers(Codec::Gzip, &file, 0, image.data_start() as usize);
         assert_eq!(
             parts.len() - 1,
@@ -251,9 +251,9 @@ fn empty_metadata_round_trips() {
             let content = disk(size, 4096, 2);
             let (file, _) =
                 write_pushed(&content, &options(codec, 4096, 2, 1), &Metadata::default());
-            let mut image = open(&file).unwrap();
+            let image = open(&file).unwrap();
             assert_eq!(image.meta(), &Metadata::default());
-            verify_full(&mut image, 1, &mut |_| {}).unwrap();
+            verify_full(&image, 1, &mut |_| {}).unwrap();
         }
     }
 }
@@ -388,10 +388,9 @@ fn block_size_must_be_a_power_of_two_from_4k_to_1m() {
             let bs = 1u32 << shift;
             let content = disk(bs as usize + 3, bs as usize, shift);
             let (file, _) = write_pushed(&content, &options(codec, bs, 2, 1), &Metadata::default());
-            let mut image = open(&file).unwrap();
+            let image = open(&file).unwrap();
             assert_eq!(image.header().block_size, bs);
-            verify_full(&mut image, 1, &mut |_| {})
-                .unwrap_or_else(|e| panic!("block size {bs}: {e}"));
+            verify_full(&image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("block size {bs}: {e}"));
         }
     }
 }
@@ -417,8 +416,8 @@ fn incompressible_blocks_of_every_size_round_trip() {
                 };
                 let what = format!("{} level {level} block size {bs}", codec.name());
                 let (file, _) = write_pushed(&content, &opts, &Metadata::default());
-                let mut image = open(&file).unwrap_or_else(|e| panic!("{what}: {e}"));
-                verify_full(&mut image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let image = open(&file).unwrap_or_else(|e| panic!("{what}: {e}"));
+                verify_full(&image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_same_bytes(&stock_decode(codec, &file).unwrap(), &content, &what);
             }
         }
@@ -449,8 +448,8 @@ fn level_must_be_in_the_codec_range() {
                 ..options(codec, 4096, 2, 1)
             };
             let (file, _) = write_pushed(&content, &opts, &Metadata::default());
-            let mut image = open(&file).unwrap();
-            verify_full(&mut image, 1, &mut |_| {}).unwrap();
+            let image = open(&file).unwrap();
+            verify_full(&image, 1, &mut |_| {}).unwrap();
             assert_same_bytes(&stock_decode(codec, &file).unwrap(), &content, "decoded");
         }
     }
@@ -475,12 +474,12 @@ fn segment_blocks_must_be_in_range() {
             &options(Codec::Zstd, 4096, segment_blocks, 1),
             &Metadata::default(),
         );
-        let mut image = open(&file).unwrap();
+        let image = open(&file).unwrap();
         assert_eq!(
             image.segment_count(),
             if segment_blocks == 1 { 4 } else { 1 }
         );
-        verify_full(&mut image, 1, &mut |_| {}).unwrap();
+        verify_full(&image, 1, &mut |_| {}).unwrap();
     }
 }
 
@@ -521,8 +520,8 @@ fn too_many_blocks_is_an_error() {
         assert_invalid(w.push_block(&content[..4096]), "a third block of two");
         // The refused block left no trace: the image still finishes and verifies.
         let (file, _) = w.finish().unwrap();
-        let mut image = open(&file).unwrap();
-        verify_full(&mut image, 1, &mut |_| {}).unwrap();
+        let image = open(&file).unwrap();
+        verify_full(&image, 1, &mut |_| {}).unwrap();
 
         let mut w = new_writer(&options(codec, 4096, 2, 1), 0, &Metadata::default()).unwrap();
         assert_invalid(w.push_block(&[]), "a block of an empty image");
@@ -566,8 +565,8 @@ fn push_block_refuses_a_block_of_the_wrong_length() {
                 w.push_block(block).unwrap();
             }
             let (file, _) = w.finish().unwrap_or_else(|e| panic!("{what}: finish: {e}"));
-            let mut image = open(&file).unwrap();
-            verify_full(&mut image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let image = open(&file).unwrap();
+            verify_full(&image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_same_bytes(&stock_decode(codec, &file).unwrap(), &content, &what);
         }
     }
@@ -614,9 +613,9 @@ fn head_versions_and_flags() {
         let name = codec.name();
 
         let f = patched(&|h| h[10..12].copy_from_slice(&7u16.to_le_bytes()));
-        let mut image = open(&f).unwrap_or_else(|e| panic!("{name}: minor 7: {e}"));
+        let image = open(&f).unwrap_or_else(|e| panic!("{name}: minor 7: {e}"));
         assert_eq!(image.header().version_minor, 7);
-        verify_full(&mut image, 1, &mut |_| {}).unwrap();
+        verify_full(&image, 1, &mut |_| {}).unwrap();
 
         let f = patched(&|h| h[16..20].copy_from_slice(&0x8000_0001u32.to_le_bytes()));
         let image = open(&f).unwrap_or_else(|e| panic!("{name}: compat flags: {e}"));
@@ -695,8 +694,7 @@ fn meta_keys_from_later_versions() {
         };
 
         let f = with_key(0x7fff);
-        let mut image =
-            open(&f).unwrap_or_else(|e| panic!("{}: informative key: {e}", codec.name()));
+        let image = open(&f).unwrap_or_else(|e| panic!("{}: informative key: {e}", codec.name()));
         assert_eq!(
             image.meta(),
             &Metadata {
@@ -704,7 +702,7 @@ fn meta_keys_from_later_versions() {
                 ..meta.clone()
             }
         );
-        verify_full(&mut image, 1, &mut |_| {}).unwrap();
+        verify_full(&image, 1, &mut |_| {}).unwrap();
 
         let err = open(&with_key(0x8001)).unwrap_err();
         assert!(matches!(err, Error::UnsupportedFeature { .. }), "{err:?}");

@@ -99,7 +99,7 @@ fn backup(seed: u64) -> Backup {
     for &b in PATCHED {
         rng.fill(&mut new[b * BLOCK + 4096..][..4096]);
     }
-    let mut image = FullImage::open(Cursor::new(&full[..]), FULL, &Limits::default()).unwrap();
+    let image = FullImage::open(Cursor::new(&full[..]), FULL, &Limits::default()).unwrap();
     let header = DeltaHeader {
         version_major: VERSION_MAJOR,
         version_minor: VERSION_MINOR,
@@ -126,7 +126,7 @@ fn backup(seed: u64) -> Backup {
     let (delta, _) = write_delta(
         &new[..],
         Path::new("new.raw"),
-        &mut image,
+        &image,
         writer,
         &options,
         &mut |_| {},

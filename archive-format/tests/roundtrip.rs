@@ -102,7 +102,7 @@ fn check(case: &Case) {
         "{case}: identity against SPEC.md §10"
     );
 
-    let mut image = open(&file).unwrap_or_else(|e| panic!("{case}: open: {e}"));
+    let image = open(&file).unwrap_or_else(|e| panic!("{case}: open: {e}"));
     assert_eq!(image.meta(), &meta, "{case}: metadata");
     assert_eq!(image.identity(), identity, "{case}: recorded identity");
     assert_eq!(image.file_len(), file.len() as u64);
@@ -119,7 +119,7 @@ fn check(case: &Case) {
 
     for threads in [1, 2] {
         let mut progress = Vec::new();
-        let report = verify_full(&mut image, threads, &mut |done| progress.push(done))
+        let report = verify_full(&image, threads, &mut |done| progress.push(done))
             .unwrap_or_else(|e| panic!("{case}: verify on {threads} threads: {e}"));
         assert!(
             progress.windows(2).all(|w| w[0] < w[1]),
@@ -265,8 +265,8 @@ fn parallel_writer_keeps_block_order_across_batches() {
             );
             assert_eq!(s, summary);
         }
-        let mut image = open(&file).expect("open");
-        let report = verify_full(&mut image, 0, &mut |_| {}).expect("verify");
+        let image = open(&file).expect("open");
+        let report = verify_full(&image, 0, &mut |_| {}).expect("verify");
         assert_eq!(report.identity, expected_identity(&content, 4096));
         assert_same_bytes(
             &stock_decode(codec, &file).expect("decode"),
@@ -420,14 +420,14 @@ fn reader_survives_short_reads() {
             );
             let what = format!("{} size {size}", codec.name());
             let reader = ShortReads::new(Cursor::new(&file), i as u64, 13);
-            let mut image = archive_format::FullImage::open(
+            let image = archive_format::FullImage::open(
                 reader,
                 "short.full",
                 &archive_format::Limits::default(),
             )
             .unwrap_or_else(|e| panic!("{what}: open: {e}"));
             assert_eq!(image.meta(), &sample_meta(), "{what}");
-            let report = verify_full(&mut image, 1, &mut |_| {})
+            let report = verify_full(&image, 1, &mut |_| {})
                 .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
             assert_eq!(report.identity, summary.identity, "{what}");
             assert_eq!(report.zero_blocks, summary.zero_blocks, "{what}");
@@ -444,7 +444,7 @@ fn reader_survives_short_reads() {
                 assert_same_bytes(&out, &content[start..(start + 4096).min(size)], &what);
             }
             // Every byte is read at least once, at most 13 at a time.
-            let reads = image.into_inner().reads;
+            let reads = image.into_inner().reads();
             assert!(
                 reads >= file.len() as u64 / 13,
                 "{what}: only {reads} reads of a {}-byte file: the wrapper was bypassed",

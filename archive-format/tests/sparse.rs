@@ -324,7 +324,7 @@ fn delta_of(
     base_file: &[u8],
     options: &DeltaOptions,
 ) -> Vec<u8> {
-    let mut base = FullImage::open(Cursor::new(base_file), "base.full", &Limits::default())
+    let base = FullImage::open(Cursor::new(base_file), "base.full", &Limits::default())
         .expect("open base");
     let header = DeltaHeader {
         version_major: VERSION_MAJOR,
@@ -343,7 +343,7 @@ fn delta_of(
     write_delta(
         source,
         Path::new("new.raw"),
-        &mut base,
+        &base,
         writer,
         options,
         &mut |_| {},

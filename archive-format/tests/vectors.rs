@@ -198,7 +198,7 @@ fn every_vector_reads_and_verifies() {
         let file = read_vector(v.file);
         let disk = (v.disk)();
         let what = v.file;
-        let mut image = open(&file).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+        let image = open(&file).unwrap_or_else(|e| panic!("{what}: open: {e}"));
         let h = image.header().clone();
         assert_eq!(
             (h.version_major, h.version_minor),
@@ -232,8 +232,8 @@ fn every_vector_reads_and_verifies() {
             }
             None => assert!(image.auth().is_none(), "{what}: no AUTH record"),
         }
-        let report = verify_full(&mut image, 1, &mut |_| {})
-            .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
+        let report =
+            verify_full(&image, 1, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: verify: {e}"));
         assert_eq!(hex(&report.identity), v.identity, "{what}");
         assert_eq!(
             report.blocks,

@@ -12,7 +12,7 @@ use std::path::Path;
 pub fn run(args: CompanionArgs) -> Result<()> {
     let file = open_input(&args.full, InputKind::Regular)?;
     // Header, metadata, index and footer only: no block is read.
-    let mut image = FullImage::open(file, &args.full, &Limits::default())?;
+    let image = FullImage::open(file, &args.full, &Limits::default())?;
     image.prove_index()?;
     let key = crate::key::read(args.key.as_deref())?;
     if let Some(key) = &key {

@@ -80,7 +80,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     let mut meta = crate::full::metadata(&args.meta, &args.source, &source)?;
     // Opened once: every thread reads this file, whatever the path names later.
     let full_file = open_input(&args.full, InputKind::Regular)?;
-    let mut base = FullImage::open(SharedFile::new(full_file), &args.full, &Limits::default())?;
+    let base = FullImage::open(SharedFile::new(full_file), &args.full, &Limits::default())?;
     meta.base_name = args
         .full
         .file_name()
@@ -116,7 +116,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     let (out, summary) = write_delta(
         source.reader(),
         &data_path,
-        &mut base,
+        &base,
         writer,
         &options,
         &mut |done| pb.set_position(done),

@@ -20,7 +20,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         };
         return crate::delta::run_runtime(&args.file, "info", &rest);
     }
-    let mut image = FullImage::open(file, &args.file, &Limits::default())?;
+    let image = FullImage::open(file, &args.file, &Limits::default())?;
     let h = image.header().clone();
     let mut zero_blocks = 0u64;
     let mut data_bytes = 0u64;

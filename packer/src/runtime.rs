@@ -11,8 +11,7 @@ pub fn check_genuine(path: &std::path::Path, quiet: bool) -> anyhow::Result<bool
     use anyhow::Context;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut delta =
-        archive_format::DeltaArchive::open(file, path, &archive_format::Limits::default())?;
+    let delta = archive_format::DeltaArchive::open(file, path, &archive_format::Limits::default())?;
     let len = delta.runtime_len();
     let theirs = blake3::Hash::from(delta.runtime_hash()?);
     let ours = blake3::hash(RUNTIME);

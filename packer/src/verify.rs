@@ -40,7 +40,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         return crate::delta::run_runtime(&args.file, "verify", &rest);
     }
     let started = Instant::now();
-    let mut image = FullImage::open(file, &args.file, &Limits::default())?;
+    let image = FullImage::open(file, &args.file, &Limits::default())?;
     if let Some(key) = crate::key::read(args.key.as_deref())? {
         image.authenticate(&key)?;
         if !args.run.quiet {
@@ -51,9 +51,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         }
     }
     let pb = progress::bar(image.header().image_size, "verify", args.run.quiet);
-    let report = verify_full(&mut image, args.run.threads, &mut |done| {
-        pb.set_position(done)
-    })?;
+    let report = verify_full(&image, args.run.threads, &mut |done| pb.set_position(done))?;
     pb.finish_and_clear();
     if !args.run.quiet {
         let secs = started.elapsed().as_secs_f64();

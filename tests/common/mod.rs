@@ -445,7 +445,7 @@ pub struct Layout {
 pub fn layout(path: &Path) -> Layout {
     use archive_format::{FullImage, Limits};
     let file = fs::File::open(path).unwrap();
-    let mut image = FullImage::open(file, path, &Limits::default())
+    let image = FullImage::open(file, path, &Limits::default())
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     let mut members = Vec::new();
     let mut index_records = Vec::new();
@@ -574,7 +574,7 @@ pub struct DeltaLayout {
 pub fn delta_layout(path: &Path) -> DeltaLayout {
     use archive_format::{DeltaArchive, Limits};
     let file = fs::File::open(path).unwrap();
-    let mut delta = DeltaArchive::open(file, path, &Limits::default())
+    let delta = DeltaArchive::open(file, path, &Limits::default())
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     let mut members = Vec::new();
     for g in 0..delta.group_count() {

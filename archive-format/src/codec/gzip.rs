@@ -1,7 +1,7 @@
 //! gzip container (SPEC.md §3.1 and §4.2): one gzip member per block, and
 //! records in the extra field of empty members, which every gzip reader skips.
 
-use crate::archive_file::ReadAt;
+use crate::archive_file::RecordSource;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::record::{self, le_u16, le_u32};
@@ -44,7 +44,11 @@ pub(super) fn wrapped_len(record_len: u64) -> u64 {
 }
 
 /// Reads one member's fragment at `offset`; returns it and the member length.
-fn read_fragment(file: &mut impl ReadAt, offset: u64, tag: [u8; 4]) -> Result<(Vec<u8>, u64)> {
+fn read_fragment(
+    file: &mut impl RecordSource,
+    offset: u64,
+    tag: [u8; 4],
+) -> Result<(Vec<u8>, u64)> {
     let what = format!("{} record", record::tag_name(tag));
     let mut head = [0u8; GZIP_RECORD_HEAD_LEN];
     file.read_at(offset, &mut head, &what)?;
@@ -83,7 +87,7 @@ fn read_fragment(file: &mut impl ReadAt, offset: u64, tag: [u8; 4]) -> Result<(V
 }
 
 pub(super) fn read_record(
-    file: &mut impl ReadAt,
+    file: &mut impl RecordSource,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,

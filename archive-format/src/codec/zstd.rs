@@ -1,7 +1,7 @@
 //! zstd container (SPEC.md §3.2 and §4.3): one zstd frame per block with its
 //! content size set, and records in skippable frames, which zstd skips.
 
-use crate::archive_file::ReadAt;
+use crate::archive_file::RecordSource;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::record::{self, le_u32};
@@ -32,7 +32,7 @@ pub(super) fn wrapped_len(record_len: u64) -> u64 {
 }
 
 pub(super) fn read_record(
-    file: &mut impl ReadAt,
+    file: &mut impl RecordSource,
     offset: u64,
     tag: [u8; 4],
     max_body: u32,

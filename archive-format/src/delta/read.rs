@@ -3,17 +3,21 @@
 
 use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
 use crate::archive_file::ArchiveFile;
+use crate::bytes::ReadAt;
+use crate::error::Hash;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::limits::Limits;
 use crate::meta::Metadata;
 use crate::record::{le_u32, le_u64, read_plain_record};
+use crate::record_cache::RecordCache;
 use crate::trailer::Trailer;
-use std::io::{Read, Seek};
 use std::path::Path;
+use std::sync::Arc;
 
-/// An open delta archive.
-#[derive(Debug)]
+/// An open delta archive. Change maps and members are read when asked
+/// for, through `&self`: one open archive serves every thread.
+#[derive(Clone, Debug)]
 pub struct DeltaArchive<R> {
     file: ArchiveFile<R>,
     trailer: Trailer,
@@ -28,12 +32,13 @@ pub struct DeltaArchive<R> {
     meta_body: Vec<u8>,
     /// Payload offset where the first group's members start.
     data_start: u64,
+    maps: RecordCache<Vec<ChangeEntry>>,
 }
 
-impl<R: Read + Seek> DeltaArchive<R> {
+impl<R: ReadAt> DeltaArchive<R> {
     /// Opens `reader` (the whole archive file, runtime included).
     pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
-        let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        let file = ArchiveFile::new(reader, name.as_ref())?;
         if file.is_empty() {
             return Err(Error::corrupt(
                 file.name(),
@@ -41,14 +46,18 @@ impl<R: Read + Seek> DeltaArchive<R> {
                 "the file is empty (0 bytes): not an sdar file (was its copy or its writing cut off?)",
             ));
         }
-        let trailer = Trailer::read(&mut file)?;
+        let trailer = Trailer::read(&file)?;
         let base = trailer.payload_offset;
         let end = base + trailer.payload_len;
         let (head, head_span) =
-            read_plain_record(&mut file, base, TAG_DELTA_HEAD, DHED_LEN as u32 * 16)?;
+            read_plain_record(&mut &file, base, TAG_DELTA_HEAD, DHED_LEN as u32 * 16)?;
         let header = DeltaHeader::decode(file.name(), base, &head, limits)?;
-        let (meta_body, meta_span) =
-            read_plain_record(&mut file, base + head_span, TAG_META, limits.max_record_len)?;
+        let (meta_body, meta_span) = read_plain_record(
+            &mut &file,
+            base + head_span,
+            TAG_META,
+            limits.max_record_len,
+        )?;
         let meta = Metadata::decode(file.name(), base + head_span, &meta_body, limits)?;
         let data_start = head_span + meta_span;
 
@@ -57,7 +66,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
             .checked_sub(foot_span)
             .filter(|&at| at >= base + data_start)
             .ok_or_else(|| Error::truncated(file.name(), end, "DFOT record"))?;
-        let (foot, _) = read_plain_record(&mut file, foot_at, TAG_DELTA_FOOT, DFOT_LEN as u32)?;
+        let (foot, _) = read_plain_record(&mut &file, foot_at, TAG_DELTA_FOOT, DFOT_LEN as u32)?;
         let footer = DeltaFooter::decode(file.name(), foot_at, &foot)?;
         let dir_len = (DDIR_HEADER_LEN as u64)
             .saturating_add(footer.group_count.saturating_mul(DDIR_ENTRY_LEN as u64));
@@ -75,7 +84,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
                 .checked_sub((RECORD_HEADER_LEN + AUTH_LEN) as u64)
                 .filter(|&at| at >= base + data_start)
                 .ok_or_else(|| Error::truncated(file.name(), foot_at, "AUTH record"))?;
-            let (body, _) = read_plain_record(&mut file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
+            let (body, _) = read_plain_record(&mut &file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
             let auth = crate::auth::Auth::decode(file.name(), auth_at, &body)?;
             (Some(auth), auth_at)
         } else {
@@ -93,7 +102,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
             ));
         }
         let dir_at = base + footer.directory_offset;
-        let (dir, _) = read_plain_record(&mut file, dir_at, TAG_DELTA_DIRECTORY, dir_len as u32)?;
+        let (dir, _) = read_plain_record(&mut &file, dir_at, TAG_DELTA_DIRECTORY, dir_len as u32)?;
         let corrupt =
             |what: String| Error::corrupt(file.name(), dir_at, format!("DDIR record: {what}"));
         if dir.len() as u64 != dir_len || le_u64(&dir, 0) != footer.group_count {
@@ -150,6 +159,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
             auth,
             head_body: head,
             meta_body,
+            maps: RecordCache::default(),
         })
     }
 
@@ -161,7 +171,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
     /// Proves that the archive was made by a holder of `key`: its restore
     /// program, DHED (with the identity of the full it needs), META and
     /// identity. Refuses an archive without a MAC.
-    pub fn authenticate(&mut self, key: &crate::auth::Key) -> Result<()> {
+    pub fn authenticate(&self, key: &crate::auth::Key) -> Result<()> {
         let runtime = self.runtime_hash()?;
         let expected = key.mac(
             "delta",
@@ -176,7 +186,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
     }
 
     /// blake3 of the bytes before the payload: the restore program.
-    pub fn runtime_hash(&mut self) -> Result<crate::Hash> {
+    pub fn runtime_hash(&self) -> Result<crate::Hash> {
         let mut h = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 16];
         let mut at = 0u64;
@@ -191,6 +201,23 @@ impl<R: Read + Seek> DeltaArchive<R> {
 
     pub fn name(&self) -> &Path {
         self.file.name()
+    }
+
+    /// The same open archive, borrowed; what was proven stays proven.
+    pub fn by_ref(&self) -> DeltaArchive<&R> {
+        DeltaArchive {
+            file: self.file.borrowed(),
+            trailer: self.trailer,
+            header: self.header.clone(),
+            meta: self.meta.clone(),
+            footer: self.footer.clone(),
+            groups: self.groups.clone(),
+            auth: self.auth,
+            head_body: self.head_body.clone(),
+            meta_body: self.meta_body.clone(),
+            data_start: self.data_start,
+            maps: self.maps.clone(),
+        }
     }
 
     pub fn header(&self) -> &DeltaHeader {
@@ -234,7 +261,51 @@ impl<R: Read + Seek> DeltaArchive<R> {
     /// Reads and checks DMAP record `g`: entries in block order, members
     /// back to back from where the previous group ended, kinds and lengths
     /// that make sense for their blocks.
-    pub fn group(&mut self, g: u64) -> Result<Vec<ChangeEntry>> {
+    pub fn group(&self, g: u64) -> Result<Vec<ChangeEntry>> {
+        Ok(self.map(g)?.to_vec())
+    }
+
+    /// DMAP record `g`, from a bounded cache shared by the threads reading
+    /// this archive; once the image is proven, one read again must be the
+    /// one proven.
+    pub fn map(&self, g: u64) -> Result<Arc<Vec<ChangeEntry>>> {
+        self.maps.get(
+            g,
+            || self.load_map(g),
+            |m| map_digest(m),
+            || {
+                let at = self.groups.get(g as usize).map_or(0, |(rel, _)| {
+                    self.trailer.payload_offset + rel
+                });
+                Error::corrupt(
+                    self.file.name(),
+                    at,
+                    format!("DMAP record {g} changed since it was proven (is the file being written to?)"),
+                )
+            },
+        )
+    }
+
+    /// The change the delta makes to `block`, if any: which group holds it
+    /// is found from the directory, then the entry in that group's map.
+    pub fn change(&self, block: u64) -> Result<Option<ChangeEntry>> {
+        let g = self.groups.partition_point(|&(_, first)| first <= block);
+        if g == 0 {
+            return Ok(None);
+        }
+        let map = self.map(g as u64 - 1)?;
+        Ok(map
+            .binary_search_by_key(&block, |e| e.block)
+            .ok()
+            .map(|i| map[i]))
+    }
+
+    /// Records the digests of the change maps a proof has read.
+    pub(crate) fn set_maps_proven(&self, digests: Vec<Hash>) {
+        self.maps.set_proven(digests);
+    }
+
+    fn load_map(&self, g: u64) -> Result<Vec<ChangeEntry>> {
         let &(rel, first_block) = self
             .groups
             .get(g as usize)
@@ -242,7 +313,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
         let base = self.trailer.payload_offset;
         let at = base + rel;
         let max_body = (DMAP_HEADER_LEN + self.header.map_entries as usize * DMAP_ENTRY_LEN) as u32;
-        let (body, _) = read_plain_record(&mut self.file, at, TAG_DELTA_MAP, max_body)?;
+        let (body, _) = read_plain_record(&mut &self.file, at, TAG_DELTA_MAP, max_body)?;
         let name = self.file.name().to_path_buf();
         let corrupt = |what: String| Error::corrupt(&name, at, format!("DMAP record {g}: {what}"));
         if body.len() < DMAP_HEADER_LEN {
@@ -345,7 +416,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
 
     /// Bytes a DMAP record of group `g` spans, from its entry count, which
     /// is only known by reading its header.
-    fn map_record_len(&mut self, g: u64) -> Result<u64> {
+    fn map_record_len(&self, g: u64) -> Result<u64> {
         let at = self.trailer.payload_offset + self.groups[g as usize].0;
         let mut head = [0u8; RECORD_HEADER_LEN];
         self.file.read_at(at, &mut head, "DMAP record")?;
@@ -353,7 +424,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
     }
 
     /// Reads the stored member of `entry` (empty for zero blocks).
-    pub fn read_member(&mut self, entry: &ChangeEntry) -> Result<Vec<u8>> {
+    pub fn read_member(&self, entry: &ChangeEntry) -> Result<Vec<u8>> {
         if entry.member_len == 0 {
             return Ok(Vec::new());
         }
@@ -379,7 +450,7 @@ impl<R: Read + Seek> DeltaArchive<R> {
     }
 
     /// The end of the last group, which must be where DDIR starts.
-    pub fn check_layout_end(&mut self) -> Result<()> {
+    pub fn check_layout_end(&self) -> Result<()> {
         let expected = match self.groups.len() as u64 {
             0 => self.data_start,
             n => self.groups[n as usize - 1].0 + self.map_record_len(n - 1)?,
@@ -393,6 +464,15 @@ impl<R: Read + Seek> DeltaArchive<R> {
         }
         Ok(())
     }
+}
+
+/// What a proof saw of a change map: its entries, field for field.
+pub(crate) fn map_digest(map: &[ChangeEntry]) -> Hash {
+    let mut bytes = Vec::with_capacity(map.len() * DMAP_ENTRY_LEN);
+    for e in map {
+        e.encode(&mut bytes);
+    }
+    *blake3::hash(&bytes).as_bytes()
 }
 
 /// Bytes a patch with page mask `pages` carries for a block of `block_len`.

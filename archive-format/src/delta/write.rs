@@ -3,6 +3,7 @@
 use super::{ChangeEntry, ChangeKind, DeltaFooter, DeltaHeader};
 use crate::archive_file::NamedWriter;
 use crate::buffers::BufferPool;
+use crate::bytes::ReadAt;
 use crate::codec::{BlockEncoder, Codec};
 use crate::error::{Error, Hash, Result};
 use crate::full::{FullImage, MemberCheck};
@@ -14,7 +15,7 @@ use crate::pipeline::{run_ordered, worker_count, SourceBatch, SourceBatches, Sou
 use crate::record::encode_record;
 use crate::source::DiskBytes;
 use crate::trailer::Trailer;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// How to make a delta.
@@ -282,9 +283,10 @@ enum Change {
     Stored(ChangeKind, Hash, Vec<u8>),
 }
 
-struct Worker<B> {
+struct Worker {
     encoder: BlockEncoder,
-    base: Option<(FullImage<B>, MemberCheck)>,
+    /// Proves base blocks read for patches; none with `index_only`.
+    check: Option<MemberCheck>,
     base_block: Vec<u8>,
     pages: Vec<u8>,
 }
@@ -292,16 +294,15 @@ struct Worker<B> {
 /// Reads the new image from `source` once and writes, through `writer`,
 /// every block that differs from `base`. Of the base it reads the index, and
 /// (unless `index_only`) the data of changed blocks to store only their
-/// changed 4 KiB pages. Each worker thread reads the base through a clone of
-/// `base`, never by opening its path again: a full replaced by rename while
-/// the delta is made cannot lend it blocks (give `base` a reader such as
-/// [`crate::SharedFile`] whose clones read the one open file). Blocks in
+/// changed 4 KiB pages. Every worker thread reads the base through `base`
+/// itself, the one open file, never by opening its path again: a full
+/// replaced by rename while the delta is made cannot lend it blocks. Blocks in
 /// the holes of a sparse source (a `DiskSource`'s reader) are taken as zero
 /// blocks without being read.
-pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
+pub fn write_delta<S: DiskBytes, B: ReadAt, W: Write>(
     source: S,
     source_name: &Path,
-    base: &mut FullImage<B>,
+    base: &FullImage<B>,
     mut writer: DeltaWriter<W>,
     options: &DeltaOptions,
     progress: &mut dyn FnMut(u64),
@@ -321,11 +322,10 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
         .map(|_| {
             Ok(Worker {
                 encoder: BlockEncoder::new(options.codec, level)?,
-                base: if options.index_only {
+                check: if options.index_only {
                     None
                 } else {
-                    let check = MemberCheck::new(base.header().codec, base.header())?;
-                    Some((base.clone(), check))
+                    Some(MemberCheck::new(base.header().codec, base.header())?)
                 },
                 base_block: Vec::new(),
                 pages: Vec::new(),
@@ -365,7 +365,7 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
                 base: base_entries,
             }))
         },
-        |w: &mut Worker<B>, job: Job| {
+        |w: &mut Worker, job: Job| {
             let mut out = Vec::with_capacity(job.base.len());
             for (i, block_data) in job.batch.blocks().enumerate() {
                 let block = job.first_block + i as u64;
@@ -378,7 +378,7 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
                     out.push(Change::Unchanged(hash));
                 } else if let Some(raw) = raw.filter(|raw| !is_zero(raw)) {
                     out.push(encode_change(
-                        w, &header, options, &base_name, block, raw, hash, base_entry,
+                        w, base, &header, options, &base_name, block, raw, hash, base_entry,
                     )?);
                 } else {
                     out.push(Change::Stored(ChangeKind::Zero, hash, Vec::new()));
@@ -410,8 +410,9 @@ pub fn write_delta<S: DiskBytes, B: Read + Seek + Clone + Send, W: Write>(
 /// Stores a changed, non-zero block: as a PATCH of its changed pages when
 /// the base's block is at hand and less than half of it changed, else whole.
 #[allow(clippy::too_many_arguments)]
-fn encode_change<B: Read + Seek>(
-    w: &mut Worker<B>,
+fn encode_change<B: ReadAt>(
+    w: &mut Worker,
+    img: &FullImage<B>,
     header: &DeltaHeader,
     options: &DeltaOptions,
     base_name: &Path,
@@ -421,8 +422,8 @@ fn encode_change<B: Read + Seek>(
     base_entry: Option<BlockEntry>,
 ) -> Result<Change> {
     let pages = header.patch_pages();
-    if let (Some(proven), Some((img, check)), false, true) =
-        (base_entry, w.base.as_mut(), options.index_only, pages > 0)
+    if let (Some(proven), Some(check), false, true) =
+        (base_entry, w.check.as_mut(), options.index_only, pages > 0)
     {
         img.read_block(block, &mut w.base_block, check)?;
         // The block read must be the one the proven index describes, or a

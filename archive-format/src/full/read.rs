@@ -2,6 +2,7 @@
 //! one seek once its segment's index is loaded.
 
 use crate::archive_file::ArchiveFile;
+use crate::bytes::ReadAt;
 use crate::codec::{BlockDecoder, Codec};
 use crate::error::{Error, Hash, Result};
 use crate::footer::Footer;
@@ -11,13 +12,13 @@ use crate::index::{decode_directory, BlockEntry, IndexSegment};
 use crate::layout::*;
 use crate::limits::Limits;
 use crate::meta::Metadata;
-use std::io::{Read, Seek};
+use crate::record_cache::RecordCache;
 use std::path::Path;
+use std::sync::Arc;
 
 /// An open full image. Opening reads and checks HEAD, META, FOOT and DIRS;
-/// block data and INDX records are read when asked for. A clone (over a
-/// reader such as [`crate::SharedFile`]) reads the same file for another
-/// thread without opening or checking it again.
+/// block data and INDX records are read when asked for, through `&self`:
+/// one open image serves every thread.
 #[derive(Clone, Debug)]
 pub struct FullImage<R> {
     file: ArchiveFile<R>,
@@ -28,17 +29,17 @@ pub struct FullImage<R> {
     data_start: u64,
     zero: ZeroHashes,
     limits: Limits,
-    cached: Option<IndexSegment>,
+    segments: RecordCache<IndexSegment>,
     /// The AUTH record, and the HEAD and META bodies its MAC covers.
     auth: Option<crate::auth::Auth>,
     head_body: Vec<u8>,
     meta_body: Vec<u8>,
 }
 
-impl<R: Read + Seek> FullImage<R> {
+impl<R: ReadAt> FullImage<R> {
     /// Opens `reader`; `name` is what error messages call it.
     pub fn open(reader: R, name: impl AsRef<Path>, limits: &Limits) -> Result<Self> {
-        let mut file = ArchiveFile::new(reader, name.as_ref())?;
+        let file = ArchiveFile::new(reader, name.as_ref())?;
         if file.is_empty() {
             return Err(Error::corrupt(
                 file.name(),
@@ -54,10 +55,10 @@ impl<R: Read + Seek> FullImage<R> {
             offset: 0,
             found: first[..n.min(8)].to_vec(),
         })?;
-        let (head, head_span) = codec.read_record(&mut file, 0, TAG_HEAD, HEAD_LEN as u32 * 16)?;
+        let (head, head_span) = codec.read_record(&mut &file, 0, TAG_HEAD, HEAD_LEN as u32 * 16)?;
         let header = ImageHeader::decode(file.name(), 0, &head, codec, limits)?;
         let (meta_body, meta_span) =
-            codec.read_record(&mut file, head_span, TAG_META, limits.max_record_len)?;
+            codec.read_record(&mut &file, head_span, TAG_META, limits.max_record_len)?;
         let meta = Metadata::decode(file.name(), head_span, &meta_body, limits)?;
         let data_start = head_span + meta_span;
 
@@ -73,10 +74,10 @@ impl<R: Read + Seek> FullImage<R> {
                     "FOOT record (the file is cut short, was never finished, or has bytes appended)",
                 )
             })?;
-        let footer = match codec.read_record(&mut file, foot_at, TAG_FOOT, FOOT_LEN as u32) {
+        let footer = match codec.read_record(&mut &file, foot_at, TAG_FOOT, FOOT_LEN as u32) {
             Ok((body, _)) => Footer::decode(file.name(), foot_at, &body)?,
             Err(Error::BadMagic { .. } | Error::Corrupt { .. })
-                if !ends_with_record(&mut file, codec, foot_at) =>
+                if !ends_with_record(&file, codec, foot_at) =>
             {
                 return Err(Error::truncated(
                     file.name(),
@@ -127,7 +128,7 @@ impl<R: Read + Seek> FullImage<R> {
                 .checked_sub(codec.wrapped_record_len(AUTH_LEN))
                 .filter(|&at| at >= data_start)
                 .ok_or_else(|| Error::truncated(file.name(), foot_at, "AUTH record"))?;
-            let (body, _) = codec.read_record(&mut file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
+            let (body, _) = codec.read_record(&mut &file, auth_at, TAG_AUTH, AUTH_LEN as u32)?;
             let auth = crate::auth::Auth::decode(file.name(), auth_at, &body)?;
             (Some(auth), auth_at)
         } else {
@@ -145,7 +146,7 @@ impl<R: Read + Seek> FullImage<R> {
             ));
         }
         let (dir_body, _) = codec.read_record(
-            &mut file,
+            &mut &file,
             footer.directory_offset,
             TAG_DIRECTORY,
             dir_body_len as u32,
@@ -166,7 +167,7 @@ impl<R: Read + Seek> FullImage<R> {
             data_start,
             zero,
             limits: limits.clone(),
-            cached: None,
+            segments: RecordCache::default(),
             auth,
             head_body: head,
             meta_body,
@@ -185,6 +186,25 @@ impl<R: Read + Seek> FullImage<R> {
 
     pub fn name(&self) -> &Path {
         self.file.name()
+    }
+
+    /// The same open image, borrowed: for a [`crate::image::ProvenImage`]
+    /// built over an image the caller keeps. What was proven stays proven.
+    pub fn by_ref(&self) -> FullImage<&R> {
+        FullImage {
+            file: ArchiveFile::borrowed(&self.file),
+            header: self.header.clone(),
+            meta: self.meta.clone(),
+            footer: self.footer.clone(),
+            index_offsets: self.index_offsets.clone(),
+            data_start: self.data_start,
+            zero: self.zero.clone(),
+            limits: self.limits.clone(),
+            segments: self.segments.clone(),
+            auth: self.auth,
+            head_body: self.head_body.clone(),
+            meta_body: self.meta_body.clone(),
+        }
     }
 
     /// The AUTH record, when the image was made with a key.
@@ -241,21 +261,45 @@ impl<R: Read + Seek> FullImage<R> {
         self.file.into_inner()
     }
 
-    pub(crate) fn file_mut(&mut self) -> &mut ArchiveFile<R> {
-        &mut self.file
+    pub(crate) fn file(&self) -> &ArchiveFile<R> {
+        &self.file
     }
 
     /// Proves the index against the identity: every INDX record read, every
     /// hash folded in, the result compared with the footer. After this the
     /// index's hashes can be trusted to say what each block holds, without
     /// reading block data.
-    pub fn prove_index(&mut self) -> Result<()> {
-        let h = self.header.clone();
+    ///
+    /// The segments read are remembered by digest: one read again later
+    /// (after leaving the cache) must be the one proven. Proving twice
+    /// reads nothing the second time.
+    pub fn prove_index(&self) -> Result<()> {
+        self.prove_index_visiting(&mut |_| Ok(()))
+    }
+
+    /// `prove_index`, handing each segment to `visit` as it is read, in
+    /// order, so that a caller's own walk of the index costs no second
+    /// read. What `visit` saw is proven only when this returns `Ok`.
+    pub fn prove_index_visiting(
+        &self,
+        visit: &mut dyn FnMut(&IndexSegment) -> Result<()>,
+    ) -> Result<()> {
+        if self.segments.is_proven() {
+            for s in 0..self.segment_count() {
+                visit(&*self.index_segment(s)?)?;
+            }
+            return Ok(());
+        }
+        let h = &self.header;
         let mut identity = crate::identity::IdentityHasher::new(h.image_size, h.block_size);
+        let mut digests = Vec::with_capacity(self.index_offsets.len());
         for s in 0..self.segment_count() {
-            for e in &self.index_segment(s)?.entries {
+            let seg = self.index_segment(s)?;
+            for e in &seg.entries {
                 identity.update(&e.hash);
             }
+            digests.push(segment_digest(&seg));
+            visit(&seg)?;
         }
         let actual = identity.finalize();
         if actual != self.identity() {
@@ -265,7 +309,13 @@ impl<R: Read + Seek> FullImage<R> {
                 actual,
             });
         }
+        self.segments.set_proven(digests);
         Ok(())
+    }
+
+    /// True once [`FullImage::prove_index`] has succeeded.
+    pub fn is_proven(&self) -> bool {
+        self.segments.is_proven()
     }
 
     /// Where segment `s`'s first member must start: right after HEAD and META
@@ -280,17 +330,25 @@ impl<R: Read + Seek> FullImage<R> {
         self.index_offsets[prev as usize].saturating_add(self.header.codec.wrapped_record_len(body))
     }
 
-    /// Reads and checks the INDX record of segment `s`.
-    pub fn index_segment(&mut self, s: u64) -> Result<IndexSegment> {
-        if let Some(seg) = self.cached.as_ref().filter(|c| c.segment == s) {
-            return Ok(seg.clone());
-        }
-        let seg = self.load_segment(s)?;
-        self.cached = Some(seg.clone());
-        Ok(seg)
+    /// Reads and checks the INDX record of segment `s` (from a bounded
+    /// cache shared by the threads reading this image).
+    pub fn index_segment(&self, s: u64) -> Result<Arc<IndexSegment>> {
+        self.segments.get(
+            s,
+            || self.load_segment(s),
+            segment_digest,
+            || {
+                let at = self.index_offsets.get(s as usize).copied().unwrap_or(0);
+                Error::corrupt(
+                    self.file.name(),
+                    at,
+                    format!("segment {s}'s index changed since it was proven (is the file being written to?)"),
+                )
+            },
+        )
     }
 
-    fn load_segment(&mut self, s: u64) -> Result<IndexSegment> {
+    fn load_segment(&self, s: u64) -> Result<IndexSegment> {
         let at = *self
             .index_offsets
             .get(s as usize)
@@ -299,7 +357,7 @@ impl<R: Read + Seek> FullImage<R> {
         let (body, _) =
             self.header
                 .codec
-                .read_record(&mut self.file, at, TAG_INDEX, body_len as u32)?;
+                .read_record(&mut &self.file, at, TAG_INDEX, body_len as u32)?;
         let seg = IndexSegment::decode(self.file.name(), at, &body, &self.header, s, &self.zero)?;
         let expected = self.segment_data_start(s);
         if seg.data_offset != expected {
@@ -316,12 +374,13 @@ impl<R: Read + Seek> FullImage<R> {
     }
 
     /// The index entry of `block`.
-    pub fn entry(&mut self, block: u64) -> Result<BlockEntry> {
+    pub fn entry(&self, block: u64) -> Result<BlockEntry> {
         let (seg, i) = self.locate(block)?;
         Ok(seg.entries[i])
     }
 
-    fn locate(&mut self, block: u64) -> Result<(&IndexSegment, usize)> {
+    /// The segment holding `block`, and the block's place in it.
+    pub fn locate(&self, block: u64) -> Result<(Arc<IndexSegment>, usize)> {
         if block >= self.header.block_count() {
             return Err(Error::invalid(format!(
                 "block {block} is past the end of the image ({} blocks)",
@@ -329,19 +388,12 @@ impl<R: Read + Seek> FullImage<R> {
             )));
         }
         let k = self.header.segment_blocks as u64;
-        let s = block / k;
-        if self.cached.as_ref().is_none_or(|c| c.segment != s) {
-            self.cached = Some(self.load_segment(s)?);
-        }
-        Ok((
-            self.cached.as_ref().expect("just loaded"),
-            (block % k) as usize,
-        ))
+        Ok((self.index_segment(block / k)?, (block % k) as usize))
     }
 
     /// Reads the stored member of `block` without decoding it: its index
     /// entry, its file offset and its bytes. `MemberCheck::check` proves it.
-    pub fn read_member(&mut self, block: u64) -> Result<(BlockEntry, u64, Vec<u8>)> {
+    pub fn read_member(&self, block: u64) -> Result<(BlockEntry, u64, Vec<u8>)> {
         let (seg, i) = self.locate(block)?;
         let entry = seg.entries[i];
         let offset = seg.member_offset(i);
@@ -355,12 +407,7 @@ impl<R: Read + Seek> FullImage<R> {
 
     /// Reads block `block` into `out` (resized to the block's length) and
     /// checks it against its hash: one seek once its segment is loaded.
-    pub fn read_block(
-        &mut self,
-        block: u64,
-        out: &mut Vec<u8>,
-        check: &mut MemberCheck,
-    ) -> Result<()> {
+    pub fn read_block(&self, block: u64, out: &mut Vec<u8>, check: &mut MemberCheck) -> Result<()> {
         let (entry, offset, member) = self.read_member(block)?;
         out.resize(self.header.block_len(block), 0);
         check.check(self.file.name(), block, offset, &entry, &member, out)?;
@@ -370,11 +417,16 @@ impl<R: Read + Seek> FullImage<R> {
 
 /// Is there a whole record ending exactly at `end`? Tells a cut-short file
 /// (the footer is simply not there) from a damaged footer.
-fn ends_with_record<R: Read + Seek>(file: &mut ArchiveFile<R>, codec: Codec, foot_at: u64) -> bool {
+fn ends_with_record<R: ReadAt>(file: &ArchiveFile<R>, codec: Codec, foot_at: u64) -> bool {
     let mut first = [0u8; GZIP_RECORD_HEAD_LEN];
     let n = first.len().min((file.len() - foot_at) as usize);
     file.read_at(foot_at, &mut first[..n], "footer").is_ok()
         && Codec::sniff(&first[..n]) == Some(codec)
+}
+
+/// What a segment's proof saw: its record, entry for entry.
+fn segment_digest(seg: &IndexSegment) -> Hash {
+    *blake3::hash(&seg.encode()).as_bytes()
 }
 
 /// Decodes members and proves them: the member's bytes against its CRC,

@@ -2,7 +2,7 @@
 //! no seeking. Each segment's blocks are hashed as they pass and proven when
 //! its INDX record arrives after them; the identity is proven at the end.
 
-use crate::archive_file::{ReadAt, StreamFile};
+use crate::archive_file::{RecordSource, StreamFile};
 use crate::codec::Codec;
 use crate::error::{Error, Hash, Result};
 use crate::footer::Footer;

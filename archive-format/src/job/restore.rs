@@ -3,8 +3,8 @@
 //! it if asked for.
 
 use super::{
-    authenticate, open_archive, open_base, rebuild, Base, FullSource, JobRecord, JobResult, Kept,
-    RestoreFailure, VmxPlan, WrittenVmx,
+    authenticate, open_archive, open_source, rebuild, FullSource, JobRecord, JobResult, Kept,
+    RestoreFailure, Source, VmxPlan, WrittenVmx,
 };
 use crate::auth::Key;
 use crate::cancel::Cancel;
@@ -13,7 +13,7 @@ use crate::display::safe_file_name;
 use crate::error::{Error, Hash, Result};
 use crate::limits::Limits;
 use crate::meta::Metadata;
-use crate::restore::{nonzero_bytes, PriorImage, RestoreProgress};
+use crate::restore::{PriorImage, RestoreProgress};
 use crate::target::{
     check_destination_name, resolve_destination, DestinationKind, RestoreTarget, TargetKind,
     TargetOptions,
@@ -80,8 +80,11 @@ impl RestoreRequest {
 /// the .vmx planned. Dropped without running, it removes what it created
 /// (an interrupted restore it took over is left as it was).
 pub struct PreparedRestore {
-    delta: DeltaArchive<File>,
-    base: Base,
+    source: Source,
+    /// The delta's metadata and image size, for the descriptor.
+    meta: Metadata,
+    image_size: u64,
+    identity: Hash,
     target: RestoreTarget,
     prior: Option<PriorImage>,
     vmx: Option<VmxPlan>,
@@ -129,11 +132,14 @@ impl PreparedRestore {
     /// destination's kind and name, the .vmx asked for, then the full
     /// (found, opened and proven the right one), then the rest of the
     /// destination (existing files, locks, room, a device's size).
-    pub fn prepare_with(mut delta: DeltaArchive<File>, request: RestoreRequest) -> JobResult<Self> {
+    pub fn prepare_with(delta: DeltaArchive<File>, request: RestoreRequest) -> JobResult<Self> {
         let mut record = JobRecord::default();
-        match Self::prepare_in(&mut delta, request, &mut record) {
+        let meta = delta.meta().clone();
+        let image_size = delta.header().image_size;
+        let identity = delta.identity();
+        match Self::prepare_in(delta, request, &mut record) {
             Ok(Parts {
-                base,
+                source,
                 target,
                 prior,
                 vmx,
@@ -141,8 +147,10 @@ impl PreparedRestore {
                 thin,
                 threads,
             }) => Ok(PreparedRestore {
-                delta,
-                base,
+                source,
+                meta,
+                image_size,
+                identity,
                 target,
                 prior,
                 vmx,
@@ -156,12 +164,14 @@ impl PreparedRestore {
     }
 
     fn prepare_in(
-        delta: &mut DeltaArchive<File>,
+        delta: DeltaArchive<File>,
         r: RestoreRequest,
         record: &mut JobRecord,
     ) -> Result<Parts> {
-        authenticate(delta, r.key.as_ref(), record)?;
+        authenticate(&delta, r.key.as_ref(), record)?;
         let size = delta.header().image_size;
+        let identity = delta.identity();
+        let block_size = delta.header().block_size;
         let to = destination_path(delta.meta(), &r.to, &r.kind)?;
         let vmx = match &r.vmx_dir {
             Some(dir) => {
@@ -170,17 +180,17 @@ impl PreparedRestore {
             }
             None => None,
         };
-        let mut base = open_base(delta, &r.archive, r.full, &r.limits)?;
-        record.full = Some(base.name().to_path_buf());
+        let source = open_source(delta, &r.archive, r.full, &r.limits)?;
+        record.full = Some(source.full_name().to_path_buf());
         let mut opts = TargetOptions::new(r.kind.clone());
         opts.force = r.force;
         opts.resume = r.resume;
         opts.thin = r.thin;
         opts.space_check = r.space_check;
-        opts.identity = delta.identity();
-        opts.block_size = delta.header().block_size;
-        if let (true, true, Base::File(full)) = (r.thin, r.space_check, &mut base) {
-            opts.thin_bytes = Some(nonzero_bytes(delta, full)?);
+        opts.identity = identity;
+        opts.block_size = block_size;
+        if r.thin && r.space_check {
+            opts.thin_bytes = source.nonzero_bytes();
         }
         let mut target = RestoreTarget::create(&to, size, &opts)?;
         record.resumed = target.resumed();
@@ -191,7 +201,7 @@ impl PreparedRestore {
         }
         let prior = target.prior()?;
         Ok(Parts {
-            base,
+            source,
             target,
             prior,
             vmx,
@@ -201,9 +211,14 @@ impl PreparedRestore {
         })
     }
 
-    /// The archive being restored.
-    pub fn delta(&self) -> &DeltaArchive<File> {
-        &self.delta
+    /// The metadata of the backup being restored.
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The identity of the disk being restored.
+    pub fn identity(&self) -> Hash {
+        self.identity
     }
 
     /// How far the job got: the key id, the full, whether it resumes.
@@ -248,8 +263,10 @@ impl PreparedRestore {
         cancel: &Cancel,
     ) -> JobResult<RestoreOutcome> {
         let PreparedRestore {
-            mut delta,
-            base,
+            source,
+            meta,
+            image_size: size,
+            identity: _,
             mut target,
             prior,
             vmx,
@@ -259,8 +276,7 @@ impl PreparedRestore {
             mut record,
         } = self;
         let result = rebuild(
-            &mut delta,
-            base,
+            source,
             &mut target,
             threads,
             prior.as_ref(),
@@ -288,7 +304,6 @@ impl PreparedRestore {
                 }));
             }
         };
-        let size = delta.header().image_size;
         let spec = match kind {
             TargetKind::Raw => None,
             TargetKind::Vmdk { vmfs } => {
@@ -298,7 +313,7 @@ impl PreparedRestore {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let cid = u32::from_le_bytes(report.identity[..4].try_into().expect("4 bytes"));
-                let mut spec = DescriptorSpec::new(size, flat, vmfs, delta.meta(), cid);
+                let mut spec = DescriptorSpec::new(size, flat, vmfs, &meta, cid);
                 spec.thin = thin;
                 Some(spec)
             }
@@ -348,7 +363,7 @@ impl PreparedRestore {
 
 /// A prepared restore without its archive and record.
 struct Parts {
-    base: Base,
+    source: Source,
     target: RestoreTarget,
     prior: Option<PriorImage>,
     vmx: Option<VmxPlan>,

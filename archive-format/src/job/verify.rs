@@ -2,8 +2,8 @@
 //! block rebuilt and checked, nothing written.
 
 use super::{
-    authenticate, open_archive, open_base, rebuild, Base, FullSource, JobRecord, JobResult,
-    RestoreFailure,
+    authenticate, open_archive, open_source, rebuild, FullSource, JobRecord, JobResult,
+    RestoreFailure, Source,
 };
 use crate::auth::Key;
 use crate::cancel::Cancel;
@@ -44,8 +44,7 @@ impl VerifyRequest {
 /// A verify ready to run: the archive authenticated, the full found and
 /// proven the right one.
 pub struct PreparedVerify {
-    delta: DeltaArchive<File>,
-    base: Base,
+    source: Source,
     threads: usize,
     record: JobRecord,
 }
@@ -71,27 +70,21 @@ impl PreparedVerify {
     /// Prepares the verify of `delta`, already open (from
     /// `request.archive`): proves its MAC with the key, if given, then
     /// finds, opens and proves its full.
-    pub fn prepare_with(mut delta: DeltaArchive<File>, request: VerifyRequest) -> JobResult<Self> {
+    pub fn prepare_with(delta: DeltaArchive<File>, request: VerifyRequest) -> JobResult<Self> {
         let mut record = JobRecord::default();
-        let opened = authenticate(&mut delta, request.key.as_ref(), &mut record)
-            .and_then(|()| open_base(&delta, &request.archive, request.full, &request.limits));
+        let opened = authenticate(&delta, request.key.as_ref(), &mut record)
+            .and_then(|()| open_source(delta, &request.archive, request.full, &request.limits));
         match opened {
-            Ok(base) => {
-                record.full = Some(base.name().to_path_buf());
+            Ok(source) => {
+                record.full = Some(source.full_name().to_path_buf());
                 Ok(PreparedVerify {
-                    delta,
-                    base,
+                    source,
                     threads: request.threads,
                     record,
                 })
             }
             Err(e) => Err(RestoreFailure::new(e, &record)),
         }
-    }
-
-    /// The archive being verified.
-    pub fn delta(&self) -> &DeltaArchive<File> {
-        &self.delta
     }
 
     /// How far the job got: the key id and the full.
@@ -107,14 +100,12 @@ impl PreparedVerify {
         cancel: &Cancel,
     ) -> JobResult<VerifyOutcome> {
         let PreparedVerify {
-            mut delta,
-            base,
+            source,
             threads,
             mut record,
         } = self;
         match rebuild(
-            &mut delta,
-            base,
+            source,
             &mut DiscardSink,
             threads,
             None,
