@@ -429,3 +429,49 @@ fn the_verify_job_proves_everything_and_writes_nothing() {
     assert!(failure.error.is_integrity(), "{}", failure.error);
     assert_eq!(failure.kept, Kept::Nothing);
 }
+
+#[test]
+fn a_stream_restore_is_cancelled_and_resumed_from_the_stream_again() {
+    let b = backup(8);
+    let stream = |b: &Backup| FullSource::Stream {
+        reader: Box::new(fs::File::open(b.path(FULL)).unwrap()),
+        name: PathBuf::from("<standard input>"),
+    };
+    let cancel = Cancel::new();
+    let request = RestoreRequest {
+        full: stream(&b),
+        ..b.request("crm.vmdk")
+    };
+    let job = PreparedRestore::prepare(request).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        job.record().full.as_deref(),
+        Some(Path::new("<standard input>"))
+    );
+    let failure = job
+        .run(&mut cancel_after(4 * BLOCK as u64, &cancel), &cancel)
+        .expect_err("cancelled");
+    assert!(failure.is_cancelled(), "{}", failure.error);
+    let Kept::Partial(partial) = &failure.kept else {
+        panic!("kept {:?}", failure.kept)
+    };
+    assert!(partial.exists());
+
+    let request = RestoreRequest {
+        full: stream(&b),
+        resume: true,
+        ..b.request("crm.vmdk")
+    };
+    let outcome = PreparedRestore::prepare(request)
+        .and_then(|job| job.run(&mut |_| {}, &Cancel::new()))
+        .unwrap_or_else(|f| panic!("resumed: {f}"));
+    assert!(
+        outcome.progress.kept >= 4 * BLOCK as u64,
+        "{:?}",
+        outcome.progress
+    );
+    assert_same_bytes(
+        &fs::read(b.path("crm-flat.vmdk")).unwrap(),
+        &b.new,
+        "streamed, cancelled, resumed",
+    );
+}
