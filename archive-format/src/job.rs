@@ -14,7 +14,7 @@ mod restore;
 mod verify;
 mod vmx;
 
-pub use restore::{PreparedRestore, RestoreOutcome, RestoreRequest, RestoredDisk};
+pub use restore::{disk_file_name, PreparedRestore, RestoreOutcome, RestoreRequest, RestoredDisk};
 pub use verify::{PreparedVerify, VerifyOutcome, VerifyRequest};
 pub use vmx::{vmx_file_name, VmxPlan, WrittenVmx};
 
