@@ -12,3 +12,4 @@ mod write;
 pub use read::{FullImage, MemberCheck};
 pub use stream::FullStream;
 pub use write::{write_full, FullOptions, FullSummary, FullWriter};
+pub(crate) use write::{write_on_thread, EncodeWorker, EncodedBatch};

@@ -30,6 +30,9 @@ pub enum Command {
     Companion(CompanionArgs),
     /// Write the .vmx file a delta archive carries
     ExtractVmx(RuntimeArgs),
+    /// Write a full image of the disk a delta archive describes, from the
+    /// delta and its full, without the disk (a synthetic full)
+    Synth(SynthArgs),
     /// Run the whole story on a built-in sample disk, printing each command
     Demo(DemoArgs),
     /// Write a deterministic sample disk (for tests and benchmarks)
@@ -221,6 +224,36 @@ pub struct CompanionArgs {
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// A delta archive (.sdar)
+    pub archive: PathBuf,
+    /// The full image the delta was made against [default: found by
+    /// identity beside the archive, then in each folder of SDAR_FULL_PATH]
+    #[arg(long)]
+    pub full: Option<PathBuf>,
+    /// Where to write the full image [default: `sdar full`'s name from the
+    /// delta's metadata, marked .synth: VM_scsi0-0_DISK_DATE.synth.full.gz]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Codec of the new full [default: the old full's, whose members are
+    /// then copied without compressing them again]
+    #[arg(long, value_enum)]
+    pub codec: Option<CodecArg>,
+    /// Compression level of the blocks compressed anew (see `sdar full --level`)
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Prove the delta with this key file first, and add a MAC made with it
+    /// to the new full and its companion delta (see `sdar full --key`)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Replace an existing output file
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

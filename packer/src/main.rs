@@ -13,6 +13,7 @@ mod restore;
 mod runtime;
 mod sample;
 mod sample_disk;
+mod synth;
 mod verify;
 
 use clap::Parser;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Companion(args) => companion::run(args),
+        cli::Command::Synth(args) => synth::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
         cli::Command::SampleChange(args) => sample_disk::run_change(args),

@@ -139,6 +139,16 @@ impl<W: Write> FullWriter<W> {
         self.identity.blocks()
     }
 
+    /// The identity of the blocks written so far (SPEC.md §10): once every
+    /// block is in, the identity `finish` will record.
+    pub fn identity(&self) -> Hash {
+        self.identity.finalize()
+    }
+
+    pub(crate) fn options(&self) -> &FullOptions {
+        &self.options
+    }
+
     pub fn get_ref(&self) -> &W {
         &self.out.inner
     }
@@ -172,7 +182,13 @@ impl<W: Write> FullWriter<W> {
         Ok(())
     }
 
-    fn push_member(&mut self, hash: Hash, zero: bool, member: &[u8]) -> Result<()> {
+    /// Writes the next block as an already compressed `member` of this
+    /// image's codec, with the block's `hash` and ZERO flag, exactly as
+    /// `push_block` would have after compressing it. The writer checks only
+    /// the member's size: the caller must have proven that `member` decodes
+    /// to the block `hash` names (a synthetic full copies proven members of
+    /// another full this way, without compressing them again).
+    pub fn push_member(&mut self, hash: Hash, zero: bool, member: &[u8]) -> Result<()> {
         let n = self.identity.blocks();
         if n >= self.header.block_count() {
             return Err(Error::invalid(format!(
@@ -278,20 +294,20 @@ impl<W: Write> FullWriter<W> {
 
 /// Per-worker state: an encoder and the member and hash of a zero block of
 /// each length seen, so the ~40% of a disk that is zeros costs a memcmp.
-struct EncodeWorker {
+pub(crate) struct EncodeWorker {
     encoder: BlockEncoder,
     zero: Vec<(usize, Hash, Vec<u8>)>,
 }
 
 impl EncodeWorker {
-    fn new(options: &FullOptions) -> Result<Self> {
+    pub(crate) fn new(options: &FullOptions) -> Result<Self> {
         Ok(EncodeWorker {
             encoder: BlockEncoder::new(options.codec, options.level())?,
             zero: Vec::new(),
         })
     }
 
-    fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
+    pub(crate) fn encode(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
         if is_zero(block) {
             return self.encode_zero(block.len(), out);
         }
@@ -302,7 +318,11 @@ impl EncodeWorker {
 
     /// A block of `len` zero bytes, read or known from a hole: the member
     /// and hash cached for that length, made on first use.
-    fn encode_zero(&mut self, len: usize, out: &mut Vec<u8>) -> Result<(Hash, bool, u32)> {
+    pub(crate) fn encode_zero(
+        &mut self,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(Hash, bool, u32)> {
         if let Some((_, hash, member)) = self.zero.iter().find(|z| z.0 == len) {
             out.extend_from_slice(member);
             return Ok((*hash, true, member.len() as u32));
@@ -318,10 +338,55 @@ impl EncodeWorker {
 
 /// The same run compressed: members back to back, and per block its hash,
 /// zero flag and member length.
-struct EncodedBatch {
-    members: Vec<u8>,
-    blocks: Vec<(Hash, bool, u32)>,
-    raw_len: u64,
+pub(crate) struct EncodedBatch {
+    pub members: Vec<u8>,
+    pub blocks: Vec<(Hash, bool, u32)>,
+    /// Image bytes the batch's blocks hold.
+    pub raw_len: u64,
+}
+
+/// Runs `feed` while a thread of its own pushes the batches it sends into
+/// `writer`, in the order sent, giving each batch's buffer back to
+/// `member_pool`; returns the writer, unfinished. Writing apart lets the
+/// page-cache copies and writeback of the output overlap the reading and
+/// compressing that `feed` drives, instead of taking turns with them.
+/// `threads` is how many threads `feed` starts, to number the writer's.
+pub(crate) fn write_on_thread<W: Write + Send>(
+    mut writer: FullWriter<W>,
+    threads: usize,
+    member_pool: &BufferPool,
+    feed: impl FnOnce(&std::sync::mpsc::SyncSender<EncodedBatch>) -> Result<()>,
+) -> Result<FullWriter<W>> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<EncodedBatch>(4);
+        let write = crate::pipeline::spawn_scoped(
+            scope,
+            threads,
+            threads + 1,
+            move || -> Result<FullWriter<W>> {
+                for batch in rx {
+                    let mut at = 0usize;
+                    for (hash, zero, len) in batch.blocks {
+                        let member = &batch.members[at..at + len as usize];
+                        at += len as usize;
+                        writer.push_member(hash, zero, member)?;
+                    }
+                    member_pool.give(batch.members);
+                }
+                Ok(writer)
+            },
+        )?;
+        let fed = feed(&tx);
+        drop(tx);
+        let written = match write.join() {
+            Ok(w) => w,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        // The writer's error comes first: a send fails only after it stopped.
+        let writer = written?;
+        fed?;
+        Ok(writer)
+    })
 }
 
 /// Reads the image's bytes from `source` and writes them through `writer`,
@@ -332,7 +397,7 @@ struct EncodedBatch {
 pub fn write_full<S: DiskBytes, W: Write + Send>(
     source: S,
     source_name: &std::path::Path,
-    mut writer: FullWriter<W>,
+    writer: FullWriter<W>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(W, FullSummary)> {
     let options = writer.options.clone();
@@ -347,30 +412,9 @@ pub fn write_full<S: DiskBytes, W: Write + Send>(
     let raw_pool = BufferPool::default();
     let member_pool = BufferPool::default();
     let mut batches = SourceBatches::new(source, source_name, image_size, block_size);
-    // Writing runs on its own thread: the page-cache copies and writeback of
-    // the output then overlap reading and compressing instead of taking
-    // turns with them on the pipeline's thread.
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<EncodedBatch>(4);
-        let member_pool = &member_pool;
-        let write = crate::pipeline::spawn_scoped(
-            scope,
-            workers,
-            workers + 1,
-            move || -> Result<FullWriter<W>> {
-                for batch in rx {
-                    let mut at = 0usize;
-                    for (hash, zero, len) in batch.blocks {
-                        let member = &batch.members[at..at + len as usize];
-                        at += len as usize;
-                        writer.push_member(hash, zero, member)?;
-                    }
-                    member_pool.give(batch.members);
-                }
-                Ok(writer)
-            },
-        )?;
-        let piped = run_ordered(
+    let member_pool = &member_pool;
+    let writer = write_on_thread(writer, workers, member_pool, |tx| {
+        run_ordered(
             states,
             workers * 3,
             || batches.next(&raw_pool),
@@ -395,18 +439,11 @@ pub fn write_full<S: DiskBytes, W: Write + Send>(
                 done += batch.raw_len;
                 progress(done);
                 // A send fails only when the writer stopped on an error:
-                // stop the pipeline; joining the writer below returns its error.
+                // stop the pipeline; the writer's error is the one returned.
                 tx.send(batch)
                     .map_err(|_| Error::invalid("the output writer stopped"))
             },
-        );
-        drop(tx);
-        let written = match write.join() {
-            Ok(w) => w,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        let writer = written?;
-        piped?;
-        writer.finish()
-    })
+        )
+    })?;
+    writer.finish()
 }
