@@ -77,6 +77,9 @@ pub enum Error {
     },
     /// A caller passed something the library cannot work with.
     InvalidInput { what: String },
+    /// Something the work needs is not there: the full a delta needs, the
+    /// .vmx a backup does not carry.
+    NotFound { what: String },
     /// A source disk (raw image or VMDK descriptor) cannot be used.
     Source { file: FileName, what: String },
     /// A MAC is missing, made with another key, or does not match.
@@ -247,7 +250,9 @@ impl fmt::Display for Error {
                 "{}: {what} is {value}, above the limit of {limit}",
                 file.display()
             ),
-            Error::InvalidInput { what } | Error::System { what } => write!(f, "{what}"),
+            Error::InvalidInput { what } | Error::NotFound { what } | Error::System { what } => {
+                write!(f, "{what}")
+            }
             Error::Bug { what } => write!(
                 f,
                 "internal error (a bug in sdar; please report it): {what}"

@@ -27,18 +27,18 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod job;
 pub mod layout;
 mod limits;
-pub mod locate;
 mod pipeline;
 mod source;
-pub mod synth;
 pub mod target;
 
 // The paths the runtime, the CLI and the tests have always used.
 pub use bytes::input;
 pub use format::{auth, container, delta, full, vmdk, vmx};
 pub use image::restore;
+pub use job::{locate, synth};
 pub use target::background_sync;
 // Short paths inside the crate.
 use bytes::file as archive_file;

@@ -10,6 +10,7 @@ mod key;
 mod naming;
 mod output;
 mod progress;
+mod restore;
 mod runtime;
 mod sample;
 mod sample_disk;
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Full(args) => full::run(args),
         cli::Command::Delta(args) => delta::run(args),
-        cli::Command::Restore(a) => delta::run_runtime(&a.archive, "restore", &a.args),
+        cli::Command::Restore(a) => restore::run(&a),
         cli::Command::ExtractVmx(a) => delta::run_runtime(&a.archive, "extract-vmx", &a.args),
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Info(args) => info::run(args),

@@ -2,8 +2,9 @@
 //! X.sdar` runs exactly the code an archive runs. Arguments are parsed by
 //! hand: the runtime stays small (no clap).
 
-mod args;
+pub mod args;
 mod commands;
+pub mod front;
 mod menu;
 pub mod report;
 
@@ -11,6 +12,7 @@ use archive_format::Error;
 use std::ffi::OsString;
 
 pub use args::{Command, Invocation, ProgressMode};
+pub use commands::{open_delta, print_out};
 
 /// Exit codes, as in `sdar`.
 pub const EXIT_OK: u8 = 0;
@@ -126,7 +128,13 @@ pub fn run(argv: Vec<OsString>) -> u8 {
         }
         _ => {}
     }
-    match commands::dispatch(&inv) {
+    exit_code(&inv, commands::dispatch(&inv))
+}
+
+/// The exit code of a command's result, telling a failure on standard
+/// error: as a JSON object with `--progress json`, else as a sentence.
+pub fn exit_code(inv: &Invocation, result: Result<(), Failure>) -> u8 {
+    match result {
         Ok(()) => EXIT_OK,
         Err(Failure::Reported(code)) => code,
         Err(e) if inv.progress == ProgressMode::Json => {
@@ -150,8 +158,9 @@ pub fn run(argv: Vec<OsString>) -> u8 {
 }
 
 /// A write past a file-size limit (`ulimit -f`) should fail with an error we
-/// can report and resume from, not kill the process with SIGXFSZ.
-fn ignore_file_size_signal() {
+/// can report and resume from, not kill the process with SIGXFSZ. For a
+/// program's entry: it changes the whole process.
+pub fn ignore_file_size_signal() {
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
     // code and touches no memory of ours.
     unsafe {

@@ -5,12 +5,14 @@
 //! "yes"; what is written goes through the same code as `restore`.
 
 use crate::args::{FullSource, Invocation, RestoreArgs};
-use crate::commands::{self, RunLog};
+use crate::front::{self, RestoreFront, RunLog};
 use crate::report::{self, shown};
 use crate::Failure;
 use archive_format::display::safe_file_name;
+use archive_format::job::VmxPlan;
 use archive_format::locate::{candidates, inspect, search_dirs, Candidate};
 use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
+use archive_format::Cancel;
 use archive_format::{hex, utc_stamp, DeltaArchive};
 use std::fs::File;
 use std::io::{BufRead, IsTerminal, Write};
@@ -89,11 +91,7 @@ struct Session {
     quit: bool,
 }
 
-pub fn run(
-    delta: &mut DeltaArchive<File>,
-    archive: &Path,
-    inv: &Invocation,
-) -> Result<(), Failure> {
+pub fn run(delta: &DeltaArchive<File>, archive: &Path, inv: &Invocation) -> Result<(), Failure> {
     let mut session = Session::default();
     let m = delta.meta();
     let field = |v: &Option<String>| v.as_deref().map(shown).unwrap_or_else(|| "-".into());
@@ -142,7 +140,7 @@ fn backed_out() {
 }
 
 fn restore_flow(
-    delta: &mut DeltaArchive<File>,
+    delta: &DeltaArchive<File>,
     archive: &Path,
     inv: &Invocation,
     session: &mut Session,
@@ -201,12 +199,12 @@ fn restore_flow(
         json: false,
         key: None,
     };
-    let mut log = RunLog::default();
     let inv = Invocation {
         quiet: false,
         ..inv.clone()
     };
-    match commands::run_restore(delta, archive, &args, &inv, &mut log) {
+    let mut front = RestoreFront::new(archive, &args, &inv);
+    match front::restore(None, &mut front, &Cancel::new()) {
         Ok(()) => {
             session.code = 0;
             session.restored = Some(to.clone());
@@ -224,7 +222,7 @@ fn restore_flow(
 }
 
 fn verify_flow(
-    delta: &mut DeltaArchive<File>,
+    delta: &DeltaArchive<File>,
     archive: &Path,
     inv: &Invocation,
     session: &mut Session,
@@ -237,13 +235,13 @@ fn verify_flow(
         ..inv.clone()
     };
     let mut log = RunLog::default();
-    match commands::verify(delta, archive, &FullSource::Path(full), &inv, &mut log) {
+    match front::verify(None, archive, &FullSource::Path(full), None, &inv, &mut log) {
         Ok(()) => session.code = 0,
         Err(e) => report_failure(&e, session),
     }
 }
 
-fn vmx_flow(delta: &mut DeltaArchive<File>, session: &mut Session) {
+fn vmx_flow(delta: &DeltaArchive<File>, session: &mut Session) {
     if delta.meta().vmx.is_none() {
         return println!("This backup carries no .vmx file.");
     }
@@ -268,7 +266,7 @@ fn vmx_flow(delta: &mut DeltaArchive<File>, session: &mut Session) {
 
 /// Writes the .vmx into `dir`; when the disk was restored under another
 /// name, offers to point the .vmx at it.
-fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) {
+fn write_vmx(delta: &DeltaArchive<File>, dir: &Path, session: &mut Session) {
     let meta = delta.meta();
     let mut rename = None;
     if let Some(disk) = &session.restored {
@@ -290,11 +288,8 @@ fn write_vmx(delta: &mut DeltaArchive<File>, dir: &Path, session: &mut Session) 
             }
         }
     }
-    match commands::VmxPlan::new(meta, dir, rename, false).and_then(|plan| {
-        plan.write()?;
-        Ok(plan)
-    }) {
-        Ok(plan) => println!("Wrote {}{}", path_text(&plan.path), shown(&plan.note)),
+    match VmxPlan::new(meta, dir, rename, false).and_then(VmxPlan::write) {
+        Ok(vmx) => println!("Wrote {}{}", path_text(&vmx.path), shown(&vmx.note)),
         Err(e) => println!(
             "Cannot write the .vmx: {}",
             archive_format::display::escape_lines(&e.to_string())
