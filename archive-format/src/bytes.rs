@@ -10,7 +10,7 @@ pub(crate) mod file;
 pub mod input;
 
 pub use cache::CachedReader;
-pub use file::{ArchiveFile, SharedFile};
+pub use file::ArchiveFile;
 
 /// Positional reads, shared by threads (redb's `StorageBackend`, rustic's
 /// `ReadBackend::read_partial`). Implementations never keep a cursor.

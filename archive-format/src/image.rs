@@ -342,7 +342,7 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
             Origin::Data(e) => {
                 let delta = self.delta.as_ref().expect("a change comes from a delta");
                 let member = delta.read_member(&e)?;
-                out.resize(len, 0);
+                block_buffer(out, len);
                 let decoder = dec.delta.as_mut().expect("a delta has a decoder");
                 decode_change(
                     decoder,
@@ -412,7 +412,7 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
         if zero_ok && check.is_proven_zero(entry, &member, len) {
             return Ok(member.len() as u64);
         }
-        out.resize(len, 0);
+        block_buffer(out, len);
         check.check(self.base.name(), n, offset, entry, &member, out)?;
         Ok(member.len() as u64)
     }
@@ -568,7 +568,7 @@ pub(crate) fn apply_patch(
         )));
     };
     let len = out.len();
-    pages_buf.resize(crate::delta::patch_len(pages, len), 0);
+    block_buffer(pages_buf, crate::delta::patch_len(pages, len));
     decoder
         .decode(member, pages_buf)
         .map_err(|why| Error::corrupt(file, offset, format!("block {}: {why}", entry.block)))?;
@@ -580,6 +580,17 @@ pub(crate) fn apply_patch(
         at += n;
     }
     check_hash(file, entry, offset, out)
+}
+
+/// Makes `buf` `len` bytes long for a block to be decoded into. A buffer
+/// of another length is replaced by a zeroed allocation rather than grown:
+/// the restore runtime is built for size, where growing a vector writes
+/// its bytes one at a time, and a fresh zeroed allocation costs a memset
+/// at most.
+pub(crate) fn block_buffer(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() != len {
+        *buf = vec![0u8; len];
+    }
 }
 
 fn check_hash(file: &Path, entry: &ChangeEntry, offset: u64, data: &[u8]) -> Result<()> {

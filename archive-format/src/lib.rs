@@ -45,7 +45,7 @@ use bytes::file as archive_file;
 use format::{codec, footer, header, identity, index, meta, record, record_cache, trailer};
 use image::verify;
 
-pub use archive_file::{ArchiveFile, SharedFile};
+pub use archive_file::ArchiveFile;
 pub use bytes::{CachedReader, ReadAt};
 pub use cancel::Cancel;
 pub use codec::Codec;

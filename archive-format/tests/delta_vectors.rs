@@ -15,13 +15,15 @@ use archive_format::image::ProvenImage;
 use archive_format::layout::{
     DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR, VERSION_MINOR_AUTH,
 };
-use archive_format::restore::{check_base, restore, BlockSink};
+use archive_format::restore::{check_base, restore};
 use archive_format::Cancel;
 use archive_format::{
     hex, verify_full, write_delta, ChangeKind, Codec, DeltaArchive, DeltaHeader, DeltaOptions,
     DeltaWriter, FullImage, FullOptions, FullWriter, Limits, Metadata,
 };
-use fixture::{assert_same_bytes, bless_or_compare, expected_identity, read_vector, vectors_dir};
+use fixture::{
+    assert_same_bytes, bless_or_compare, expected_identity, read_vector, vectors_dir, Collect,
+};
 use std::io::Cursor;
 use std::path::Path;
 
@@ -249,18 +251,6 @@ fn write_vector(v: &DeltaVector, base_file: &[u8]) -> Vec<u8> {
     )
     .expect("write_delta")
     .0
-}
-
-/// Collects the restored image in memory.
-struct Collect(Vec<u8>);
-
-impl BlockSink for Collect {
-    fn put(&mut self, _: u64, offset: u64, data: Option<&[u8]>) -> archive_format::Result<()> {
-        if let Some(data) = data {
-            self.0[offset as usize..][..data.len()].copy_from_slice(data);
-        }
-        Ok(())
-    }
 }
 
 #[test]

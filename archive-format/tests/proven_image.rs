@@ -6,12 +6,12 @@ mod fixture;
 
 use archive_format::image::{Block, Origin, ProvenImage};
 use archive_format::layout::{VERSION_MAJOR, VERSION_MINOR};
-use archive_format::restore::{restore, BlockSink};
+use archive_format::restore::restore;
 use archive_format::{
     write_delta, Cancel, Codec, DeltaArchive, DeltaHeader, DeltaOptions, DeltaWriter, Error,
     FullImage, Limits, ReadAt,
 };
-use fixture::{assert_same_bytes, disk, options, sample_meta, write_pushed, Rng};
+use fixture::{assert_same_bytes, disk, options, sample_meta, write_pushed, Collect, Rng};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -136,18 +136,6 @@ impl ReadAt for Recorded {
             .unwrap()
             .push((offset, offset + buf.len() as u64));
         FileExt::read_exact_at(&self.file, buf, offset)
-    }
-}
-
-/// Collects a restored image in memory.
-struct Collect(Vec<u8>);
-
-impl BlockSink for Collect {
-    fn put(&mut self, _: u64, offset: u64, data: Option<&[u8]>) -> archive_format::Result<()> {
-        if let Some(data) = data {
-            self.0[offset as usize..][..data.len()].copy_from_slice(data);
-        }
-        Ok(())
     }
 }
 

@@ -10,7 +10,6 @@ use archive_format::input::{open_input, InputKind};
 use archive_format::layout::{DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
     hex, write_delta, Codec, DeltaHeader, DeltaOptions, DeltaWriter, DiskSource, FullImage, Limits,
-    SharedFile,
 };
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,7 +41,7 @@ pub fn run(args: DeltaArgs) -> Result<()> {
     let mut meta = crate::source::metadata(&args.meta, &args.source, &source)?;
     // Opened once: every thread reads this file, whatever the path names later.
     let full_file = open_input(&args.full, InputKind::Regular)?;
-    let base = FullImage::open(SharedFile::new(full_file), &args.full, &Limits::default())?;
+    let base = FullImage::open(full_file, &args.full, &Limits::default())?;
     meta.base_name = args
         .full
         .file_name()

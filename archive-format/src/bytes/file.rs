@@ -2,7 +2,7 @@
 //! which file and which byte.
 
 use crate::bytes::ReadAt;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -82,68 +82,6 @@ impl<R: ReadAt> ArchiveFile<R> {
         let mut buf = vec![0u8; len];
         self.read_at(offset, &mut buf, what)?;
         Ok(buf)
-    }
-}
-
-/// One open file read by several threads at once, each through its own
-/// clone with its own position: reads are positional (`pread`), so no clone
-/// moves another's cursor, and every clone reads the file that was opened
-/// and proven, never whatever a path names by the time a thread starts.
-#[derive(Clone, Debug)]
-pub struct SharedFile {
-    file: std::sync::Arc<std::fs::File>,
-    pos: u64,
-}
-
-impl SharedFile {
-    pub fn new(file: std::fs::File) -> Self {
-        SharedFile {
-            file: std::sync::Arc::new(file),
-            pos: 0,
-        }
-    }
-
-    /// The open file all clones read.
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
-    }
-}
-
-impl Read for SharedFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for SharedFile {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let base = match to {
-            SeekFrom::Start(n) => {
-                self.pos = n;
-                return Ok(n);
-            }
-            SeekFrom::End(d) => (self.file.metadata()?.len(), d),
-            SeekFrom::Current(d) => (self.pos, d),
-        };
-        self.pos = base.0.checked_add_signed(base.1).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before the start or past 2^64",
-            )
-        })?;
-        Ok(self.pos)
-    }
-}
-
-impl ReadAt for SharedFile {
-    fn size(&self) -> io::Result<u64> {
-        ReadAt::size(&*self.file)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        ReadAt::read_exact_at(&*self.file, buf, offset)
     }
 }
 

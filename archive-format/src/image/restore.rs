@@ -9,7 +9,7 @@ use crate::delta::{ChangeEntry, ChangeKind, DeltaArchive};
 use crate::error::{Error, Hash, Result};
 use crate::full::FullImage;
 use crate::identity::{block_hash, IdentityHasher};
-use crate::image::{apply_patch, decode_change, Block, Origin, ProvenImage};
+use crate::image::{apply_patch, decode_change, Block, Decoders, Origin, ProvenImage};
 use crate::pipeline::{run_ordered, worker_count};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -27,6 +27,12 @@ pub trait BlockSink {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// False for a sink that never looks at the bytes (verification): the
+    /// blocks are then proven in reused buffers and `put` gets `None`.
+    fn wants_data(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that keeps nothing: verification.
@@ -35,6 +41,10 @@ pub struct DiscardSink;
 impl BlockSink for DiscardSink {
     fn put(&mut self, _: u64, _: u64, _: Option<&[u8]>) -> Result<()> {
         Ok(())
+    }
+
+    fn wants_data(&self) -> bool {
+        false
     }
 }
 
@@ -144,7 +154,7 @@ impl PriorImage {
         expected: &Hash,
         buf: &mut Vec<u8>,
     ) -> Result<bool> {
-        buf.resize(len, 0);
+        crate::image::block_buffer(buf, len);
         match FileExt::read_exact_at(&self.file, buf, offset) {
             Ok(()) => Ok(block_hash(buf) == *expected),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
@@ -237,6 +247,8 @@ struct Done {
     block: u64,
     hash: Hash,
     data: Option<Vec<u8>>,
+    /// A block of zeros handed on without its bytes.
+    zero: bool,
     from_delta: bool,
     stored: u64,
     /// Found already in place (a resumed restore): nothing to write.
@@ -264,8 +276,9 @@ pub fn restore<B: ReadAt, D: ReadAt>(
     let block_size = image.block_size() as u64;
     let workers = worker_count(threads);
     let states = (0..workers)
-        .map(|_| image.decoders())
+        .map(|_| Ok((image.decoders()?, Vec::new())))
         .collect::<Result<Vec<_>>>()?;
+    let keep_data = sink.wants_data();
     let mut stats = RestoreProgress::new(
         image.image_size(),
         image.block_size(),
@@ -317,7 +330,7 @@ pub fn restore<B: ReadAt, D: ReadAt>(
             }
             Ok((!jobs.is_empty()).then_some(jobs))
         },
-        |dec, jobs: Vec<Job>| {
+        |(dec, scratch): &mut (Decoders, Vec<u8>), jobs: Vec<Job>| {
             jobs.into_iter()
                 .map(|job| {
                     let hash = match job.origin {
@@ -330,9 +343,22 @@ pub fn restore<B: ReadAt, D: ReadAt>(
                             block: job.block,
                             hash,
                             data: None,
+                            zero: false,
                             from_delta: job.origin.from_delta(),
                             stored: 0,
                             kept: true,
+                        });
+                    }
+                    if !keep_data {
+                        let read = image.read_with(job.block, job.origin, scratch, dec)?;
+                        return Ok(Done {
+                            block: job.block,
+                            hash,
+                            data: None,
+                            zero: read.block == Block::Zero,
+                            from_delta: read.from_delta,
+                            stored: read.stored,
+                            kept: false,
                         });
                     }
                     let mut out = Vec::new();
@@ -347,6 +373,7 @@ pub fn restore<B: ReadAt, D: ReadAt>(
                     Ok(Done {
                         block: job.block,
                         hash,
+                        zero: data.is_none(),
                         data,
                         from_delta: read.from_delta,
                         stored: read.stored,
@@ -360,7 +387,7 @@ pub fn restore<B: ReadAt, D: ReadAt>(
                 identity.update(&d.hash);
                 let len = image.block_len(d.block) as u64;
                 sink.put(d.block, d.block * block_size, d.data.as_deref())?;
-                stats.count(len, d.data.is_none(), d.from_delta, d.stored, d.kept);
+                stats.count(len, d.zero, d.from_delta, d.stored, d.kept);
             }
             progress(&stats);
             Ok(())

@@ -197,7 +197,7 @@ impl SynthWorker {
             }
             // A zero member seen before is proven by its bytes and CRC.
             if !self.check.is_proven_zero(&entry, &member, len) {
-                self.block.resize(len, 0);
+                crate::image::block_buffer(&mut self.block, len);
                 self.check
                     .check(base.name(), n, offset, &entry, &member, &mut self.block)?;
             }

@@ -409,7 +409,7 @@ impl<R: ReadAt> FullImage<R> {
     /// checks it against its hash: one seek once its segment is loaded.
     pub fn read_block(&self, block: u64, out: &mut Vec<u8>, check: &mut MemberCheck) -> Result<()> {
         let (entry, offset, member) = self.read_member(block)?;
-        out.resize(self.header.block_len(block), 0);
+        crate::image::block_buffer(out, self.header.block_len(block));
         check.check(self.file.name(), block, offset, &entry, &member, out)?;
         Ok(())
     }
