@@ -155,7 +155,7 @@ fuzz_target!(|case: Case| {
         "a stock decompressor does not give back the disk"
     );
 
-    let mut image = FullImage::open(Cursor::new(&file[..]), "roundtrip", &Limits::default())
+    let image = FullImage::open(Cursor::new(&file[..]), "roundtrip", &Limits::default())
         .expect("open fails on a file the writer made");
     assert_eq!(image.identity(), summary.identity);
     assert_eq!(image.meta(), &meta);
@@ -179,7 +179,7 @@ fuzz_target!(|case: Case| {
             }
         }
     }
-    let report = verify_full(&mut image, 1, &mut |_| {}).expect("verify_full fails");
+    let report = verify_full(&image, 1, &mut |_| {}).expect("verify_full fails");
     assert_eq!(report.identity, summary.identity);
     assert_eq!(report.blocks, summary.blocks);
     assert_eq!(report.zero_blocks, summary.zero_blocks);
