@@ -7,7 +7,6 @@ use crate::progress;
 use crate::runtime::RUNTIME;
 use anyhow::{Context, Result};
 use archive_format::input::{open_input, InputKind};
-use archive_format::layout::{DEFAULT_MAP_ENTRIES, VERSION_MAJOR, VERSION_MINOR};
 use archive_format::{
     hex, write_delta, Codec, DeltaHeader, DeltaOptions, DeltaWriter, DiskSource, FullImage, Limits,
 };
@@ -22,18 +21,7 @@ pub fn header(
     base_size: u64,
     base_identity: archive_format::Hash,
 ) -> DeltaHeader {
-    DeltaHeader {
-        version_major: VERSION_MAJOR,
-        version_minor: VERSION_MINOR,
-        compat_flags: 0,
-        incompat_flags: 0,
-        codec,
-        block_size,
-        map_entries: DEFAULT_MAP_ENTRIES,
-        image_size,
-        base_image_size: base_size,
-        base_identity,
-    }
+    DeltaHeader::new(codec, block_size, image_size, base_size, base_identity)
 }
 
 pub fn run(args: DeltaArgs) -> Result<()> {

@@ -42,6 +42,30 @@ pub struct DeltaHeader {
 }
 
 impl DeltaHeader {
+    /// The header of a new delta of this version of the format, without
+    /// AUTH (a writer given a key sets it) and with the default number of
+    /// entries per change map.
+    pub fn new(
+        codec: Codec,
+        block_size: u32,
+        image_size: u64,
+        base_image_size: u64,
+        base_identity: Hash,
+    ) -> Self {
+        DeltaHeader {
+            version_major: VERSION_MAJOR,
+            version_minor: VERSION_MINOR,
+            compat_flags: 0,
+            incompat_flags: 0,
+            codec,
+            block_size,
+            map_entries: DEFAULT_MAP_ENTRIES,
+            image_size,
+            base_image_size,
+            base_identity,
+        }
+    }
+
     pub fn block_count(&self) -> u64 {
         self.image_size.div_ceil(self.block_size as u64)
     }
