@@ -80,7 +80,7 @@ impl Server {
     fn spawn<S: Read + Write + Send + 'static>(
         &self,
         stream: S,
-        log: impl Fn(String) + Send + 'static,
+        log: impl Fn(String) + Send + Clone + 'static,
     ) {
         // Beyond the bound the client is closed before the greeting: it sees a refused session, not a hang.
         if self.active.fetch_add(1, Ordering::SeqCst) >= self.limits.connections {
@@ -94,17 +94,18 @@ impl Server {
         let slot = Slot(self.active.clone());
         let exports = self.exports.clone();
         let limits = self.limits.clone();
+        let conn_log = log.clone();
         let spawned = std::thread::Builder::new()
             .name("nbd-conn".into())
             .spawn(move || {
                 let _slot = slot;
                 if let Err(e) = serve(stream, &*exports, &limits) {
-                    log(e.to_string());
+                    conn_log(e.to_string());
                 }
             });
         if let Err(e) = spawned {
-            // The closure (and its slot) was dropped with the error.
-            eprintln!("NBD: no thread for a client: {e}");
+            // The closure (and its slot) was dropped with the error: the client is closed.
+            log(format!("NBD: no thread for a client: {e}"));
         }
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use sdar_nbd::{Server, ServerLimits};
 use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -190,4 +191,29 @@ fn connections_beyond_the_bound_are_refused_cleanly() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn tcp_listener_serves_qemu_img() {
+    if !have("qemu-img") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let export = MemExport::new(disk());
+    let served = export.clone();
+    std::thread::spawn(move || {
+        let server = Server::new(exports(served), ServerLimits::default());
+        server.run_tcp(&listener, |m| eprintln!("{m}"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.raw");
+    let uri = format!("nbd://127.0.0.1:{port}/disk");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", &uri])
+        .arg(&out));
+    assert!(
+        std::fs::read(&out).unwrap() == *export.data.read().unwrap(),
+        "convert over TCP differs"
+    );
 }
