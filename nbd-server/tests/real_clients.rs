@@ -217,3 +217,23 @@ fn tcp_listener_serves_qemu_img() {
         "convert over TCP differs"
     );
 }
+
+#[test]
+fn a_stalled_client_does_not_block_others() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = serve_on(dir.path(), MemExport::new(disk()), ServerLimits::default());
+    // One client silent after the greeting, one gone mid-option: neither holds up qemu-img.
+    let _silent = UnixStream::connect(&sock).unwrap();
+    let mut half = UnixStream::connect(&sock).unwrap();
+    read_n(&mut half, 18);
+    std::io::Write::write_all(&mut half, b"\0\0\0\x03IHAVE").unwrap();
+    let info = run(Command::new("qemu-img").args(["info", "--output=json", &uri(&sock)]));
+    assert!(
+        info.contains(&format!("\"virtual-size\": {SIZE}")),
+        "{info}"
+    );
+    drop(half);
+}
