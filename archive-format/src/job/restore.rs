@@ -80,17 +80,11 @@ impl RestoreRequest {
 /// the .vmx planned. Dropped without running, it removes what it created
 /// (an interrupted restore it took over is left as it was).
 pub struct PreparedRestore {
-    source: Source,
+    parts: Parts,
     /// The delta's metadata and image size, for the descriptor.
     meta: Metadata,
     image_size: u64,
     identity: Hash,
-    target: RestoreTarget,
-    prior: Option<PriorImage>,
-    vmx: Option<VmxPlan>,
-    kind: TargetKind,
-    thin: bool,
-    threads: usize,
     record: JobRecord,
 }
 
@@ -138,25 +132,11 @@ impl PreparedRestore {
         let image_size = delta.header().image_size;
         let identity = delta.identity();
         match Self::prepare_in(delta, request, &mut record) {
-            Ok(Parts {
-                source,
-                target,
-                prior,
-                vmx,
-                kind,
-                thin,
-                threads,
-            }) => Ok(PreparedRestore {
-                source,
+            Ok(parts) => Ok(PreparedRestore {
+                parts,
                 meta,
                 image_size,
                 identity,
-                target,
-                prior,
-                vmx,
-                kind,
-                thin,
-                threads,
                 record,
             }),
             Err(e) => Err(RestoreFailure::new(e, &record)),
@@ -228,23 +208,23 @@ impl PreparedRestore {
 
     /// True when this restore continues an interrupted one.
     pub fn resumed(&self) -> bool {
-        self.target.resumed()
+        self.parts.target.resumed()
     }
 
     /// The data file being written (under its temporary name), or the
     /// device: where an interrupted restore's blocks are.
     pub fn partial_path(&self) -> &Path {
-        self.target.partial_path()
+        self.parts.target.partial_path()
     }
 
     /// Where the descriptor (or raw image) will go.
     pub fn destination(&self) -> &Path {
-        self.target.destination()
+        self.parts.target.destination()
     }
 
     /// True when the data is written in place on a block device.
     pub fn is_device(&self) -> bool {
-        self.target.is_device()
+        self.parts.target.is_device()
     }
 
     /// Rebuilds the image into the destination, every block proven, then
@@ -263,16 +243,19 @@ impl PreparedRestore {
         cancel: &Cancel,
     ) -> JobResult<RestoreOutcome> {
         let PreparedRestore {
-            source,
+            parts:
+                Parts {
+                    source,
+                    mut target,
+                    prior,
+                    vmx,
+                    kind,
+                    thin,
+                    threads,
+                },
             meta,
             image_size: size,
             identity: _,
-            mut target,
-            prior,
-            vmx,
-            kind,
-            thin,
-            threads,
             mut record,
         } = self;
         let result = rebuild(
@@ -361,7 +344,7 @@ impl PreparedRestore {
     }
 }
 
-/// A prepared restore without its archive and record.
+/// What preparing a restore set up: where the blocks come from and go.
 struct Parts {
     source: Source,
     target: RestoreTarget,
