@@ -334,10 +334,10 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
         };
         match origin {
             Origin::Zero => Ok(read(Block::Zero, 0)),
-            Origin::Full(entry) => {
-                let stored = self.read_base(n, &entry, out, &mut dec.check, true)?;
+            Origin::Full(_) => {
+                let (entry, member) = self.read_base(n, out, &mut dec.check, true)?;
                 let block = if entry.zero { Block::Zero } else { Block::Data };
-                Ok(read(block, stored))
+                Ok(read(block, member.len() as u64))
             }
             Origin::Data(e) => {
                 let delta = self.delta.as_ref().expect("a change comes from a delta");
@@ -356,8 +356,8 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
             }
             Origin::Patch(e) => {
                 let delta = self.delta.as_ref().expect("a change comes from a delta");
-                let entry = self.base.entry(n)?;
-                let base_stored = self.read_base(n, &entry, out, &mut dec.check, false)?;
+                let (_, base_member) = self.read_base(n, out, &mut dec.check, false)?;
+                let base_stored = base_member.len() as u64;
                 let member = delta.read_member(&e)?;
                 let decoder = dec.delta.as_mut().expect("a delta has a decoder");
                 apply_patch(
@@ -376,23 +376,19 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
 
     /// Reads and proves the full's block `n` into `out`. With `zero_ok`, a
     /// member already proven to hold zeros is not decoded and `out` is left
-    /// as it is. Returns the stored bytes read.
-    fn read_base(
+    /// as it is. Returns the block's index entry and its stored member,
+    /// proven: a synthetic full copies it as it is.
+    pub(crate) fn read_base(
         &self,
         n: u64,
-        entry: &BlockEntry,
         out: &mut Vec<u8>,
         check: &mut MemberCheck,
         zero_ok: bool,
-    ) -> Result<u64> {
+    ) -> Result<(BlockEntry, Vec<u8>)> {
+        // The segment is the proven one: the record cache refuses a segment
+        // read again that differs from what the proof saw.
         let (seg, i) = self.base.locate(n)?;
-        if seg.entries[i] != *entry {
-            return Err(Error::corrupt(
-                self.base.name(),
-                seg.member_offset(i),
-                format!("block {n}: its index entry changed while the image was read"),
-            ));
-        }
+        let entry = &seg.entries[i];
         let offset = seg.member_offset(i);
         let member = self.base.file().read_vec_at(
             offset,
@@ -409,12 +405,11 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
                 ),
             ));
         }
-        if zero_ok && check.is_proven_zero(entry, &member, len) {
-            return Ok(member.len() as u64);
+        if !(zero_ok && check.is_proven_zero(entry, &member, len)) {
+            block_buffer(out, len);
+            check.check(self.base.name(), n, offset, entry, &member, out)?;
         }
-        block_buffer(out, len);
-        check.check(self.base.name(), n, offset, entry, &member, out)?;
-        Ok(member.len() as u64)
+        Ok((*entry, member))
     }
 }
 

@@ -185,22 +185,10 @@ impl SynthWorker {
         let out = &mut made.encoded;
         out.raw_len += len as u64;
         let origin = image.origin(n)?;
-        if let (Origin::Full(expected), true) = (origin, self.copy) {
-            let base = image.base();
-            let (entry, offset, member) = base.read_member(n)?;
-            if entry != expected || base.header().block_len(n) != len {
-                return Err(Error::corrupt(
-                    base.name(),
-                    offset,
-                    format!("block {n}: its index entry is not the one the image was proven with"),
-                ));
-            }
-            // A zero member seen before is proven by its bytes and CRC.
-            if !self.check.is_proven_zero(&entry, &member, len) {
-                crate::image::block_buffer(&mut self.block, len);
-                self.check
-                    .check(base.name(), n, offset, &entry, &member, &mut self.block)?;
-            }
+        if let (Origin::Full(_), true) = (origin, self.copy) {
+            // Proven as a restore proves it (CRC, decode, hash against the
+            // proven index; a zero member seen before by its bytes and CRC).
+            let (entry, member) = image.read_base(n, &mut self.block, &mut self.check, true)?;
             out.members.extend_from_slice(&member);
             out.blocks
                 .push((entry.hash, entry.zero, member.len() as u32));
