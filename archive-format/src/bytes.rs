@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::Arc;
 
-mod cache;
+pub(crate) mod cache;
 pub(crate) mod file;
 pub mod input;
 

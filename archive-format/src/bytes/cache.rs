@@ -11,15 +11,56 @@ use std::sync::{Arc, Mutex};
 pub struct CachedReader<R> {
     inner: R,
     page_len: usize,
-    max_pages: usize,
-    pages: Mutex<PageCache>,
+    pages: Mutex<Lru<Vec<u8>>>,
 }
 
-#[derive(Default)]
-struct PageCache {
-    /// (page number, its bytes, last use), at most `max_pages`.
-    pages: Vec<(u64, Arc<Vec<u8>>, u64)>,
+/// The least recently used of at most `max` items, by number, goes first:
+/// the pages of a [`CachedReader`], the records of an image. Kept small
+/// (tens of items), so a scan beats a map.
+#[derive(Debug)]
+pub(crate) struct Lru<T> {
+    /// (number, item, last use).
+    items: Vec<(u64, Arc<T>, u64)>,
     clock: u64,
+    max: usize,
+}
+
+impl<T> Lru<T> {
+    pub fn new(max: usize) -> Self {
+        Lru {
+            items: Vec::new(),
+            clock: 0,
+            max: max.max(1),
+        }
+    }
+
+    pub fn get(&mut self, n: u64) -> Option<Arc<T>> {
+        self.clock += 1;
+        let now = self.clock;
+        let item = self.items.iter_mut().find(|i| i.0 == n)?;
+        item.2 = now;
+        Some(Arc::clone(&item.1))
+    }
+
+    /// Keeps `item` as number `n`, unless another thread already did.
+    pub fn insert(&mut self, n: u64, item: Arc<T>) {
+        if self.items.iter().any(|i| i.0 == n) {
+            return;
+        }
+        if self.items.len() >= self.max {
+            let oldest = (0..self.items.len())
+                .min_by_key(|&i| self.items[i].2)
+                .expect("a full cache has items");
+            self.items.swap_remove(oldest);
+        }
+        self.clock += 1;
+        self.items.push((n, item, self.clock));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
 }
 
 impl<R: ReadAt> CachedReader<R> {
@@ -28,8 +69,7 @@ impl<R: ReadAt> CachedReader<R> {
         CachedReader {
             inner,
             page_len: page_len.max(1),
-            max_pages: max_pages.max(1),
-            pages: Mutex::new(PageCache::default()),
+            pages: Mutex::new(Lru::new(max_pages)),
         }
     }
 
@@ -41,15 +81,14 @@ impl<R: ReadAt> CachedReader<R> {
         self.inner
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<Vec<u8>>> {
+        // A cache: a panic elsewhere cannot leave it wrong.
+        self.pages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn page(&self, n: u64, size: u64) -> io::Result<Arc<Vec<u8>>> {
-        {
-            let mut cache = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-            cache.clock += 1;
-            let now = cache.clock;
-            if let Some(p) = cache.pages.iter_mut().find(|p| p.0 == n) {
-                p.2 = now;
-                return Ok(Arc::clone(&p.1));
-            }
+        if let Some(page) = self.lock().get(n) {
+            return Ok(page);
         }
         // Fetched without the lock held: two threads may fetch one page.
         let start = n * self.page_len as u64;
@@ -57,16 +96,7 @@ impl<R: ReadAt> CachedReader<R> {
         let mut bytes = vec![0u8; len];
         self.inner.read_exact_at(&mut bytes, start)?;
         let bytes = Arc::new(bytes);
-        let mut cache = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        cache.clock += 1;
-        let now = cache.clock;
-        if cache.pages.len() >= self.max_pages {
-            let oldest = (0..cache.pages.len())
-                .min_by_key(|&i| cache.pages[i].2)
-                .expect("a full cache has pages");
-            cache.pages.swap_remove(oldest);
-        }
-        cache.pages.push((n, Arc::clone(&bytes), now));
+        self.lock().insert(n, Arc::clone(&bytes));
         Ok(bytes)
     }
 }
@@ -128,8 +158,23 @@ mod tests {
         let before = cached.get_ref().1.load(Ordering::Relaxed);
         cached.read_exact_at(&mut again, 9990).unwrap();
         assert_eq!(cached.get_ref().1.load(Ordering::Relaxed), before);
-        assert!(cached.pages.lock().unwrap().pages.len() <= 3);
+        assert!(cached.lock().len() <= 3);
         let e = cached.read_exact_at(&mut again, 9995).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_first_and_a_number_is_kept_once() {
+        let mut lru = Lru::new(2);
+        lru.insert(1, Arc::new("one"));
+        lru.insert(2, Arc::new("two"));
+        assert_eq!(lru.get(1).as_deref(), Some(&"one"));
+        lru.insert(2, Arc::new("again"));
+        assert_eq!(lru.get(2).as_deref(), Some(&"two"));
+        lru.get(1);
+        lru.insert(3, Arc::new("three"));
+        assert_eq!(lru.len(), 2);
+        assert!(lru.get(2).is_none(), "2 was used least recently");
+        assert!(lru.get(1).is_some() && lru.get(3).is_some());
     }
 }

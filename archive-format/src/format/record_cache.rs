@@ -2,6 +2,7 @@
 //! by threads, that remembers what was proven: a record read again after
 //! it left the cache must be the record the proof saw.
 
+use crate::bytes::cache::Lru;
 use crate::error::{Error, Hash, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,9 +19,7 @@ pub(crate) struct RecordCache<T> {
 
 #[derive(Debug)]
 struct Inner<T> {
-    /// (record number, record, last use), at most `CACHED_RECORDS`.
-    items: Vec<(u64, Arc<T>, u64)>,
-    clock: u64,
+    records: Lru<T>,
     /// Once the image is proven: the digest of every record, by number.
     proven: Option<Arc<Vec<Hash>>>,
 }
@@ -29,8 +28,7 @@ impl<T> Default for RecordCache<T> {
     fn default() -> Self {
         RecordCache {
             inner: Arc::new(Mutex::new(Inner {
-                items: Vec::new(),
-                clock: 0,
+                records: Lru::new(CACHED_RECORDS),
                 proven: None,
             })),
         }
@@ -62,11 +60,8 @@ impl<T> RecordCache<T> {
     ) -> Result<Arc<T>> {
         let proven = {
             let mut c = self.lock();
-            c.clock += 1;
-            let now = c.clock;
-            if let Some(item) = c.items.iter_mut().find(|i| i.0 == n) {
-                item.2 = now;
-                return Ok(Arc::clone(&item.1));
+            if let Some(record) = c.records.get(n) {
+                return Ok(record);
             }
             c.proven.clone()
         };
@@ -78,18 +73,7 @@ impl<T> RecordCache<T> {
             }
         }
         let record = Arc::new(record);
-        let mut c = self.lock();
-        c.clock += 1;
-        let now = c.clock;
-        if !c.items.iter().any(|i| i.0 == n) {
-            if c.items.len() >= CACHED_RECORDS {
-                let oldest = (0..c.items.len())
-                    .min_by_key(|&i| c.items[i].2)
-                    .expect("a full cache has items");
-                c.items.swap_remove(oldest);
-            }
-            c.items.push((n, Arc::clone(&record), now));
-        }
+        self.lock().records.insert(n, Arc::clone(&record));
         Ok(record)
     }
 
