@@ -40,14 +40,8 @@ pub fn run(args: FullArgs) -> Result<()> {
     refuse_inputs(&[&dest, &delta_dest], &inputs)?;
     let pending = PendingOutput::create(&dest, args.force, FULL_MODE)?;
     let pending_delta = PendingOutput::create(&delta_dest, args.force, DELTA_MODE)?;
-    let writer = FullWriter::new(pending.writer()?, &dest, &options, source.size, &meta).map_err(
-        |e| match e {
-            archive_format::Error::InvalidInput { what } => {
-                anyhow::Error::new(crate::UsageError(what))
-            }
-            e => e.into(),
-        },
-    )?;
+    let writer = FullWriter::new(pending.writer()?, &dest, &options, source.size, &meta)
+        .map_err(crate::usage_if_invalid)?;
     let started = Instant::now();
     let pb = progress::bar(source.size, "full", args.run.quiet);
     let data_path = source.name().to_path_buf();

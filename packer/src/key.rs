@@ -8,11 +8,7 @@ use std::path::Path;
 /// is too short is a usage error.
 pub fn read(path: Option<&Path>) -> Result<Option<Key>> {
     let Some(path) = path else { return Ok(None) };
-    match Key::from_file(path) {
-        Ok(key) => Ok(Some(key)),
-        Err(e @ archive_format::Error::InvalidInput { .. }) => {
-            Err(anyhow::Error::new(crate::UsageError(e.to_string())))
-        }
-        Err(e) => Err(e.into()),
-    }
+    Key::from_file(path)
+        .map(Some)
+        .map_err(crate::usage_if_invalid)
 }

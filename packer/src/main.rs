@@ -38,6 +38,16 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A library error, as a usage error (exit 2) when what the caller passed
+/// was refused (`InvalidInput`: a key file too short, a block size out of
+/// range), else as it is.
+pub fn usage_if_invalid(e: archive_format::Error) -> anyhow::Error {
+    match e {
+        archive_format::Error::InvalidInput { what } => anyhow::Error::new(UsageError(what)),
+        e => e.into(),
+    }
+}
+
 /// The runtime ran and already reported its outcome; exit with its code.
 #[derive(Debug)]
 pub struct RuntimeExit(pub u8);

@@ -62,14 +62,8 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let pending = PendingOutput::create(&dest, args.force, FULL_MODE)?;
     let pending_delta = PendingOutput::create(&delta_dest, args.force, DELTA_MODE)?;
     let image_size = image.image_size();
-    let writer = FullWriter::new(pending.writer()?, &dest, &options, image_size, &meta).map_err(
-        |e| match e {
-            archive_format::Error::InvalidInput { what } => {
-                anyhow::Error::new(crate::UsageError(what))
-            }
-            e => e.into(),
-        },
-    )?;
+    let writer = FullWriter::new(pending.writer()?, &dest, &options, image_size, &meta)
+        .map_err(crate::usage_if_invalid)?;
     let started = Instant::now();
     let pb = progress::bar(image_size, "synth", args.run.quiet);
     let (out, summary) = write_synth(
