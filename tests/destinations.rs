@@ -166,21 +166,8 @@ fn loop_device_is_restored_in_place() {
 
     // Stopped part-way (the full cut short on standard input): the device
     // is said, loudly, to hold an incomplete image.
-    let full = fs::read(f.path(FULL)).unwrap();
-    fs::write(f.path("half.full.gz"), &full[..full.len() / 2]).unwrap();
-    let mut cmd = Command::new(f.path(DELTA));
-    cmd.args([
-        "restore",
-        "--full",
-        "-",
-        "--raw",
-        "--to",
-        dev.path(),
-        "--force",
-    ])
-    .current_dir(&f.root)
-    .stdin(fs::File::open(f.path("half.full.gz")).unwrap());
-    let out = run_command(format!("{DELTA} restore --full - < half.full.gz"), &mut cmd);
+    let full_len = fs::metadata(f.path(FULL)).unwrap().len() as usize;
+    let out = restore_cut_full_onto(&f, &dev, full_len / 2, "half.full.gz");
     assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
     assert!(
         out.stderr
@@ -204,6 +191,26 @@ fn loop_device_is_restored_in_place() {
     );
     small.assert_still_a_device(&out.what);
     assert!(small.read(len - 512) == vec![0xff; len - 512]);
+}
+
+/// Restores the delta onto `dev` (`--raw --force`) from the full cut to
+/// its first `keep` bytes, fed on standard input through file `name`.
+fn restore_cut_full_onto(f: &Fixture, dev: &LoopDevice, keep: usize, name: &str) -> Outcome {
+    let full = fs::read(f.path(FULL)).unwrap();
+    fs::write(f.path(name), &full[..keep]).unwrap();
+    let mut cmd = Command::new(f.path(DELTA));
+    cmd.args([
+        "restore",
+        "--full",
+        "-",
+        "--raw",
+        "--to",
+        dev.path(),
+        "--force",
+    ])
+    .current_dir(&f.root)
+    .stdin(fs::File::open(f.path(name)).unwrap());
+    run_command(format!("{DELTA} restore --full - < {name}"), &mut cmd)
 }
 
 fn libc_o_excl() -> i32 {
@@ -616,21 +623,7 @@ fn a_device_restore_failing_before_any_write_says_so() {
     };
     // The full's header and the start of its first member: the restore
     // starts, then finds the first block cut short.
-    let full = fs::read(f.path(FULL)).unwrap();
-    fs::write(f.path("junk"), &full[..2000]).unwrap();
-    let mut cmd = Command::new(f.path(DELTA));
-    cmd.args([
-        "restore",
-        "--full",
-        "-",
-        "--raw",
-        "--to",
-        dev.path(),
-        "--force",
-    ])
-    .current_dir(&f.root)
-    .stdin(fs::File::open(f.path("junk")).unwrap());
-    let out = run_command(format!("{DELTA} restore --full - < junk"), &mut cmd);
+    let out = restore_cut_full_onto(&f, &dev, 2000, "junk");
     assert_ne!(out.code, EXIT_OK, "`{}`: {}", out.what, out.stderr);
     assert!(!out.stderr.contains("INCOMPLETE"), "{}", out.stderr);
     assert!(
