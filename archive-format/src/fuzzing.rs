@@ -94,8 +94,9 @@ fn open_delta(data: &[u8]) -> Result<()> {
 /// (little-endian) length, that many bytes of full image, and the delta
 /// archive in the rest (its runtime may be empty: the trailer says where
 /// the payload starts, SPEC.md §13). The full is read both as a stream
-/// (standard input, which needs no `check_base`) and as a seekable file
-/// that must pass `check_base` first, as every caller of `restore` does.
+/// (standard input, proven as it passes) and as a seekable file whose map
+/// must be proven first (`ProvenImage::of_delta`), as every caller of
+/// `restore` does.
 /// Then all of it again with the delta's checksums recomputed.
 pub fn delta_verify(data: &[u8]) -> Result<()> {
     let Some((len, rest)) = data.split_first_chunk::<4>() else {

@@ -636,16 +636,6 @@ fn prove_identity(
     })
 }
 
-/// Bytes of the image `delta` rebuilds that are not zero blocks: what a thin
-/// target allocates. Reads the change maps and the full's index only (and
-/// proves them: see [`ProvenImage::nonzero_bytes`]).
-pub fn nonzero_bytes<D: ReadAt, B: ReadAt>(
-    delta: &DeltaArchive<D>,
-    base: &FullImage<B>,
-) -> Result<u64> {
-    Ok(ProvenImage::of_delta(delta.by_ref(), base.by_ref())?.nonzero_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::BlockSet;
