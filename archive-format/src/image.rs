@@ -277,11 +277,16 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
 
     /// The proven hash of block `n`.
     pub fn hash(&self, n: u64) -> Result<Hash> {
-        Ok(match self.origin(n)? {
+        Ok(self.hash_of(n, &self.origin(n)?))
+    }
+
+    /// The proven hash of block `n`, which comes from `origin`.
+    pub(crate) fn hash_of(&self, n: u64, origin: &Origin) -> Hash {
+        match origin {
             Origin::Full(e) => e.hash,
             Origin::Zero => self.zero.get(self.block_len(n)),
             Origin::Data(e) | Origin::Patch(e) => e.hash,
-        })
+        }
     }
 
     /// Reads block `n` into `out` (resized to the block's length) and

@@ -333,11 +333,7 @@ pub fn restore<B: ReadAt, D: ReadAt>(
         |(dec, scratch): &mut (Decoders, Vec<u8>), jobs: Vec<Job>| {
             jobs.into_iter()
                 .map(|job| {
-                    let hash = match job.origin {
-                        Origin::Full(e) => e.hash,
-                        Origin::Data(e) | Origin::Patch(e) => e.hash,
-                        Origin::Zero => image.hash(job.block)?,
-                    };
+                    let hash = image.hash_of(job.block, &job.origin);
                     if job.kept {
                         return Ok(Done {
                             block: job.block,
