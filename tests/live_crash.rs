@@ -784,22 +784,30 @@ impl Timer {
 }
 
 /// Sends SIGKILL to `pid` the moment one of `paths` exists (polled
-/// without pause, from another thread).
-struct Watch(std::thread::JoinHandle<()>);
+/// without pause, from another thread), or after [`FINISH_LIMIT`].
+struct Watch(std::thread::JoinHandle<bool>);
 
 impl Watch {
     fn start(pid: u32, paths: Vec<PathBuf>) -> Watch {
         Watch(std::thread::spawn(move || {
             let end = Instant::now() + FINISH_LIMIT;
-            while !paths.iter().any(|p| p.symlink_metadata().is_ok()) && Instant::now() < end {
+            let seen = loop {
+                if paths.iter().any(|p| p.symlink_metadata().is_ok()) {
+                    break true;
+                }
+                if Instant::now() > end {
+                    break false;
+                }
                 std::thread::yield_now();
-            }
+            };
             sigkill(pid);
+            seen
         }))
     }
 
-    fn join(self) {
-        self.0.join().unwrap();
+    /// Whether one of the paths appeared before the time limit.
+    fn join(self) -> bool {
+        self.0.join().unwrap()
     }
 }
 
@@ -927,6 +935,8 @@ struct Plan {
     final_requests: usize,
     /// Use a second connection when multi-conn is advertised.
     two_connections: bool,
+    /// `--raw`: DEST is a raw image, not a VMDK.
+    raw: bool,
 }
 
 impl Plan {
@@ -943,6 +953,7 @@ impl Plan {
             kills,
             final_requests: rng.below(40),
             two_connections: rng.below(2) == 0,
+            raw: rng.below(4) == 0,
         }
     }
 
@@ -961,6 +972,7 @@ impl Plan {
             ],
             final_requests: 10,
             two_connections: false,
+            raw: false,
         }
     }
 
@@ -974,6 +986,7 @@ impl Plan {
             kills: vec![Kill::AfterRequests(rng.below(20)), at],
             final_requests: 10,
             two_connections: false,
+            raw: false,
         }
     }
 }
@@ -1045,7 +1058,20 @@ impl<'a> Trial<'a> {
     }
 
     fn dest(&self) -> PathBuf {
-        self.dir.join("disk.vmdk")
+        self.dir.join(if self.plan.raw {
+            "disk.raw"
+        } else {
+            "disk.vmdk"
+        })
+    }
+
+    /// The file that holds the finished disk's bytes.
+    fn data_name(&self) -> &'static str {
+        if self.plan.raw {
+            "disk.raw"
+        } else {
+            "disk-flat.vmdk"
+        }
     }
 
     fn socket(&self) -> PathBuf {
@@ -1062,6 +1088,9 @@ impl<'a> Trial<'a> {
             format!("unix:{}", self.socket().display()),
             "--exit-when-complete".into(),
         ];
+        if self.plan.raw {
+            a.push("--raw".into());
+        }
         if let Some(rate) = self.plan.rate {
             a.push("--rate".into());
             a.push(rate.into());
@@ -1216,6 +1245,8 @@ impl<'a> Trial<'a> {
             }
         };
         let watch = match kill {
+            // A raw restore's completion is one rename.
+            Kill::AtCommit(_) if self.plan.raw => Some(Watch::start(live.pid(), vec![self.dest()])),
             Kill::AtCommit(step) => Some(Watch::start(
                 live.pid(),
                 COMMIT_FILES[step..]
@@ -1266,11 +1297,25 @@ impl<'a> Trial<'a> {
                 timer.join();
             }
             Kill::AtComplete | Kill::AtCommit(_) => {
-                while let Ended::Done = self.requests(&mut conns, 5) {}
+                let end = Instant::now() + FINISH_LIMIT;
+                while let Ended::Done = self.requests(&mut conns, 5) {
+                    if Instant::now() > end {
+                        self.problems.push(format!(
+                            "run {}: sdar did not complete within {FINISH_LIMIT:?}",
+                            self.session
+                        ));
+                        sigkill(live.pid());
+                    }
+                }
             }
         }
         if let Some(w) = watch {
-            w.join();
+            if !w.join() {
+                self.problems.push(format!(
+                    "run {}: sdar did not reach {kill:?} within {FINISH_LIMIT:?}",
+                    self.session
+                ));
+            }
         }
         drop(conns);
         self.reap_killed(live);
@@ -1568,9 +1613,10 @@ impl<'a> Trial<'a> {
         }
     }
 
-    /// The DEST a finished sdar leaves: a VMDK whose extent holds in every
-    /// sector what the model allows, and nothing hidden left behind; then
-    /// `qemu-img compare` of it with the model, trimmed sectors taken from DEST.
+    /// The DEST a finished sdar leaves: a VMDK (or raw image) whose data
+    /// holds in every sector what the model allows, and nothing hidden left
+    /// behind; then `qemu-img compare` of it with the model, trimmed sectors
+    /// taken from DEST.
     fn check_dest(&mut self) {
         let hidden = self.hidden();
         if !hidden.is_empty() {
@@ -1579,7 +1625,7 @@ impl<'a> Trial<'a> {
                 listing(&self.dir)
             ));
         }
-        let flat_path = self.dir.join("disk-flat.vmdk");
+        let flat_path = self.dir.join(self.data_name());
         let flat = fs::read(&flat_path).unwrap_or_else(|e| {
             panic!(
                 "trial seed {}: no {}: {e} (all: {:?})",
@@ -1608,22 +1654,19 @@ impl<'a> Trial<'a> {
         }
         let model_path = self.dir.join("model.raw");
         fs::write(&model_path, &model).unwrap();
+        let (format, dest) = if self.plan.raw {
+            ("raw", "disk.raw")
+        } else {
+            ("vmdk", "disk.vmdk")
+        };
         let out = stock(
             &self.dir,
             "qemu-img",
-            &[
-                "compare",
-                "-f",
-                "vmdk",
-                "-F",
-                "raw",
-                "disk.vmdk",
-                "model.raw",
-            ],
+            &["compare", "-f", format, "-F", "raw", dest, "model.raw"],
         );
         if out.code != 0 {
             self.problems.push(format!(
-                "qemu-img compare disk.vmdk model.raw: exit {}: {}{}",
+                "qemu-img compare {dest} model.raw: exit {}: {}{}",
                 out.code,
                 out.stdout_text(),
                 out.stderr
@@ -1840,7 +1883,14 @@ fn random_kills_keep_every_flushed_write() {
     let fig = campaign(
         "random kills",
         11,
-        vec![Plan::random(101), Plan::random(102)],
+        vec![
+            Plan::random(101),
+            Plan::random(102),
+            Plan {
+                raw: true,
+                ..Plan::random(103)
+            },
+        ],
     );
     assert!(fig.kills >= 4, "{fig:?}");
     assert!(fig.writes_checked > 0, "{fig:?}");
@@ -1883,6 +1933,7 @@ fn qemu_io_writes_survive_kills() {
         kills: Vec::new(),
         final_requests: 0,
         two_connections: false,
+        raw: false,
     };
     let mut t = Trial::new(&b, plan);
     let mut ops = Vec::new();
@@ -2012,7 +2063,10 @@ fn long_campaign() {
 fn plan_for(seed: u64) -> Plan {
     match seed % 6 {
         0 => Plan::first_moments(seed),
-        3 => Plan::at_completion(seed, Kill::AtCommit((seed / 6 % 3) as usize)),
+        3 => Plan {
+            raw: seed % 4 == 3,
+            ..Plan::at_completion(seed, Kill::AtCommit((seed / 6 % 3) as usize))
+        },
         5 if seed % 12 == 5 => Plan::at_completion(seed, Kill::AtComplete),
         _ => Plan::random(seed),
     }
