@@ -1,39 +1,52 @@
 //! Crash safety of `sdar live` against a model (issue 14).
 //!
-//! A seeded 8 MiB disk (zero regions included, 64 KiB blocks) is backed up
+//! A seeded 8 MiB disk (zero blocks included, 64 KiB blocks) is backed up
 //! as a full and a delta that changes some of its blocks. Each trial serves
 //! the delta with `sdar live ARCHIVE --to DEST --listen unix:SOCK
-//! --exit-when-complete [--rate R]`, and a hand-written NBD client (simple
-//! replies, one request at a time, on one connection or two when multi-conn
-//! is advertised) sends seeded random writes (sub-block, across block edges,
-//! whole blocks, byte-unaligned ones), FUA writes, write-zeroes, trims,
-//! flushes and reads. sdar is killed with SIGKILL at a seeded point (after a
-//! number of acknowledged requests, after a delay with a request in flight,
-//! right after `serving`, right after `complete:`), started again with the
-//! same command, and the disk read back through it is checked against the
-//! model; after the last kill the trial lets sdar finish, and compares the
-//! DEST it leaves with the model, byte for byte and with `qemu-img compare`.
+//! --exit-when-complete [--rate R] [--raw]`, and a hand-written NBD client
+//! (fixed newstyle, NBD_OPT_GO, simple replies, one request at a time, on
+//! one connection or two when multi-conn is advertised) sends seeded random
+//! writes (inside a block, across block edges, whole blocks, a few bytes,
+//! byte-unaligned ones), FUA writes, write-zeroes, trims, flushes and reads.
+//! sdar is killed with SIGKILL at a seeded point: right after `serving`,
+//! after a number of acknowledged requests, after a delay with a request in
+//! flight, at each step of its completion, or right after `complete:`. The
+//! same command is started again and the disk read back through it is
+//! checked against the model; after the last kill the trial lets sdar
+//! finish, and compares the DEST it leaves with the model, byte for byte
+//! and with `qemu-img compare`. `qemu_io_writes_survive_kills` does the same
+//! with QEMU's own client (qemu-io, qemu-img).
 //!
 //! What is checked, per 512-byte sector:
 //! - after a kill, a sector holds what it held at the last acknowledged
-//!   flush (or FUA write covering it), or what it held right after one of
-//!   the writes to it since (acknowledged or in flight): writes to one
-//!   sector are not torn apart or reordered, and nothing else appears;
-//! - so a sector that no write touched reads as the backup's disk, and a
-//!   sector whose last write was flushed reads as that write;
+//!   flush (or FUA write covering it whole), or what it held right after
+//!   one of the writes to it since (acknowledged or in flight): writes to
+//!   one sector are not torn apart or reordered, and nothing else appears;
+//! - so a sector no write touched reads as the backup's disk, and a sector
+//!   whose last write was flushed reads as that write;
 //! - while sdar runs, every read returns exactly what the model says;
 //! - trimmed sectors may read as anything (NBD promises nothing for them)
 //!   until a whole-sector write covers them again;
-//! - the final DEST equals the model.
+//! - the final DEST equals the model, and nothing hidden is left beside it.
 //!
-//! The long campaign (60 trials of seeded kinds, a few minutes):
+//! And per run: the same command goes on after every kill (it may refuse,
+//! with exit 2, only a DEST that a run before completed and left clean);
+//! every block present or written at an acknowledged flush is counted
+//! "already there" when it starts again (nothing present is fetched again).
+//!
+//! Figures are printed (`--nocapture`): trials, kills, writes checked,
+//! flushed writes lost, mismatching untouched bytes, and the rest; every
+//! figure of something wrong must be 0.
+//!
+//! The long campaign (60 trials of seeded kinds, about two minutes):
 //!
 //! ```text
 //! cargo test -p sdar --test live_crash -- --ignored --nocapture
 //! ```
 //!
 //! `LIVE_CRASH_SEED=N` with `--ignored` runs the one trial of seed N
-//! (every failure names its seed); `LIVE_CRASH_TRIALS=N` sets the count.
+//! (every failure names its seed); `LIVE_CRASH_TRIALS=N` sets the count;
+//! `LIVE_CRASH_VERBOSE=1` prints what each trial did.
 
 mod common;
 
@@ -1890,6 +1903,7 @@ fn random_kills_keep_every_flushed_write() {
                 raw: true,
                 ..Plan::random(103)
             },
+            Plan::random(104),
         ],
     );
     assert!(fig.kills >= 4, "{fig:?}");
@@ -1903,16 +1917,41 @@ fn killed_in_its_first_moments() {
     assert_eq!(fig.kills, 5, "{fig:?}");
 }
 
+/// Killed once it says `complete:` (DEST in place, the state file gone):
+/// the same command may only refuse, with exit 2, to replace that DEST.
 #[test]
 fn killed_as_it_completes() {
     require_tool("qemu-img");
     campaign(
-        "as it completes",
+        "once complete",
+        13,
+        vec![
+            Plan::at_completion(303, Kill::AtComplete),
+            Plan {
+                raw: true,
+                ..Plan::at_completion(305, Kill::AtComplete)
+            },
+        ],
+    );
+}
+
+/// Killed while completion puts DEST in place: as the descriptor is written
+/// under its temporary name, the moment the data gets its final name (VMDK:
+/// the extent; raw: the image), before the state file is removed. The same
+/// command must go on (or finish), not refuse because DEST exists.
+#[test]
+fn killed_while_completion_puts_dest_in_place() {
+    require_tool("qemu-img");
+    campaign(
+        "while completing",
         13,
         vec![
             Plan::at_completion(301, Kill::AtCommit(0)),
             Plan::at_completion(302, Kill::AtCommit(1)),
-            Plan::at_completion(303, Kill::AtComplete),
+            Plan {
+                raw: true,
+                ..Plan::at_completion(304, Kill::AtCommit(0))
+            },
         ],
     );
 }
