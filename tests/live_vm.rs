@@ -37,13 +37,15 @@ const LAST_LBA: u32 = (DISK_LEN / SECTOR) as u32 - 1;
 /// The guest's program, loaded by the BIOS at 0000:7C00 (16-bit real mode),
 /// hand-assembled; every instruction is commented with its assembly (AT&T
 /// operand order: source, destination). It reads its parameters from
-/// `PARAMS` (0x7D80 once loaded), checks each marker sector, waits once if
-/// asked, writes the sector and reads it back, and writes a status to the
-/// isa-debug-exit port (see `GuestStatus`). It prints `S` once started, the
-/// letter `a`+k before reading marker k, `|` before its wait and `!` on
-/// success to COM1, which the test reads to know where the guest is.
+/// `PARAMS` (0x7D80 once loaded); writes the sector WRITE_LBA filled with
+/// PATTERN and flushes the disk's cache; checks each marker sector, waiting
+/// once after PAUSE_AFTER of them if asked; reads the written sector back;
+/// and writes a status to the isa-debug-exit port (`Guest::explain` reads
+/// it). It prints to COM1, which the test reads to know where the guest is:
+/// `S` once started, `w` once the write is flushed, `a`+k before reading
+/// marker k, `|` before its wait and `!` on success.
 #[rustfmt::skip]
-const BOOT_CODE: [u8; 277] = [
+const BOOT_CODE: [u8; 319] = [
     // 7C00 start: a stack below the code, all segments 0
     0xfa,                               // cli
     0x31, 0xc0,                         // xor  %ax,%ax
@@ -59,55 +61,12 @@ const BOOT_CODE: [u8; 277] = [
     0xbb, 0xaa, 0x55,                   // mov  $0x55aa,%bx
     0xcd, 0x13,                         // int  $0x13
     0xb0, 0x40,                         // mov  $0x40,%al       (status: no extensions)
-    0x0f, 0x82, 0xc9, 0x00,             // jc   exit (7CE8)
+    0x0f, 0x82, 0xf3, 0x00,             // jc   exit (7D12)
     0x81, 0xfb, 0x55, 0xaa,             // cmp  $0xaa55,%bx
-    0x0f, 0x85, 0xc1, 0x00,             // jne  exit (7CE8)
+    0x0f, 0x85, 0xeb, 0x00,             // jne  exit (7D12)
     0xb0, 0x53,                         // mov  $'S',%al
-    0xe8, 0xe4, 0x00,                   // call putc (7D10)
-    // 7C2C next_marker: BX = k, the index of the next marker
-    0x0f, 0xb6, 0x1e, 0x8e, 0x7d,       // movzbw K,%bx
-    0x3a, 0x1e, 0x8c, 0x7d,             // cmp  COUNT,%bl
-    0x73, 0x6b,                         // jae  markers_done (7CA2)
-    0x88, 0xd8,                         // mov  %bl,%al
-    0x04, 0x61,                         // add  $'a',%al
-    0xe8, 0xd2, 0x00,                   // call putc (7D10)
-    0xc1, 0xe3, 0x02,                   // shl  $2,%bx          (4 bytes an LBA)
-    0x66, 0x8b, 0x87, 0xb0, 0x7d,       // mov  LBAS(%bx),%eax
-    0x66, 0xa3, 0xa8, 0x7d,             // mov  %eax,DAP_LBA
-    0xb4, 0x42,                         // mov  $0x42,%ah       (extended read)
-    0xe8, 0x9f, 0x00,                   // call disk (7CEE)
-    0xb1, 0x01,                         // mov  $1,%cl          (failure kind 1: read error)
-    0x72, 0x43,                         // jc   marker_fail (7C96)
-    0xbe, 0x00, 0x80,                   // mov  $BUF,%si
-    0xbf, 0x80, 0x7d,                   // mov  $TAG,%di
-    0xb9, 0x0c, 0x00,                   // mov  $12,%cx
-    0xf3, 0xa6,                         // repe cmpsb           (the sector's first 12 bytes = TAG?)
-    0xb1, 0x02,                         // mov  $2,%cl          (failure kind 2: wrong tag)
-    0x75, 0x34,                         // jne  marker_fail (7C96)
-    0x66, 0xa1, 0xa8, 0x7d,             // mov  DAP_LBA,%eax
-    0x66, 0x3b, 0x06, 0x0c, 0x80,       // cmp  BUF+12,%eax     (the LBA after the tag)
-    0xb1, 0x03,                         // mov  $3,%cl          (failure kind 3: wrong LBA)
-    0x75, 0x27,                         // jne  marker_fail (7C96)
-    0x66, 0x3b, 0x06, 0xfc, 0x81,       // cmp  BUF+508,%eax    (the LBA in the last 4 bytes)
-    0x75, 0x20,                         // jne  marker_fail (7C96)
-    0xfe, 0x06, 0x8e, 0x7d,             // incb K
-    0xa0, 0x8e, 0x7d,                   // mov  K,%al
-    0x3a, 0x06, 0x8d, 0x7d,             // cmp  PAUSE_AFTER,%al
-    0x75, 0xa9,                         // jne  next_marker (7C2C)
-    0xb0, 0x7c,                         // mov  $'|',%al
-    0xe8, 0x88, 0x00,                   // call putc (7D10)
-    0xb4, 0x86,                         // mov  $0x86,%ah       (int 15h AH=86h: wait CX:DX us)
-    0x8b, 0x0e, 0x92, 0x7d,             // mov  PAUSE_US+2,%cx
-    0x8b, 0x16, 0x90, 0x7d,             // mov  PAUSE_US,%dx
-    0xcd, 0x15,                         // int  $0x15
-    0xeb, 0x96,                         // jmp  next_marker (7C2C)
-    // 7C96 marker_fail: status 4 * (k + 1) + CL
-    0xa0, 0x8e, 0x7d,                   // mov  K,%al
-    0xfe, 0xc0,                         // inc  %al
-    0xc0, 0xe0, 0x02,                   // shl  $2,%al
-    0x00, 0xc8,                         // add  %cl,%al
-    0xeb, 0x46,                         // jmp  exit (7CE8)
-    // 7CA2 markers_done: fill BUF with PATTERN, write it at WRITE_LBA
+    0xe8, 0x0e, 0x01,                   // call putc (7D3A)
+    // 7C2C: fill BUF with PATTERN, write it at WRITE_LBA
     0xbf, 0x00, 0x80,                   // mov  $BUF,%di
     0xa0, 0x98, 0x7d,                   // mov  PATTERN,%al
     0xb9, 0x00, 0x02,                   // mov  $512,%cx
@@ -115,33 +74,95 @@ const BOOT_CODE: [u8; 277] = [
     0x66, 0xa1, 0x94, 0x7d,             // mov  WRITE_LBA,%eax
     0x66, 0xa3, 0xa8, 0x7d,             // mov  %eax,DAP_LBA
     0xb8, 0x00, 0x43,                   // mov  $0x4300,%ax     (extended write, AL=0: no verify)
-    0xe8, 0x33, 0x00,                   // call disk (7CEE)
+    0xe8, 0xd3, 0x00,                   // call disk (7D18)
     0xb0, 0x41,                         // mov  $0x41,%al       (status: write failed)
-    0x72, 0x29,                         // jc   exit (7CE8)
-    // zero BUF, read the sector back, compare every byte with PATTERN
+    0x0f, 0x82, 0xc7, 0x00,             // jc   exit (7D12)
+    // 7C4B: ATA FLUSH CACHE (E7h) to the primary master, straight to the
+    // ports (the BIOS has no flush call): QEMU sends it as an NBD flush
+    0xba, 0xf6, 0x01,                   // mov  $0x1f6,%dx      (drive/head register)
+    0xb0, 0xa0,                         // mov  $0xa0,%al       (master)
+    0xee,                               // out  %al,(%dx)
+    0xba, 0xf7, 0x01,                   // mov  $0x1f7,%dx      (command register)
+    0xb0, 0xe7,                         // mov  $0xe7,%al       (FLUSH CACHE)
+    0xee,                               // out  %al,(%dx)
+    0xec,                               // 7C57: in (%dx),%al   (status register)
+    0xa8, 0x80,                         // test $0x80,%al       (BSY)
+    0x75, 0xfb,                         // jnz  7C57
+    0x24, 0x61,                         // and  $0x61,%al       (DRDY, DF, ERR)
+    0x3c, 0x40,                         // cmp  $0x40,%al       (ready, no fault: else no drive there)
+    0xb0, 0x44,                         // mov  $0x44,%al       (status: flush failed)
+    0x0f, 0x85, 0xac, 0x00,             // jne  exit (7D12)
+    0xb0, 0x77,                         // mov  $'w',%al
+    0xe8, 0xcf, 0x00,                   // call putc (7D3A)
+    // 7C6B next_marker: BX = k, the index of the next marker
+    0x0f, 0xb6, 0x1e, 0x8e, 0x7d,       // movzbw K,%bx
+    0x3a, 0x1e, 0x8c, 0x7d,             // cmp  COUNT,%bl
+    0x73, 0x6b,                         // jae  markers_done (7CE1)
+    0x88, 0xd8,                         // mov  %bl,%al
+    0x04, 0x61,                         // add  $'a',%al
+    0xe8, 0xbd, 0x00,                   // call putc (7D3A)
+    0xc1, 0xe3, 0x02,                   // shl  $2,%bx          (4 bytes an LBA)
+    0x66, 0x8b, 0x87, 0xb0, 0x7d,       // mov  LBAS(%bx),%eax
+    0x66, 0xa3, 0xa8, 0x7d,             // mov  %eax,DAP_LBA
+    0xb4, 0x42,                         // mov  $0x42,%ah       (extended read)
+    0xe8, 0x8a, 0x00,                   // call disk (7D18)
+    0xb1, 0x01,                         // mov  $1,%cl          (failure kind 1: read error)
+    0x72, 0x43,                         // jc   marker_fail (7CD5)
+    0xbe, 0x00, 0x80,                   // mov  $BUF,%si
+    0xbf, 0x80, 0x7d,                   // mov  $TAG,%di
+    0xb9, 0x0c, 0x00,                   // mov  $12,%cx
+    0xf3, 0xa6,                         // repe cmpsb           (the sector's first 12 bytes = TAG?)
+    0xb1, 0x02,                         // mov  $2,%cl          (failure kind 2: wrong tag)
+    0x75, 0x34,                         // jne  marker_fail (7CD5)
+    0x66, 0xa1, 0xa8, 0x7d,             // mov  DAP_LBA,%eax
+    0x66, 0x3b, 0x06, 0x0c, 0x80,       // cmp  BUF+12,%eax     (the LBA after the tag)
+    0xb1, 0x03,                         // mov  $3,%cl          (failure kind 3: wrong LBA)
+    0x75, 0x27,                         // jne  marker_fail (7CD5)
+    0x66, 0x3b, 0x06, 0xfc, 0x81,       // cmp  BUF+508,%eax    (the LBA in the last 4 bytes)
+    0x75, 0x20,                         // jne  marker_fail (7CD5)
+    0xfe, 0x06, 0x8e, 0x7d,             // incb K
+    0xa0, 0x8e, 0x7d,                   // mov  K,%al
+    0x3a, 0x06, 0x8d, 0x7d,             // cmp  PAUSE_AFTER,%al
+    0x75, 0xa9,                         // jne  next_marker (7C6B)
+    0xb0, 0x7c,                         // mov  $'|',%al
+    0xe8, 0x73, 0x00,                   // call putc (7D3A)
+    0xb4, 0x86,                         // mov  $0x86,%ah       (int 15h AH=86h: wait CX:DX us)
+    0x8b, 0x0e, 0x92, 0x7d,             // mov  PAUSE_US+2,%cx
+    0x8b, 0x16, 0x90, 0x7d,             // mov  PAUSE_US,%dx
+    0xcd, 0x15,                         // int  $0x15
+    0xeb, 0x96,                         // jmp  next_marker (7C6B)
+    // 7CD5 marker_fail: status 4 * (k + 1) + CL
+    0xa0, 0x8e, 0x7d,                   // mov  K,%al
+    0xfe, 0xc0,                         // inc  %al
+    0xc0, 0xe0, 0x02,                   // shl  $2,%al
+    0x00, 0xc8,                         // add  %cl,%al
+    0xeb, 0x31,                         // jmp  exit (7D12)
+    // 7CE1 markers_done: zero BUF, read WRITE_LBA back, compare every byte with PATTERN
+    0x66, 0xa1, 0x94, 0x7d,             // mov  WRITE_LBA,%eax
+    0x66, 0xa3, 0xa8, 0x7d,             // mov  %eax,DAP_LBA
     0xbf, 0x00, 0x80,                   // mov  $BUF,%di
     0x31, 0xc0,                         // xor  %ax,%ax
     0xb9, 0x00, 0x02,                   // mov  $512,%cx
     0xf3, 0xaa,                         // rep stosb
     0xb4, 0x42,                         // mov  $0x42,%ah       (extended read)
-    0xe8, 0x20, 0x00,                   // call disk (7CEE)
+    0xe8, 0x20, 0x00,                   // call disk (7D18)
     0xb0, 0x42,                         // mov  $0x42,%al       (status: read-back failed)
-    0x72, 0x16,                         // jc   exit (7CE8)
+    0x72, 0x16,                         // jc   exit (7D12)
     0xbf, 0x00, 0x80,                   // mov  $BUF,%di
     0xa0, 0x98, 0x7d,                   // mov  PATTERN,%al
     0xb9, 0x00, 0x02,                   // mov  $512,%cx
     0xf3, 0xae,                         // repe scasb
     0xb0, 0x43,                         // mov  $0x43,%al       (status: read back other bytes)
-    0x75, 0x07,                         // jne  exit (7CE8)
+    0x75, 0x07,                         // jne  exit (7D12)
     0xb0, 0x21,                         // mov  $'!',%al
-    0xe8, 0x2a, 0x00,                   // call putc (7D10)
+    0xe8, 0x2a, 0x00,                   // call putc (7D3A)
     0xb0, 0x50,                         // mov  $0x50,%al       (status: success)
-    // 7CE8 exit: QEMU exits with status (AL << 1) | 1; without the device, halt
+    // 7D12 exit: QEMU exits with status (AL << 1) | 1; without the device, halt
     0xe6, 0xf4,                         // out  %al,$0xf4
-    0xfa,                               // cli
+    0xfa,                               // 7D14: cli
     0xf4,                               // hlt
-    0xeb, 0xfc,                         // jmp  7CEA
-    // 7CEE disk: int 13h function AH on one sector at DAP_LBA into/from 0000:BUF
+    0xeb, 0xfc,                         // jmp  7D14
+    // 7D18 disk: int 13h function AH on one sector at DAP_LBA into/from 0000:BUF
     0xc7, 0x06, 0xa0, 0x7d, 0x10, 0x00, // movw $0x10,DAP       (packet size 16, reserved 0)
     0xc7, 0x06, 0xa2, 0x7d, 0x01, 0x00, // movw $1,DAP+2        (one sector)
     0xc7, 0x06, 0xa4, 0x7d, 0x00, 0x80, // movw $BUF,DAP+4      (buffer offset)
@@ -150,7 +171,7 @@ const BOOT_CODE: [u8; 277] = [
     0xbe, 0xa0, 0x7d,                   // mov  $DAP,%si
     0xcd, 0x13,                         // int  $0x13           (CF set on error)
     0xc3,                               // ret
-    // 7D10 putc: AL to COM1's transmit register
+    // 7D3A putc: AL to COM1's transmit register
     0xba, 0xf8, 0x03,                   // mov  $0x3f8,%dx
     0xee,                               // out  %al,(%dx)
     0xc3,                               // ret
@@ -217,7 +238,7 @@ impl Guest {
 
     /// What COM1 shows when the guest got through.
     fn serial_on_success(&self) -> String {
-        let mut s = String::from("S");
+        let mut s = String::from("Sw");
         for k in 0..self.markers.len() {
             s.push((b'a' + k as u8) as char);
             if k + 1 == self.pause_after as usize {
@@ -250,6 +271,7 @@ impl Guest {
             0x41 => format!("writing LBA {} failed", self.write_lba),
             0x42 => format!("reading LBA {} back failed", self.write_lba),
             0x43 => format!("LBA {} read back other bytes", self.write_lba),
+            0x44 => "the disk's FLUSH CACHE failed".into(),
             s if s >= 4 && (s >> 2) as usize <= self.markers.len() => match s & 3 {
                 1 => format!("reading {} failed", marker(s >> 2)),
                 2 => format!("{} has the wrong tag (the full's block?)", marker(s >> 2)),
@@ -542,7 +564,8 @@ impl Vm {
                 export.map(|e| format!("export={e},")).unwrap_or_default()
             ))
             .args(["-blockdev", "driver=raw,file=n0,node-name=d0"])
-            .args(["-device", "ide-hd,drive=d0,bootindex=0"])
+            // The primary master: the guest flushes it through ports 1F6h/1F7h.
+            .args(["-device", "ide-hd,drive=d0,bus=ide.0,unit=0,bootindex=0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(serial.with_extension("stderr")).unwrap());
@@ -761,7 +784,8 @@ fn a_vm_boots_from_the_live_export_and_its_write_lands_in_the_restored_disk() {
 
 /// SIGKILL of sdar mid-restore, while the guest waits between two markers;
 /// the guest's next read waits in QEMU (reconnect-delay) until the same
-/// command, started again, serves the disk, and the guest completes.
+/// command, started again, serves the disk, and the guest completes: the
+/// sector it wrote and flushed before the kill reads back after it.
 #[test]
 fn a_vm_survives_sdar_killed_and_restarted_mid_restore() {
     let guest = Guest {
