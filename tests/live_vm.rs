@@ -415,6 +415,22 @@ impl Live {
         }
     }
 
+    /// The QEMU arguments from the `QEMU:` line.
+    fn qemu_recipe(&mut self) -> Vec<String> {
+        let line = self.wait_for_line("QEMU:", Duration::from_secs(5));
+        let args: Vec<String> = line
+            .trim_start()
+            .trim_start_matches("QEMU:")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert!(
+            args.first().is_some_and(|a| a.starts_with('-')),
+            "no QEMU arguments in `{line}`"
+        );
+        args
+    }
+
     /// The export named after the disk, from the `exports:` line
     /// (`exports: "" (the default) and "NAME"`).
     fn named_export(&mut self) -> String {
@@ -539,9 +555,19 @@ struct Vm {
     started: Instant,
 }
 
+/// How the VM reaches its disk.
+enum Disk {
+    /// The arguments `sdar live` prints on its `QEMU:` line, as a user
+    /// would paste them (`-drive` with `if=ide` by default on `pc`: the
+    /// primary master).
+    Recipe(Vec<String>),
+    /// `-blockdev` on the Unix socket, the export named so (None: the
+    /// default export), with `reconnect-delay=30`.
+    Blockdev(PathBuf, Option<String>),
+}
+
 impl Vm {
-    /// `export`: the export's name, None for the default export.
-    fn boot(socket: &Path, export: Option<&str>, serial: &Path) -> Vm {
+    fn boot(disk: &Disk, serial: &Path) -> Vm {
         let q = qemu_system();
         let mut cmd = Command::new(&q.program);
         for dir in &q.firmware {
@@ -556,17 +582,24 @@ impl Vm {
             .args(["-nodefaults", "-display", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-blockdev")
-            .arg(format!(
-                "driver=nbd,server.type=unix,server.path={},{}reconnect-delay=30,node-name=n0",
-                socket.display(),
-                export.map(|e| format!("export={e},")).unwrap_or_default()
-            ))
-            .args(["-blockdev", "driver=raw,file=n0,node-name=d0"])
-            // The primary master: the guest flushes it through ports 1F6h/1F7h.
-            .args(["-device", "ide-hd,drive=d0,bus=ide.0,unit=0,bootindex=0"])
-            .stdin(Stdio::null())
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        match disk {
+            Disk::Recipe(args) => {
+                cmd.args(args);
+            }
+            Disk::Blockdev(socket, export) => {
+                cmd.arg("-blockdev")
+                    .arg(format!(
+                        "driver=nbd,server.type=unix,server.path={},{}reconnect-delay=30,node-name=n0",
+                        socket.display(),
+                        export.as_ref().map(|e| format!("export={e},")).unwrap_or_default()
+                    ))
+                    .args(["-blockdev", "driver=raw,file=n0,node-name=d0"])
+                    // The primary master: the guest flushes it through ports 1F6h/1F7h.
+                    .args(["-device", "ide-hd,drive=d0,bus=ide.0,unit=0,bootindex=0"]);
+            }
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(serial.with_extension("stderr")).unwrap());
         let child = cmd
@@ -754,7 +787,8 @@ fn check_restored(dir: &Path, disks: &Disks) {
     assert!(left.is_empty(), "live state left behind: {left:?}");
 }
 
-/// The guest reads its markers, writes and reads back a sector while the
+/// A VM started with the QEMU arguments `sdar live` prints writes and
+/// flushes a sector, reads its markers and reads the sector back while the
 /// background restore is slow, so what it reads is fetched on demand; the
 /// export then has the sector; sdar stops on SIGTERM, and the same command
 /// with `--exit-when-complete` finishes the restore: the delta's disk with
@@ -774,7 +808,9 @@ fn a_vm_boots_from_the_live_export_and_its_write_lands_in_the_restored_disk() {
     let socket = d.join("nbd.sock");
     let listen = format!("unix:{}", socket.display());
     let mut live = Live::start(d, &live_args(&listen, &SLOW), "live.stderr");
-    let vm = Vm::boot(&socket, None, &d.join("com1.txt"));
+    // This one boots with the QEMU arguments sdar prints.
+    let recipe = Disk::Recipe(live.qemu_recipe());
+    let vm = Vm::boot(&recipe, &d.join("com1.txt"));
     let took = vm.expect_success(&guest, Duration::from_secs(60), &mut live);
     eprintln!("boot check: {took:?}");
     check_export(d, &socket);
@@ -804,7 +840,8 @@ fn a_vm_survives_sdar_killed_and_restarted_mid_restore() {
     let mut first = Live::start(d, &args, "live1.stderr");
     // This one boots from the export named after the disk.
     let export = first.named_export();
-    let mut vm = Vm::boot(&socket, Some(&export), &d.join("com1.txt"));
+    let disk = Disk::Blockdev(socket.clone(), Some(export));
+    let mut vm = Vm::boot(&disk, &d.join("com1.txt"));
     vm.wait_for_serial('|', Duration::from_secs(30), Some(&mut first));
     first.kill();
     assert!(
