@@ -860,3 +860,52 @@ fn a_vm_survives_sdar_killed_and_restarted_mid_restore() {
     second.stop();
     finish_restore(d, &listen, &disks);
 }
+
+/// `--validate`, the way to prove a backup boots: the VM runs from the
+/// backup, its flushed write and the read-back go to the overlay, the
+/// export shows the sector, and once sdar stops nothing is left: no file in
+/// the folder or the overlay's, the backups untouched.
+#[test]
+fn a_vm_boots_in_validate_mode_and_nothing_is_written() {
+    let guest = Guest {
+        markers: MARKERS.to_vec(),
+        pause_after: 0,
+        pause: Duration::ZERO,
+        write_lba: WRITE_LBA,
+        pattern: PATTERN,
+    };
+    let disks = disks(&guest, 147);
+    let dir = backups(&disks);
+    let d = dir.path();
+    for sub in ["overlay", "vm"] {
+        fs::create_dir(d.join(sub)).unwrap();
+    }
+    let full = watch(&d.join("backup/vm.full.gz"));
+    let delta = watch(&d.join("backup/vm-1.sdar"));
+    let before = listing(d);
+    let socket = d.join("nbd.sock");
+    let listen = format!("unix:{}", socket.display());
+    let args = [
+        "live",
+        "backup/vm-1.sdar",
+        "--validate",
+        "--listen",
+        &listen,
+        "--overlay-dir",
+        "overlay",
+    ];
+    let mut live = Live::start(d, &args, "vm/live.stderr");
+    let recipe = Disk::Recipe(live.qemu_recipe());
+    let vm = Vm::boot(&recipe, &d.join("vm/com1.txt"));
+    let took = vm.expect_success(&guest, Duration::from_secs(60), &mut live);
+    eprintln!("boot check, validating: {took:?}");
+    check_export(d, &socket);
+    live.stop();
+    assert_eq!(listing(d), before, "files left beside the backup");
+    assert!(
+        listing(&d.join("overlay")).is_empty(),
+        "the overlay was left behind"
+    );
+    full.assert_unchanged("sdar live --validate");
+    delta.assert_unchanged("sdar live --validate");
+}
