@@ -216,9 +216,9 @@ fn after_a_crash_the_states_are_what_the_last_flush_made_durable() {
     disk.fill(2, None, &stop).unwrap();
     let mut whole = vec![0u8; LEN];
     disk.read(0, &mut whole).unwrap();
-    for b in 0..LEN.div_ceil(BLOCK) {
+    for (b, &st) in states.iter().enumerate() {
         let r = b * BLOCK..(b * BLOCK + BLOCK).min(LEN);
-        match states[b] {
+        match st {
             WRITTEN => assert_same_bytes(&whole[r.clone()], &model[r], "a durable write"),
             ABSENT | PRESENT if !flushed_blocks.contains(&b) => {
                 // Not written, or written after the last flush: either the
