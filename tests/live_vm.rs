@@ -15,7 +15,10 @@
 //! `tests/run --install-only` unpacks Debian's qemu-system-x86 without
 //! replacing qemu-utils), else from the PATH. It runs under TCG unless
 //! `SDAR_QEMU_ACCEL` names another accelerator (`kvm`): on the nested VMs
-//! this was written on, a guest this small boots faster under TCG.
+//! this was written on, a guest this small boots faster under TCG. The
+//! qemu-io and qemu-img checks pass with qemu-utils 10 and with Debian 12's
+//! 7.2; to run them with 7.2 beside 10: `apt-get download qemu-utils=1:7.2*`,
+//! `dpkg-deb -x` it into DIR, and put DIR/usr/bin first on the PATH.
 
 mod common;
 
