@@ -391,6 +391,11 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         runs
     }
 
+    /// True when some block's state changed since the last flush.
+    pub fn has_unflushed_states(&self) -> bool {
+        self.dirty.iter().any(|d| d.load(Ordering::Acquire))
+    }
+
     /// Makes every write completed so far durable: the destination's data,
     /// then the states of its blocks.
     pub fn flush(&self) -> Result<()> {

@@ -78,8 +78,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
             log,
         )
         .map_err(usage_if_invalid)?;
-        let name = archive_format::job::disk_file_name(&meta, &TargetKind::Raw);
-        (disk, None, name)
+        (disk, None, disk_name(&meta))
     } else {
         let to = args.to.clone().ok_or_else(|| {
             anyhow::Error::new(UsageError("--to DEST is required (or --validate)".into()))
@@ -94,26 +93,28 @@ pub fn run(args: LiveArgs) -> Result<()> {
         request.force = args.force;
         request.key = key;
         let job = LiveJob::prepare(request, log).map_err(usage_if_invalid)?;
-        let name = job
-            .destination()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = disk_name(job.meta());
         (job.disk().clone(), Some(job), name)
     };
     let listener = bind(&listen)?;
     let export: Arc<dyn Export> = Arc::new(LiveExport { disk: disk.clone() });
+    // The default export, the backup's disk name and the destination's file
+    // name: one disk under each.
+    let mut names = vec![String::new(), name];
+    if let Some(dest) = job.as_ref().and_then(|j| j.destination()) {
+        names.extend(dest.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    names.dedup();
     let mut exports: BTreeMap<String, Arc<dyn Export>> = BTreeMap::new();
-    exports.insert(String::new(), export.clone());
-    if !name.is_empty() {
-        exports.insert(name.clone(), export);
+    for n in &names {
+        exports.insert(n.clone(), export.clone());
     }
     let server = Arc::new(Server::new(
         Arc::new(exports) as Arc<dyn ExportSet>,
         ServerLimits::default(),
     ));
     let uri = spawn_server(&server, &listener)?;
-    print_ready(&uri, &listener, &name, &args, &job);
+    print_ready(&uri, &listener, &names, &args, &job);
 
     let (tx, rx) = mpsc::channel();
     spawn_signal_thread(signals, tx.clone());
@@ -133,7 +134,10 @@ pub fn run(args: LiveArgs) -> Result<()> {
             .name("live-flush".into())
             .spawn(move || {
                 while !flush_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(250));
+                    if !flush_disk.has_unflushed_states() {
+                        continue;
+                    }
                     if let Err(e) = flush_disk.flush() {
                         eprintln!("sdar live: the state could not be made durable: {e}");
                     }
@@ -467,7 +471,13 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
     Ok(uri)
 }
 
-fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job: &Option<LiveJob>) {
+fn print_ready(
+    uri: &str,
+    listener: &Listener,
+    names: &[String],
+    args: &LiveArgs,
+    job: &Option<LiveJob>,
+) {
     let mut out = String::new();
     out.push_str(&format!("serving {uri}\n"));
     let (qemu_file, libvirt_host) = match listener {
@@ -488,7 +498,12 @@ fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job:
         }
     };
     out.push_str(&format!(
-        "  exports: \"\" (the default) and \"{name}\"\n  QEMU:    -drive file={qemu_file},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n"
+        "  exports: \"\" (the default){}\n  QEMU:    -drive file={qemu_file},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n",
+        names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| format!(", \"{n}\""))
+            .collect::<String>()
     ));
     if let Some(j) = job {
         let c = j.disk().counts();
@@ -509,6 +524,18 @@ fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job:
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+/// The backup's disk name (made safe), else the VM's, else "disk": the
+/// name of the export that is not the default.
+fn disk_name(meta: &archive_format::Metadata) -> String {
+    let safe = |n: &str| archive_format::display::safe_file_name(n, 200);
+    meta.disk_name
+        .as_deref()
+        .or(meta.vm_name.as_deref())
+        .map(safe)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "disk".into())
 }
 
 fn list<'a>(blocks: impl Iterator<Item = &'a u64>) -> String {
