@@ -310,10 +310,10 @@ impl Live {
     }
 
     /// Its stdout once it holds `text` (the lines after `serving` may come
-    /// a moment later); panics after a few seconds.
+    /// a moment later); panics after START_WAIT.
     #[track_caller]
     fn stdout_with(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + START_WAIT;
         loop {
             let out = self.stdout();
             if out.contains(text) {
@@ -1159,7 +1159,8 @@ fn exit_when_complete_leaves_the_vmdk_with_the_guests_writes() {
 fn a_client_connected_at_completion_holds_the_exit_and_its_writes_land_in_dest() {
     let f = Fixture::new(15);
     let d = f.root();
-    let mut live = f.live(ARCHIVE, &["--exit-when-complete"]);
+    // 4 MiB at 1M a second: the client is connected long before the end.
+    let mut live = f.live(ARCHIVE, &["--exit-when-complete", "--rate", "1M"]);
     require_tool("qemu-io");
     let mut client = Command::new("qemu-io")
         .args(["-f", "raw", &live.uri])
@@ -1206,7 +1207,12 @@ fn exit_when_complete_raw_leaves_a_raw_image() {
     let dest = "restore/crm.img";
     let mut args: Vec<String> = f.live_args(ARCHIVE, &["--raw"]);
     args[3] = dest.into();
-    let live = Live::start(d, &args);
+    let crawl: Vec<String> = args
+        .iter()
+        .cloned()
+        .chain(["--rate".into(), CRAWL.into()])
+        .collect();
+    let live = Live::start(d, &crawl);
     live.stdout_with(".crm.img.sdar-partial");
     // Raw names: the partial and the state beside DEST.
     let hidden = listing(&d.join("restore"));
