@@ -347,6 +347,12 @@ impl Live {
         self.wait(EXIT_WAIT)
     }
 
+    /// SIGINT (Ctrl-C), then its end.
+    fn interrupt(self) -> Ended {
+        self.signal(rustix::process::Signal::INT);
+        self.wait(EXIT_WAIT)
+    }
+
     /// SIGKILL, as a crash.
     fn kill(mut self) -> Ended {
         if let Some(c) = self.child.as_mut() {
@@ -1501,7 +1507,7 @@ fn validate_serves_the_backup_and_writes_nothing_but_the_socket() {
         &f.base,
         "validate again",
     );
-    live.terminate().expect_code(EXIT_OK);
+    live.interrupt().expect_code(EXIT_OK);
     assert_eq!(tree(d), before, "validate left something behind");
 }
 
@@ -1723,6 +1729,10 @@ fn a_stale_socket_is_reused_but_a_live_one_or_a_file_is_not() {
     let d = f.root();
     let args = f.live_args(ARCHIVE, &["--rate", CRAWL]);
     let live = Live::start(d, &args);
+    // The disk is the user's data: the socket is theirs alone.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(f.sock()).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the socket is open to others: {mode:o}");
     let w = Write::new(11 * BLOCK - 7, 14, 0xe1);
     qemu_io_ok(d, &live.uri, &[w.write_cmd(), "flush".into()]);
 
