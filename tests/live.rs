@@ -1006,6 +1006,131 @@ fn write_zeroes_and_trim_keep_the_rest_of_their_blocks() {
     assert_same_except(&restored, &model, &trims, "DEST");
 }
 
+/// Not the crash campaign (tests/live_crash.rs): one write at a time,
+/// acknowledged as durable (FUA, or a flush), then SIGKILL at once, well
+/// inside the second in which the state would be saved anyway.
+#[test]
+fn a_fua_or_flushed_write_survives_sigkill_at_once() {
+    let f = Fixture::new(20);
+    let d = f.root();
+    let args = f.live_args(ARCHIVE, &["--rate", CRAWL]);
+    let mut model = f.base.clone();
+    let mut kept: Vec<Write> = Vec::new();
+    for round in 0..4u64 {
+        let live = Live::start(d, &args);
+        // Into absent data blocks (a partial write: merged with the
+        // backup's block), a zero block, and whole blocks.
+        let w = match round {
+            0 => Write::new(21 * BLOCK + 300, 700, 0x31),
+            1 => Write::new(30 * BLOCK + 5, 10, 0x32),
+            2 => Write::new(34 * BLOCK, 2 * BLOCK, 0x33),
+            _ => Write::new(37 * BLOCK - 1, 3, 0x34),
+        };
+        let cmds = if round % 2 == 0 {
+            vec![w.write_cmd().replacen("write", "write -f", 1)]
+        } else {
+            vec![w.write_cmd(), "flush".into()]
+        };
+        qemu_io_ok(d, &live.uri, &cmds);
+        live.kill();
+        w.apply(&mut model);
+        kept.push(w);
+        let live = Live::start(d, &args);
+        qemu_io_ok(d, &live.uri, &read_cmds(&kept));
+        live.kill();
+    }
+    let live = Live::start(d, &args);
+    assert_same_bytes(
+        &nbdcopy(d, &live.uri, "copy.raw"),
+        &model,
+        "after the kills",
+    );
+    live.terminate().expect_code(EXIT_OK);
+}
+
+#[test]
+fn many_readers_of_absent_blocks_agree() {
+    let f = Fixture::new(21);
+    let d = f.root();
+    let live = f.live(ARCHIVE, &["--rate", CRAWL]);
+    let named = export_uri(&live.uri, "crm.vmdk");
+    // Four nbdcopy processes (each with several connections) and qemu-io
+    // reads of single sectors, all at once on absent blocks.
+    std::thread::scope(|s| {
+        let copies: Vec<_> = (0..4)
+            .map(|i| {
+                let uri = if i % 2 == 0 { &live.uri } else { &named };
+                s.spawn(move || nbdcopy(d, uri, &format!("copy{i}.raw")))
+            })
+            .collect();
+        let sectors: Vec<String> = (0..BLOCKS)
+            .rev()
+            .map(|b| format!("read {} 512", b * BLOCK + 512 * (b % 128)))
+            .collect();
+        qemu_io_ok(d, &live.uri, &sectors);
+        for c in copies {
+            assert_same_bytes(&c.join().unwrap(), &f.base, "a concurrent nbdcopy");
+        }
+    });
+    live.terminate().expect_code(EXIT_OK);
+}
+
+/// Guest writes all over the disk while the background restore runs at
+/// speed: the fill must never put the backup's block over a block the
+/// guest has written (nor a merge lose either side).
+#[test]
+fn guest_writes_racing_the_fill_are_never_overwritten() {
+    for round in 0..3u64 {
+        let f = Fixture::new(22 + round);
+        let d = f.root();
+        let live = f.live(ARCHIVE, &["--rate", "8M"]);
+        let mut rng = Rng::new(round);
+        let mut order: Vec<u64> = (0..BLOCKS).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let writes: Vec<Write> = order
+            .iter()
+            .map(|&b| {
+                let at = rng.below(BLOCK as usize - 600) as u64;
+                Write::new(
+                    b * BLOCK + at,
+                    1 + rng.below(500) as u64,
+                    0x80 + (b as u8 & 0x3f),
+                )
+            })
+            .collect();
+        let mut model = f.base.clone();
+        for w in &writes {
+            w.apply(&mut model);
+        }
+        let (first, second) = writes.split_at(writes.len() / 2);
+        std::thread::scope(|s| {
+            for half in [first, second] {
+                let uri = &live.uri;
+                s.spawn(move || {
+                    let mut cmds: Vec<String> = half.iter().map(Write::write_cmd).collect();
+                    cmds.push("flush".into());
+                    qemu_io_ok(d, uri, &cmds);
+                });
+            }
+        });
+        qemu_io_ok(d, &live.uri, &read_cmds(&writes));
+        live.stdout_with("complete:");
+        assert_same_bytes(
+            &nbdcopy(d, &live.uri, "copy.raw"),
+            &model,
+            "served after the race",
+        );
+        live.terminate().expect_code(EXIT_OK);
+        assert_same_bytes(
+            &fs::read(d.join("restore/crm-flat.vmdk")).unwrap(),
+            &model,
+            &format!("DEST after the race, round {round}"),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 3. Concurrent clients.
 
@@ -1056,7 +1181,13 @@ fn four_clients_at_once_read_and_write_disjoint_ranges() {
         qemu_io_ok(d, &uri, &cmds);
     };
     std::thread::scope(|s| {
-        let a = s.spawn(|| writer(&first));
+        // One writer on the named export: both exports are one disk.
+        let a = s.spawn(|| {
+            let mut cmds: Vec<String> = first.iter().map(Write::write_cmd).collect();
+            cmds.push("flush".into());
+            qemu_io_ok(d, &named, &cmds);
+            qemu_io_ok(d, &uri, &read_cmds(&first));
+        });
         let b = s.spawn(|| writer(&second));
         let c = s.spawn(|| writer(&third));
         let copy = s.spawn(|| nbdcopy(d, &named, "copy1.raw"));
@@ -1294,6 +1425,20 @@ fn a_damaged_block_fails_only_its_reads() {
         &f.base[((bad + 1) * BLOCK) as usize..],
         "blocks after the bad one",
     );
+    // A write that covers part of it needs the rest of the block: it fails
+    // too, and so does a partial WRITE_ZEROES; the block is unchanged.
+    for cmd in [
+        format!("write -P 0x5a {} 100", bad * BLOCK + 100),
+        format!("write -z {} 4096", bad * BLOCK + 8192),
+    ] {
+        let out = qemu_io(d, &live.uri, std::slice::from_ref(&cmd));
+        let text = format!("{}{}", out.stdout_text(), out.stderr);
+        assert!(
+            out.code != 0 && text.contains("Input/output error"),
+            "`{cmd}` into the damaged block {bad}: exit {}\n{text}",
+            out.code
+        );
+    }
     // Still failing the second time: a bad block is never served as good.
     assert_ne!(
         qemu_io(d, &live.uri, &[format!("read {} 4096", bad * BLOCK)]).code,
@@ -1661,6 +1806,66 @@ fn an_existing_destination_is_refused_without_force() {
         &f.base,
         "forced DEST",
     );
+}
+
+#[test]
+fn a_missing_or_wrong_full_or_a_full_as_archive_is_refused_and_leaves_nothing() {
+    let f = Fixture::new(25);
+    let d = f.root();
+    let other = Fixture::new(26);
+    let other_full = other.path(FULL);
+    let cases: Vec<(&str, Vec<String>, &[i32])> = vec![
+        (
+            "a full that is not the archive's",
+            f.live_args(ARCHIVE, &["--full", other_full.to_str().unwrap()]),
+            &[EXIT_INTEGRITY, EXIT_USAGE],
+        ),
+        (
+            "a full given as the archive",
+            f.live_args(FULL, &[]),
+            &[EXIT_USAGE, EXIT_INTEGRITY],
+        ),
+        (
+            "a missing --full",
+            f.live_args(ARCHIVE, &["--full", "backup/nothing.full.gz"]),
+            &[EXIT_USAGE, EXIT_OTHER],
+        ),
+    ];
+    for (why, args, codes) in cases {
+        refused(d, &args, codes, why);
+        assert_eq!(
+            listing(&d.join("restore")),
+            Vec::<String>::new(),
+            "{why}: left behind"
+        );
+        assert!(!d.join(SOCK).exists(), "{why}: the socket is left behind");
+    }
+    // No full beside the archive, and none on SDAR_FULL_PATH.
+    fs::rename(f.path(FULL), d.join("vm/moved.full.gz")).unwrap();
+    let args = f.live_args(ARCHIVE, &[]);
+    match Live::try_start_with(d, &args, |c| {
+        c.env_remove("SDAR_FULL_PATH");
+    }) {
+        Ok(live) => panic!("served without its full:\n{}", live.kill().stderr),
+        Err(e) => assert!(
+            matches!(e.code, Some(EXIT_USAGE | EXIT_OTHER | EXIT_INTEGRITY)),
+            "no full: exit {:?}\n{}",
+            e.code,
+            e.stderr
+        ),
+    }
+    assert_eq!(listing(&d.join("restore")), Vec::<String>::new());
+    // Found on SDAR_FULL_PATH, it serves.
+    let live = Live::try_start_with(d, &args, |c| {
+        c.env("SDAR_FULL_PATH", d.join("vm"));
+    })
+    .unwrap_or_else(|e| panic!("SDAR_FULL_PATH: exit {:?}\n{}", e.code, e.stderr));
+    assert_same_bytes(
+        &nbdcopy(d, &live.uri, "copy.raw"),
+        &f.base,
+        "full found on SDAR_FULL_PATH",
+    );
+    live.terminate().expect_code(EXIT_OK);
 }
 
 #[test]
