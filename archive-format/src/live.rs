@@ -236,12 +236,17 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         self.check_range(offset, buf.len() as u64)?;
         let mut scratch = Vec::new();
         let len = buf.len();
+        // Blocks already in the file are read in runs, one call each.
+        let mut run: Option<std::ops::Range<usize>> = None;
         for (n, inner, l, at) in self.pieces(offset, len) {
-            let out = &mut buf[at..at + l];
             if self.state(n) != ABSENT {
-                self.pread(out, self.offset(n) + inner as u64)?;
+                run = Some(run.map_or(at..at + l, |r| r.start..at + l));
                 continue;
             }
+            if let Some(r) = run.take() {
+                self.pread(&mut buf[r.clone()], offset + r.start as u64)?;
+            }
+            let out = &mut buf[at..at + l];
             if self.is_overlay() {
                 match self.fetch(n, &mut scratch)? {
                     Block::Zero => out.fill(0),
@@ -258,6 +263,9 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
                 Block::Zero => out.fill(0),
                 Block::Data => out.copy_from_slice(&scratch[inner..inner + l]),
             }
+        }
+        if let Some(r) = run {
+            self.pread(&mut buf[r.clone()], offset + r.start as u64)?;
         }
         Ok(())
     }
