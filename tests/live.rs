@@ -1869,6 +1869,62 @@ fn a_missing_or_wrong_full_or_a_full_as_archive_is_refused_and_leaves_nothing() 
 }
 
 #[test]
+fn the_printed_uri_works_for_a_socket_path_with_a_space() {
+    let f = Fixture::new(27);
+    let d = f.root();
+    fs::create_dir(d.join("my vms")).unwrap();
+    let sock = d.join("my vms/s.sock");
+    let mut args = f.live_args(ARCHIVE, &["--rate", CRAWL]);
+    args[5] = format!("unix:{}", sock.display());
+    let live = Live::start(d, &args);
+    // What an operator copies from the `serving` line must reach the disk.
+    let out = tool(d, "nbdinfo", &["--size", &live.uri]);
+    assert!(
+        out.code == 0 && out.stdout_text().trim() == DISK_LEN.to_string(),
+        "the printed URI `{}` does not work: {}",
+        live.uri,
+        out.stderr
+    );
+    live.terminate().expect_code(EXIT_OK);
+}
+
+#[test]
+fn another_backups_live_state_is_not_continued_without_force() {
+    let mut f = Fixture::new(28);
+    f.add_delta(29);
+    let d = f.root();
+    let live = f.live(ARCHIVE, &["--rate", CRAWL]);
+    let w = Write::new(9 * BLOCK + 10, 100, 0x61);
+    qemu_io_ok(d, &live.uri, &[w.write_cmd(), "flush".into()]);
+    live.terminate().expect_code(EXIT_OK);
+    let hidden = listing(&d.join("restore"));
+    let partial = watch(&d.join("restore/.crm-flat.vmdk.sdar-partial"));
+
+    // The delta's disk into the DEST the full's recovery left: refused.
+    refused(
+        d,
+        &f.live_args(DELTA, &["--rate", CRAWL]),
+        &[EXIT_USAGE],
+        "into another backup's live state",
+    );
+    partial.assert_unchanged("sdar live of another backup without --force");
+    assert_eq!(listing(&d.join("restore")), hidden);
+
+    // With --force it starts over: the delta's disk, the guest's write gone.
+    let live = f.live(DELTA, &["--force", "--rate", CRAWL]);
+    live.stdout_with("0 of 64 blocks already there");
+    assert_same_bytes(&nbdcopy(d, &live.uri, "copy.raw"), &f.now, "started over");
+    live.terminate().expect_code(EXIT_OK);
+    // And the first backup's run, again without --force, is refused now.
+    refused(
+        d,
+        &f.live_args(ARCHIVE, &[]),
+        &[EXIT_USAGE],
+        "into the delta's live state",
+    );
+}
+
+#[test]
 fn symlinks_planted_at_the_hidden_names_never_write_their_targets() {
     for (hidden, force) in [
         ".crm.vmdk.sdar-live",
