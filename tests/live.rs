@@ -639,7 +639,12 @@ fn clients_read_the_full_over_a_unix_socket() {
         .map(|e| e["export-name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
-    assert_eq!(names, ["", "crm.vmdk"], "exports: {}", list.stdout_text());
+    assert_eq!(
+        names,
+        ["", "base.vmdk", "crm.vmdk"],
+        "exports: {}",
+        list.stdout_text()
+    );
     for e in v["exports"].as_array().unwrap() {
         assert_eq!(e["export-size"].as_u64(), Some(DISK_LEN), "{e}");
         assert_eq!(e["can_multi_conn"].as_bool(), Some(true), "{e}");

@@ -176,9 +176,18 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         c
     }
 
-    /// The blocks whose backup data failed its proof, with why.
-    pub fn bad_blocks(&self) -> BTreeMap<u64, String> {
+    /// Every block whose backup data failed its proof in this run, with why,
+    /// whether or not the guest has written over it since.
+    pub fn damaged_blocks(&self) -> BTreeMap<u64, String> {
         lock(&self.bad).clone()
+    }
+
+    /// The blocks whose backup data failed its proof and that are still
+    /// absent (a guest write covering one whole makes it whole), with why.
+    pub fn bad_blocks(&self) -> BTreeMap<u64, String> {
+        let mut bad = lock(&self.bad).clone();
+        bad.retain(|&n, _| self.state(n) == ABSENT);
+        bad
     }
 
     fn state(&self, n: u64) -> u8 {
@@ -376,7 +385,12 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         while at < end && blocks < MOST {
             let n = at / self.block_size;
             let block_end = (self.offset(n) + self.block_len(n) as u64).min(end);
-            let zero = self.state(n) != WRITTEN && matches!(self.image.origin(n), Ok(Origin::Zero));
+            let zero = self.state(n) != WRITTEN
+                && match self.image.origin(n) {
+                    Ok(Origin::Zero) => true,
+                    Ok(Origin::Full(e)) => e.zero,
+                    _ => false,
+                };
             let flags = if zero { STATUS_HOLE | STATUS_ZERO } else { 0 };
             let l = block_end - at;
             match runs.last_mut() {

@@ -52,6 +52,22 @@ pub fn run(args: LiveArgs) -> Result<()> {
         Some(l) => parse_listen(l)?,
         None => Listen::Unix(default_socket(&args)),
     };
+    if args.rate == Some(0) {
+        return Err(anyhow::Error::new(UsageError(
+            "--rate 0 would never restore the disk; give bytes a second, such as 50M".into(),
+        )));
+    }
+    if let Ok((_, archive_format::container::FileKind::Full(_))) =
+        archive_format::container::open_classified(&args.archive)
+    {
+        let companion = crate::naming::beside_full(&args.archive);
+        return Err(anyhow::Error::new(UsageError(format!(
+            "{} is a full image; sdar live serves a delta archive: give {} (the one beside every full; `sdar companion {}` writes it again)",
+            args.archive.display(),
+            companion.display(),
+            args.archive.display()
+        ))));
+    }
     let key = crate::key::read(args.key.as_deref())?;
     let full = match &args.full {
         Some(p) => FullSource::Path(p.clone()),
@@ -234,15 +250,26 @@ pub fn run(args: LiveArgs) -> Result<()> {
     let bad = disk.bad_blocks();
     if !bad.is_empty() {
         let first = bad.values().next().cloned().unwrap_or_default();
-        return Err(anyhow::Error::new(Error::Corrupt {
-            file: disk.image().name().to_path_buf(),
-            offset: 0,
-            what: format!(
-                "{} block(s) of the backup failed their proof and were not restored: {} (first: {first}); the state is kept: the same command serves the rest again",
-                bad.len(),
-                list(bad.keys())
-            ),
-        }));
+        eprintln!(
+            "sdar: error: {} block(s) of the backup failed their proof and are not restored: {}; the first: {}. The state is kept beside the destination: the same command serves the disk again (a guest write covering a bad block whole replaces it)",
+            bad.len(),
+            list(bad.keys()),
+            archive_format::display::escape_lines(&first)
+        );
+        return Err(anyhow::Error::new(crate::RuntimeExit(
+            crate::EXIT_INTEGRITY,
+        )));
+    }
+    let damaged = disk.damaged_blocks();
+    if !damaged.is_empty() {
+        eprintln!(
+            "sdar: error: {} block(s) of the backup failed their proof: {}; the guest wrote over them, so the disk is whole, but the backup is damaged: make a new full",
+            damaged.len(),
+            list(damaged.keys())
+        );
+        return Err(anyhow::Error::new(crate::RuntimeExit(
+            crate::EXIT_INTEGRITY,
+        )));
     }
     if let Some(j) = &job {
         if !complete && !args.run.quiet {
@@ -444,7 +471,7 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
         Listener::Unix(l, path, _) => {
             let l = l.try_clone()?;
             (
-                format!("nbd+unix:///?socket={}", path.display()),
+                unix_uri(path),
                 Box::new(move || {
                     if let Err(e) = server.run_unix(&l, log) {
                         eprintln!("sdar live: the socket failed: {e}");
@@ -482,8 +509,11 @@ fn print_ready(
     out.push_str(&format!("serving {uri}\n"));
     let (qemu_file, libvirt_host) = match listener {
         Listener::Unix(_, path, _) => (
-            format!("nbd+unix:///?socket={}", path.display()),
-            format!("<host transport='unix' socket='{}'/>", path.display()),
+            unix_uri(path),
+            format!(
+                "<host transport='unix' socket='{}'/>",
+                xml_escape(&path.to_string_lossy())
+            ),
         ),
         Listener::Tcp(l) => {
             let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -498,12 +528,14 @@ fn print_ready(
         }
     };
     out.push_str(&format!(
-        "  exports: \"\" (the default){}\n  QEMU:    -drive file={qemu_file},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n",
+        "  exports: \"\" (the default){}\n  QEMU:    -drive file={},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n",
         names
             .iter()
             .filter(|n| !n.is_empty())
             .map(|n| format!(", \"{n}\""))
-            .collect::<String>()
+            .collect::<String>(),
+        // QEMU's option syntax: a comma in a value is doubled.
+        qemu_file.replace(',', ",,")
     ));
     if let Some(j) = job {
         let c = j.disk().counts();
@@ -524,6 +556,27 @@ fn print_ready(
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+/// `nbd+unix:///?socket=PATH`, the path percent-encoded where a URI
+/// needs it (a space, `%`, `&`, `#`...).
+fn unix_uri(path: &Path) -> String {
+    let mut out = String::from("nbd+unix:///?socket=");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('\'', "&apos;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The backup's disk name (made safe), else the VM's, else "disk": the
