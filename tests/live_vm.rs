@@ -434,13 +434,13 @@ impl Live {
         args
     }
 
-    /// The export named after the disk, from the `exports:` line
-    /// (`exports: "" (the default) and "NAME"`).
+    /// The export named after the backup's disk, from the `exports:` line
+    /// (`exports: "" (the default), "DISK", "DEST"`).
     fn named_export(&mut self) -> String {
         let line = self.wait_for_line("exports:", Duration::from_secs(5));
         let names: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
         match names[..] {
-            ["", name] if !name.is_empty() => name.to_string(),
+            ["", name, ..] if !name.is_empty() => name.to_string(),
             _ => panic!("no export name in `{line}`"),
         }
     }
