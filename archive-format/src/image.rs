@@ -127,6 +127,12 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
         delta.check_layout_end()?;
         let h = delta.header().clone();
         let block_count = h.block_count();
+        if delta.footer().entry_count == 0
+            && delta.group_count() == 0
+            && h.image_size == base.header().image_size
+        {
+            return Self::of_unchanged(delta, base);
+        }
         let mut walk = MapWalk {
             delta: &delta,
             identity: IdentityHasher::new(h.image_size, h.block_size),
@@ -167,6 +173,48 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
             zero: ZeroHashes::new(h.block_size, h.image_size),
             nonzero,
             changed,
+            pool: Mutex::new(Vec::new()),
+            base,
+            delta: Some(delta),
+        };
+        image.or_first_damage(proof)
+    }
+
+    /// A delta that changes nothing (the empty delta beside every full):
+    /// its image is the full's, block for block, so its identity must be
+    /// the full's, proven by the full's own index proof; the fold of the
+    /// same hashes a second time is not needed.
+    fn of_unchanged(delta: DeltaArchive<D>, base: FullImage<B>) -> Result<Self> {
+        let h = delta.header().clone();
+        let k = base.header().segment_blocks as u64;
+        let mut nonzero = 0u64;
+        let proof = base.prove_index_visiting(&mut |seg: &IndexSegment| {
+            let first = seg.segment * k;
+            for (i, e) in seg.entries.iter().enumerate() {
+                if !e.zero {
+                    nonzero += h.block_len(first + i as u64) as u64;
+                }
+            }
+            Ok(())
+        });
+        let proof = proof.and_then(|()| {
+            if delta.identity() != base.identity() {
+                return Err(Error::IdentityMismatch {
+                    file: delta.name().to_path_buf(),
+                    expected: delta.identity(),
+                    actual: base.identity(),
+                });
+            }
+            delta.set_maps_proven(Vec::new());
+            Ok(())
+        });
+        let image = ProvenImage {
+            image_size: h.image_size,
+            block_size: h.block_size,
+            identity: delta.identity(),
+            zero: ZeroHashes::new(h.block_size, h.image_size),
+            nonzero,
+            changed: 0,
             pool: Mutex::new(Vec::new()),
             base,
             delta: Some(delta),

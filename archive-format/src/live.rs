@@ -176,9 +176,18 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         c
     }
 
-    /// The blocks whose backup data failed its proof, with why.
-    pub fn bad_blocks(&self) -> BTreeMap<u64, String> {
+    /// Every block whose backup data failed its proof in this run, with why,
+    /// whether or not the guest has written over it since.
+    pub fn damaged_blocks(&self) -> BTreeMap<u64, String> {
         lock(&self.bad).clone()
+    }
+
+    /// The blocks whose backup data failed its proof and that are still
+    /// absent (a guest write covering one whole makes it whole), with why.
+    pub fn bad_blocks(&self) -> BTreeMap<u64, String> {
+        let mut bad = lock(&self.bad).clone();
+        bad.retain(|&n, _| self.state(n) == ABSENT);
+        bad
     }
 
     fn state(&self, n: u64) -> u8 {
@@ -236,12 +245,17 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         self.check_range(offset, buf.len() as u64)?;
         let mut scratch = Vec::new();
         let len = buf.len();
+        // Blocks already in the file are read in runs, one call each.
+        let mut run: Option<std::ops::Range<usize>> = None;
         for (n, inner, l, at) in self.pieces(offset, len) {
-            let out = &mut buf[at..at + l];
             if self.state(n) != ABSENT {
-                self.pread(out, self.offset(n) + inner as u64)?;
+                run = Some(run.map_or(at..at + l, |r| r.start..at + l));
                 continue;
             }
+            if let Some(r) = run.take() {
+                self.pread(&mut buf[r.clone()], offset + r.start as u64)?;
+            }
+            let out = &mut buf[at..at + l];
             if self.is_overlay() {
                 match self.fetch(n, &mut scratch)? {
                     Block::Zero => out.fill(0),
@@ -258,6 +272,9 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
                 Block::Zero => out.fill(0),
                 Block::Data => out.copy_from_slice(&scratch[inner..inner + l]),
             }
+        }
+        if let Some(r) = run {
+            self.pread(&mut buf[r.clone()], offset + r.start as u64)?;
         }
         Ok(())
     }
@@ -368,7 +385,12 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         while at < end && blocks < MOST {
             let n = at / self.block_size;
             let block_end = (self.offset(n) + self.block_len(n) as u64).min(end);
-            let zero = self.state(n) != WRITTEN && matches!(self.image.origin(n), Ok(Origin::Zero));
+            let zero = self.state(n) != WRITTEN
+                && match self.image.origin(n) {
+                    Ok(Origin::Zero) => true,
+                    Ok(Origin::Full(e)) => e.zero,
+                    _ => false,
+                };
             let flags = if zero { STATUS_HOLE | STATUS_ZERO } else { 0 };
             let l = block_end - at;
             match runs.last_mut() {
@@ -381,6 +403,11 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
             blocks += 1;
         }
         runs
+    }
+
+    /// True when some block's state changed since the last flush.
+    pub fn has_unflushed_states(&self) -> bool {
+        self.dirty.iter().any(|d| d.load(Ordering::Acquire))
     }
 
     /// Makes every write completed so far durable: the destination's data,

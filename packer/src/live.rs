@@ -52,6 +52,22 @@ pub fn run(args: LiveArgs) -> Result<()> {
         Some(l) => parse_listen(l)?,
         None => Listen::Unix(default_socket(&args)),
     };
+    if args.rate == Some(0) {
+        return Err(anyhow::Error::new(UsageError(
+            "--rate 0 would never restore the disk; give bytes a second, such as 50M".into(),
+        )));
+    }
+    if let Ok((_, archive_format::container::FileKind::Full(_))) =
+        archive_format::container::open_classified(&args.archive)
+    {
+        let companion = crate::naming::beside_full(&args.archive);
+        return Err(anyhow::Error::new(UsageError(format!(
+            "{} is a full image; sdar live serves a delta archive: give {} (the one beside every full; `sdar companion {}` writes it again)",
+            args.archive.display(),
+            companion.display(),
+            args.archive.display()
+        ))));
+    }
     let key = crate::key::read(args.key.as_deref())?;
     let full = match &args.full {
         Some(p) => FullSource::Path(p.clone()),
@@ -78,8 +94,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
             log,
         )
         .map_err(usage_if_invalid)?;
-        let name = archive_format::job::disk_file_name(&meta, &TargetKind::Raw);
-        (disk, None, name)
+        (disk, None, disk_name(&meta))
     } else {
         let to = args.to.clone().ok_or_else(|| {
             anyhow::Error::new(UsageError("--to DEST is required (or --validate)".into()))
@@ -94,26 +109,28 @@ pub fn run(args: LiveArgs) -> Result<()> {
         request.force = args.force;
         request.key = key;
         let job = LiveJob::prepare(request, log).map_err(usage_if_invalid)?;
-        let name = job
-            .destination()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = disk_name(job.meta());
         (job.disk().clone(), Some(job), name)
     };
     let listener = bind(&listen)?;
     let export: Arc<dyn Export> = Arc::new(LiveExport { disk: disk.clone() });
+    // The default export, the backup's disk name and the destination's file
+    // name: one disk under each.
+    let mut names = vec![String::new(), name];
+    if let Some(dest) = job.as_ref().and_then(|j| j.destination()) {
+        names.extend(dest.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    names.dedup();
     let mut exports: BTreeMap<String, Arc<dyn Export>> = BTreeMap::new();
-    exports.insert(String::new(), export.clone());
-    if !name.is_empty() {
-        exports.insert(name.clone(), export);
+    for n in &names {
+        exports.insert(n.clone(), export.clone());
     }
     let server = Arc::new(Server::new(
         Arc::new(exports) as Arc<dyn ExportSet>,
         ServerLimits::default(),
     ));
     let uri = spawn_server(&server, &listener)?;
-    print_ready(&uri, &listener, &name, &args, &job);
+    print_ready(&uri, &listener, &names, &args, &job);
 
     let (tx, rx) = mpsc::channel();
     spawn_signal_thread(signals, tx.clone());
@@ -133,7 +150,10 @@ pub fn run(args: LiveArgs) -> Result<()> {
             .name("live-flush".into())
             .spawn(move || {
                 while !flush_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(250));
+                    if !flush_disk.has_unflushed_states() {
+                        continue;
+                    }
                     if let Err(e) = flush_disk.flush() {
                         eprintln!("sdar live: the state could not be made durable: {e}");
                     }
@@ -230,15 +250,26 @@ pub fn run(args: LiveArgs) -> Result<()> {
     let bad = disk.bad_blocks();
     if !bad.is_empty() {
         let first = bad.values().next().cloned().unwrap_or_default();
-        return Err(anyhow::Error::new(Error::Corrupt {
-            file: disk.image().name().to_path_buf(),
-            offset: 0,
-            what: format!(
-                "{} block(s) of the backup failed their proof and were not restored: {} (first: {first}); the state is kept: the same command serves the rest again",
-                bad.len(),
-                list(bad.keys())
-            ),
-        }));
+        eprintln!(
+            "sdar: error: {} block(s) of the backup failed their proof and are not restored: {}; the first: {}. The state is kept beside the destination: the same command serves the disk again (a guest write covering a bad block whole replaces it)",
+            bad.len(),
+            list(bad.keys()),
+            archive_format::display::escape_lines(&first)
+        );
+        return Err(anyhow::Error::new(crate::RuntimeExit(
+            crate::EXIT_INTEGRITY,
+        )));
+    }
+    let damaged = disk.damaged_blocks();
+    if !damaged.is_empty() {
+        eprintln!(
+            "sdar: error: {} block(s) of the backup failed their proof: {}; the guest wrote over them, so the disk is whole, but the backup is damaged: make a new full",
+            damaged.len(),
+            list(damaged.keys())
+        );
+        return Err(anyhow::Error::new(crate::RuntimeExit(
+            crate::EXIT_INTEGRITY,
+        )));
     }
     if let Some(j) = &job {
         if !complete && !args.run.quiet {
@@ -440,7 +471,7 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
         Listener::Unix(l, path, _) => {
             let l = l.try_clone()?;
             (
-                format!("nbd+unix:///?socket={}", path.display()),
+                unix_uri(path),
                 Box::new(move || {
                     if let Err(e) = server.run_unix(&l, log) {
                         eprintln!("sdar live: the socket failed: {e}");
@@ -467,13 +498,22 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
     Ok(uri)
 }
 
-fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job: &Option<LiveJob>) {
+fn print_ready(
+    uri: &str,
+    listener: &Listener,
+    names: &[String],
+    args: &LiveArgs,
+    job: &Option<LiveJob>,
+) {
     let mut out = String::new();
     out.push_str(&format!("serving {uri}\n"));
     let (qemu_file, libvirt_host) = match listener {
         Listener::Unix(_, path, _) => (
-            format!("nbd+unix:///?socket={}", path.display()),
-            format!("<host transport='unix' socket='{}'/>", path.display()),
+            unix_uri(path),
+            format!(
+                "<host transport='unix' socket='{}'/>",
+                xml_escape(&path.to_string_lossy())
+            ),
         ),
         Listener::Tcp(l) => {
             let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -488,7 +528,14 @@ fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job:
         }
     };
     out.push_str(&format!(
-        "  exports: \"\" (the default) and \"{name}\"\n  QEMU:    -drive file={qemu_file},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n"
+        "  exports: \"\" (the default){}\n  QEMU:    -drive file={},format=raw,cache=none,file.reconnect-delay=30\n  libvirt: <disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/><source protocol='nbd'>{libvirt_host}<reconnect delay='30'/></source><target dev='vda' bus='virtio'/></disk>\n",
+        names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| format!(", \"{n}\""))
+            .collect::<String>(),
+        // QEMU's option syntax: a comma in a value is doubled.
+        qemu_file.replace(',', ",,")
     ));
     if let Some(j) = job {
         let c = j.disk().counts();
@@ -509,6 +556,39 @@ fn print_ready(uri: &str, listener: &Listener, name: &str, args: &LiveArgs, job:
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+/// `nbd+unix:///?socket=PATH`, the path percent-encoded where a URI
+/// needs it (a space, `%`, `&`, `#`...).
+fn unix_uri(path: &Path) -> String {
+    let mut out = String::from("nbd+unix:///?socket=");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('\'', "&apos;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The backup's disk name (made safe), else the VM's, else "disk": the
+/// name of the export that is not the default.
+fn disk_name(meta: &archive_format::Metadata) -> String {
+    let safe = |n: &str| archive_format::display::safe_file_name(n, 200);
+    meta.disk_name
+        .as_deref()
+        .or(meta.vm_name.as_deref())
+        .map(safe)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "disk".into())
 }
 
 fn list<'a>(blocks: impl Iterator<Item = &'a u64>) -> String {

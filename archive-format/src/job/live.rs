@@ -103,7 +103,10 @@ impl LiveJob {
         // A first look, before the destination is locked: whether this run
         // continues a killed one decides how the destination is opened.
         let continuing = match StateFile::open(&state_path, state_image) {
-            Ok(Found::Ours(..)) => true,
+            Ok(Found::Ours(_, states)) => {
+                finished_before(&place.path, &r.kind, &state_path, &states)?;
+                true
+            }
             Ok(Found::Missing) => false,
             Ok(Found::Other(_)) | Err(_) if r.force => false,
             Ok(Found::Other(why)) => return Err(refuse_state(why)),
@@ -330,6 +333,27 @@ fn proven(source: Source) -> Result<ProvenImage<File, File>> {
             "live recovery reads blocks in any order: the full must be a file, not a stream",
         )),
     }
+}
+
+/// Refuses, explaining, a state file left by a run killed after it had
+/// put the finished disk in place and before it removed the state file:
+/// every block in, the data under its final name, no partial file.
+fn finished_before(dest: &Path, kind: &TargetKind, state: &Path, states: &[u8]) -> Result<()> {
+    let data = match kind {
+        TargetKind::Raw => dest.to_path_buf(),
+        TargetKind::Vmdk { .. } => crate::target::flat_path(dest),
+    };
+    let partial = crate::target::partial_data_path(dest, kind);
+    let all_in = states.iter().all(|&s| s != ABSENT);
+    if all_in && partial.symlink_metadata().is_err() && data.symlink_metadata().is_ok() {
+        return Err(Error::invalid(format!(
+            "the live recovery to {} finished: {} is the restored disk, with everything the guest wrote; run the VM from it. {} is what a run stopped while finishing left: remove it (running sdar live again with --force would start a new recovery over the disk)",
+            dest.display(),
+            dest.display(),
+            state.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Bytes a file holds on disk (a sparse file just created holds none).

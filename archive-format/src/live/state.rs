@@ -183,15 +183,7 @@ impl StateFile {
             let last = ((p + 1) * BLOCKS_PER_PAGE).min(blocks);
             for b in first..last {
                 let i = (b - first) as usize;
-                let v = (copy[SLOT_HEAD + i / 4] >> (2 * (i % 4))) & 3;
-                if v > WRITTEN {
-                    return Err(Error::corrupt(
-                        path,
-                        slot_offset(p, generation % 2) + (SLOT_HEAD + i / 4) as u64,
-                        format!("block {b} has the undefined state 3"),
-                    ));
-                }
-                states[b as usize] = v;
+                states[b as usize] = (copy[SLOT_HEAD + i / 4] >> (2 * (i % 4))) & 3;
             }
         }
         Ok(Found::Ours(
@@ -334,7 +326,21 @@ fn check_slot(copy: &[u8], p: u64, image: &StateImage) -> Option<u64> {
     if generation == 0 || page != p {
         return None;
     }
-    (slot_checksum(copy, &image.identity)[..] == copy[16..48]).then_some(generation)
+    if slot_checksum(copy, &image.identity)[..] != copy[16..48] {
+        return None;
+    }
+    // States are 0 to 2, and blocks past the image's end have none.
+    let held = (image.block_count() - p * BLOCKS_PER_PAGE).min(BLOCKS_PER_PAGE) as usize;
+    let states = &copy[SLOT_HEAD..];
+    for (i, byte) in states.iter().enumerate() {
+        for k in 0..4 {
+            let v = (byte >> (2 * k)) & 3;
+            if v > WRITTEN || (v != ABSENT && i * 4 + k >= held) {
+                return None;
+            }
+        }
+    }
+    Some(generation)
 }
 
 /// blake3 of the image identity, the copy's first 16 bytes and its states:
