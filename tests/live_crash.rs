@@ -30,7 +30,8 @@
 //! - the final DEST equals the model, and nothing hidden is left beside it.
 //!
 //! And per run: the same command goes on after every kill (it may refuse,
-//! with exit 2, only a DEST that a run before completed and left clean);
+//! with exit 2, only a DEST that a run before put in place, naming the
+//! state file to remove if that run was killed before removing it);
 //! every block present or written at an acknowledged flush is counted
 //! "already there" when it starts again (nothing present is fetched again).
 //!
@@ -850,8 +851,11 @@ struct Figures {
     live_bytes_wrong: u64,
     /// Requests that sdar refused with an error.
     refused: u64,
-    /// Runs that found DEST complete and exited at once.
+    /// Runs that found DEST complete and exited at once (exit 2).
     restarts_after_completion: u64,
+    /// Of those, runs that found the state file of a run killed as it
+    /// finished, and said to remove it.
+    state_files_removed: u64,
     /// Blocks present at an acknowledged flush that a restart did not find
     /// there (they would be fetched again).
     refetched_blocks: u64,
@@ -877,6 +881,7 @@ impl Figures {
         self.live_bytes_wrong += o.live_bytes_wrong;
         self.refused += o.refused;
         self.restarts_after_completion += o.restarts_after_completion;
+        self.state_files_removed += o.state_files_removed;
         self.not_continued += o.not_continued;
         self.refetched_blocks += o.refetched_blocks;
         self.failed_trials += o.failed_trials;
@@ -897,7 +902,8 @@ impl Figures {
     fn report(&self, what: &str) -> String {
         format!(
             "{what}: {} trials, {} kills, {} writes ({} checked after a kill or in the final DEST), \
-             {} flushes, {} reads, {} sectors checked, {} restarts refused after completion; \
+             {} flushes, {} reads, {} sectors checked, {} restarts refused after completion \
+             ({} of them naming a state file to remove); \
              flushed writes lost: {} ({} sectors), mismatching untouched bytes: {}, torn sectors: {}, \
              wrong live bytes: {}, refused requests: {}, restarts that did not continue: {}, \
              flushed blocks not found present: {}; failed trials: {}",
@@ -909,6 +915,7 @@ impl Figures {
             self.reads,
             self.sectors_checked,
             self.restarts_after_completion,
+            self.state_files_removed,
             self.flushed_writes_lost,
             self.flushed_sectors_lost,
             self.untouched_bytes_wrong,
@@ -1155,21 +1162,39 @@ impl<'a> Trial<'a> {
         self.durable_held.extend(held);
     }
 
-    /// sdar ended before serving: fine only when a run before had
-    /// completed DEST (and removed its state), and this one refuses to
-    /// replace it (exit 2). Otherwise the same command did not continue: a
-    /// problem. Either way DEST is checked next.
+    /// sdar ended before serving: fine only when a run before had put DEST
+    /// in place and this one refuses (exit 2) to start over it: either that
+    /// run finished (its state file gone), or it was killed before removing
+    /// its state file, and the refusal says the recovery finished and names
+    /// that file, which is then removed as it says. Otherwise the same
+    /// command did not continue: a problem. Either way DEST is checked next.
     fn ended_before_serving(&mut self, e: Exited) {
         let hidden = self.hidden();
-        let complete = self.dest().exists() && hidden.is_empty();
+        let state = format!(
+            ".{}.sdar-live",
+            self.dest().file_name().unwrap().to_string_lossy()
+        );
         self.log.push(format!(
             "run {}: exited ({}) before serving: {}",
             self.session,
             e.status,
             e.stderr.trim()
         ));
-        if complete && e.status.code() == Some(EXIT_USAGE) {
+        let refused = e.status.code() == Some(EXIT_USAGE) && self.dest().exists();
+        if refused && hidden.is_empty() {
             self.fig.restarts_after_completion += 1;
+            return;
+        }
+        if refused
+            && hidden == [state.clone()]
+            && e.stderr.contains("finished")
+            && e.stderr.contains(&state)
+        {
+            self.fig.restarts_after_completion += 1;
+            self.fig.state_files_removed += 1;
+            fs::remove_file(self.dir.join(&state)).unwrap();
+            self.log
+                .push(format!("run {}: removed {state} as told", self.session));
             return;
         }
         self.fig.not_continued += 1;
@@ -1638,6 +1663,10 @@ impl<'a> Trial<'a> {
                 listing(&self.dir)
             ));
         }
+        if !self.dest().exists() {
+            self.problems
+                .push(format!("no DEST (all: {:?})", listing(&self.dir)));
+        }
         let flat_path = self.dir.join(self.data_name());
         let flat = fs::read(&flat_path).unwrap_or_else(|e| {
             panic!(
@@ -1938,7 +1967,8 @@ fn killed_as_it_completes() {
 /// Killed while completion puts DEST in place: as the descriptor is written
 /// under its temporary name, the moment the data gets its final name (VMDK:
 /// the extent; raw: the image), before the state file is removed. The same
-/// command must go on (or finish), not refuse because DEST exists.
+/// command must go on, or refuse saying the recovery finished and which
+/// state file to remove; DEST must be the model.
 #[test]
 fn killed_while_completion_puts_dest_in_place() {
     require_tool("qemu-img");
