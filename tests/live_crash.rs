@@ -60,7 +60,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 const BLOCK: usize = 65_536;
@@ -370,7 +370,7 @@ struct SectorState {
     /// or several after a kill left it undecided.
     durable: Vec<Print>,
     /// What the writes since the last flush gave it (acknowledged or in flight).
-    pending: Vec<Print>,
+    pending: Vec<(usize, Print)>,
     /// Trimmed: reads may show anything.
     any: bool,
     /// The last write to it (None: never written).
@@ -473,7 +473,7 @@ impl Model {
             }
             st.last = Some(op);
             let c = self.current(s);
-            add(&mut self.sectors[s].pending, c);
+            self.sectors[s].pending.push((op, c));
             self.written_since_start.insert(s);
         }
     }
@@ -485,7 +485,7 @@ impl Model {
             let st = &mut self.sectors[s];
             st.any = true;
             st.last = Some(op);
-            add(&mut st.pending, ANY);
+            st.pending.push((op, ANY));
             self.written_since_start.insert(s);
         }
     }
@@ -521,12 +521,38 @@ impl Model {
         }
     }
 
+    /// A flush acknowledged while other connections wrote: the writes
+    /// acknowledged before it was sent (`acked`, by op) are durable. Each
+    /// sector is written by one connection only, so its pending writes
+    /// acknowledged then are the first ones.
+    fn flushed_upto(&mut self, acked: &[bool]) {
+        for st in &mut self.sectors {
+            if let Some(i) = st
+                .pending
+                .iter()
+                .rposition(|&(op, _)| acked.get(op).copied().unwrap_or(false))
+            {
+                st.durable = vec![st.pending[i].1];
+                st.pending.drain(..=i);
+                st.settled = true;
+            }
+        }
+        for (op, &a) in self.ops.iter_mut().zip(acked) {
+            op.flushed |= a;
+        }
+    }
+
+    /// What every op's acknowledgement says now, for `flushed_upto`.
+    fn acked_now(&self) -> Vec<bool> {
+        self.ops.iter().map(|o| o.acked).collect()
+    }
+
     /// sdar was killed: each sector now holds its durable content or one of
     /// the contents written since, and reads decide which.
     fn killed(&mut self) {
         for st in &mut self.sectors {
             st.settled &= st.pending.is_empty();
-            for c in std::mem::take(&mut st.pending) {
+            for (_, c) in std::mem::take(&mut st.pending) {
                 add(&mut st.durable, c);
             }
             st.any = st.durable.contains(&ANY);
@@ -938,6 +964,11 @@ enum Kill {
     AfterRequests(usize),
     /// After this long, requests going on (usually one in flight).
     AfterDelay(Duration),
+    /// After this long, two connections sending requests at once, each to
+    /// its own 4 KiB pages (every other page): so both write into the same
+    /// blocks, absent ones included, and one's flush covers the other's
+    /// acknowledged writes.
+    Concurrent(Duration),
     /// The moment it prints `complete:` (requests going on until then).
     AtComplete,
     /// The moment sdar's completion reaches this step, or a later one
@@ -977,6 +1008,22 @@ impl Plan {
         }
     }
 
+    /// Two connections at once, killed after 3 or 4 random delays.
+    fn concurrent(seed: u64) -> Plan {
+        let mut rng = Rng::new(seed);
+        let kills = (0..3 + rng.below(2))
+            .map(|_| Kill::Concurrent(Duration::from_millis(50 + rng.below(350) as u64)))
+            .collect();
+        Plan {
+            seed,
+            rate: [Some("1M"), Some("2M")][rng.below(2)],
+            kills,
+            final_requests: rng.below(20),
+            two_connections: true,
+            raw: false,
+        }
+    }
+
     /// Killed in its very first moments, again and again.
     fn first_moments(seed: u64) -> Plan {
         let mut rng = Rng::new(seed);
@@ -1007,6 +1054,115 @@ impl Plan {
             final_requests: 10,
             two_connections: false,
             raw: false,
+        }
+    }
+}
+
+/// One connection's requests in [`Kill::Concurrent`]: writes, FUA writes,
+/// write-zeroes, flushes and reads, each inside one 4 KiB page of those
+/// numbered `owner` modulo 2 in the 16 blocks from `window`, until the
+/// connection is lost. Returns what it counted and what went wrong.
+fn guest(
+    model: &Mutex<Model>,
+    nbd: &mut Nbd,
+    mut rng: Rng,
+    owner: usize,
+    window: usize,
+    session: usize,
+) -> (Figures, Vec<String>) {
+    let lock = || model.lock().unwrap();
+    let mut fig = Figures::default();
+    let mut problems = Vec::new();
+    let mut i = 0;
+    loop {
+        i += 1;
+        // First a sweep of the window, both connections in step, 4 requests
+        // to a block, none paced: they meet in blocks still absent.
+        let block = if i <= 64 {
+            (i - 1) / 4
+        } else {
+            if rng.below(2) == 0 {
+                std::thread::sleep(Duration::from_micros(rng.below(1000) as u64));
+            }
+            rng.below(16)
+        };
+        let page = window + block * BLOCK + (rng.below(BLOCK / PAGE / 2) * 2 + owner) * PAGE;
+        let (off, len) = match rng.below(3) {
+            0 => (page, PAGE),
+            1 => {
+                let first = rng.below(PAGE / SECTOR);
+                let n = 1 + rng.below(PAGE / SECTOR - first);
+                (page + first * SECTOR, n * SECTOR)
+            }
+            _ => {
+                let first = rng.below(PAGE);
+                (page + first, 1 + rng.below(PAGE - first))
+            }
+        };
+        let pick = rng.below(10);
+        let r = match pick {
+            0..=5 => {
+                let fua = pick == 5;
+                let zeroes = pick == 4 && nbd.has(NBD_FLAG_SEND_WRITE_ZEROES);
+                let data = if zeroes { vec![0; len] } else { rng.bytes(len) };
+                let what = format!(
+                    "{} {off}+{len} (connection {owner})",
+                    if zeroes { "zeroes" } else if fua { "write fua" } else { "write" }
+                );
+                let op = {
+                    let mut m = lock();
+                    let op = m.begin(what, off, len, session);
+                    m.write(op, off, &data);
+                    op
+                };
+                let r = if zeroes {
+                    nbd.write_zeroes(off as u64, len, false)
+                } else {
+                    nbd.write(off as u64, &data, fua)
+                };
+                if r.is_ok() {
+                    let mut m = lock();
+                    m.acked(op);
+                    if fua {
+                        m.fua(off, len);
+                    }
+                    fig.writes += 1;
+                }
+                r
+            }
+            6..=7 => {
+                let acked = lock().acked_now();
+                let r = nbd.flush();
+                if r.is_ok() {
+                    lock().flushed_upto(&acked);
+                    fig.flushes += 1;
+                }
+                r
+            }
+            _ => nbd.read(off as u64, len).map(|data| {
+                fig.reads += 1;
+                let wrong = lock().check_read(off, &data);
+                if !wrong.is_empty() {
+                    fig.live_bytes_wrong += wrong.len() as u64;
+                    let s = wrong[0] / SECTOR;
+                    problems.push(format!(
+                        "run {session}, connection {owner}: read {off}+{len}: {} bytes differ from the model, first at byte {}; its writes: {}",
+                        wrong.len(),
+                        wrong[0],
+                        lock().history(s)
+                    ));
+                }
+            }),
+        };
+        match r {
+            Ok(()) => {}
+            Err(NbdError::Lost(_)) => return (fig, problems),
+            Err(NbdError::Refused(errno)) => {
+                fig.refused += 1;
+                problems.push(format!(
+                    "run {session}, connection {owner}: a request at {off}+{len}: sdar answered error {errno}"
+                ));
+            }
         }
     }
 }
@@ -1334,6 +1490,12 @@ impl<'a> Trial<'a> {
                 while let Ended::Done = self.requests(&mut conns, 50) {}
                 timer.join();
             }
+            Kill::Concurrent(d) => {
+                assert_eq!(conns.len(), 2, "multi-conn is not advertised");
+                let timer = Timer::start(live.pid(), d);
+                self.concurrent(&mut conns);
+                timer.join();
+            }
             Kill::AtComplete | Kill::AtCommit(_) => {
                 let end = Instant::now() + FINISH_LIMIT;
                 while let Ended::Done = self.requests(&mut conns, 5) {
@@ -1502,6 +1664,36 @@ impl<'a> Trial<'a> {
         let msg = format!("run {}: {what}: sdar answered error {errno}", self.session);
         self.log.push(msg.clone());
         self.problems.push(msg);
+    }
+
+    /// Two threads, one per connection, sending random requests into their
+    /// own pages until the connection is lost (sdar killed); the model is
+    /// shared, each request entered before it is sent.
+    fn concurrent(&mut self, conns: &mut [Nbd]) {
+        let model = Mutex::new(std::mem::replace(&mut self.model, Model::new(&[])));
+        let session = self.session;
+        let seeds = [self.rng.next(), self.rng.next()];
+        // Both in the same 16 blocks, so that they meet in blocks still absent.
+        let window = self.rng.below(DISK_LEN / BLOCK - 15) * BLOCK;
+        let results: Vec<(Figures, Vec<String>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = conns
+                .iter_mut()
+                .enumerate()
+                .map(|(owner, nbd)| {
+                    let model = &model;
+                    let seed = seeds[owner];
+                    scope.spawn(move || guest(model, nbd, Rng::new(seed), owner, window, session))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        self.model = model.into_inner().unwrap();
+        for (fig, problems) in results {
+            self.fig.add(&fig);
+            self.problems.extend(problems);
+        }
+        // What the guests touched is not tracked per block here.
+        self.held.clear();
     }
 
     /// `n` random requests, each on a random connection, paced as a guest
@@ -1946,6 +2138,14 @@ fn killed_in_its_first_moments() {
     assert_eq!(fig.kills, 5, "{fig:?}");
 }
 
+/// Two connections writing into the same blocks at once, killed mid-way.
+#[test]
+fn concurrent_connections_keep_every_flushed_write() {
+    require_tool("qemu-img");
+    let fig = campaign("two connections", 15, vec![Plan::concurrent(501)]);
+    assert!(fig.writes > 0, "{fig:?}");
+}
+
 /// Killed once it says `complete:` (DEST in place, the state file gone):
 /// the same command may only refuse, with exit 2, to replace that DEST.
 #[test]
@@ -2132,6 +2332,7 @@ fn long_campaign() {
 fn plan_for(seed: u64) -> Plan {
     match seed % 6 {
         0 => Plan::first_moments(seed),
+        4 => Plan::concurrent(seed),
         3 => Plan {
             raw: seed % 4 == 3,
             ..Plan::at_completion(seed, Kill::AtCommit((seed / 6 % 3) as usize))
