@@ -64,6 +64,9 @@ pub struct LiveJob {
     /// The disk already in place (a run killed while finishing left its
     /// state file): completing only removes the state file.
     finished: Option<RestoredDisk>,
+    /// With `finished`: the destination's restore mark, held while served,
+    /// removed at completion (the killed run may have left it).
+    mark: Option<crate::target::mark::MarkFile>,
     spec: Option<DescriptorSpec>,
     continued: bool,
     state_path: PathBuf,
@@ -202,6 +205,7 @@ impl LiveJob {
             disk: Arc::new(disk),
             target: Some(target),
             finished: None,
+            mark: None,
             spec,
             continued: continuing,
             state_path,
@@ -226,6 +230,9 @@ impl LiveJob {
         meta: Metadata,
     ) -> Result<LiveJob> {
         use crate::target::files::{locked_by_another, open_nofollow, owned_single_regular};
+        // Another sdar serving this destination holds its mark.
+        let mut mark = crate::target::mark::MarkFile::lock(&crate::target::mark_path(dest), dest)?;
+        mark.remove_on_drop = false;
         let refuse = |why: String| {
             Error::invalid(format!(
                 "{} is where a live recovery put its finished disk, but {why}; {} is left as it is",
@@ -268,6 +275,7 @@ impl LiveJob {
             disk: Arc::new(disk),
             target: None,
             finished: Some(done),
+            mark: Some(mark),
             spec: None,
             continued: true,
             state_path,
@@ -323,6 +331,9 @@ impl LiveJob {
         }
         if let Some(done) = self.finished.take() {
             self.disk.forget_state()?;
+            if let Some(mut mark) = self.mark.take() {
+                mark.remove();
+            }
             return Ok(done);
         }
         let Some(target) = self.target.take() else {
