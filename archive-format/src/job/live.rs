@@ -61,6 +61,12 @@ impl LiveRequest {
 pub struct LiveJob {
     disk: Arc<LiveImage>,
     target: Option<RestoreTarget>,
+    /// The disk already in place (a run killed while finishing left its
+    /// state file): completing only removes the state file.
+    finished: Option<RestoredDisk>,
+    /// With `finished`: the destination's restore mark, held while served,
+    /// removed at completion (the killed run may have left it).
+    mark: Option<crate::target::mark::MarkFile>,
     spec: Option<DescriptorSpec>,
     continued: bool,
     state_path: PathBuf,
@@ -103,8 +109,19 @@ impl LiveJob {
         // A first look, before the destination is locked: whether this run
         // continues a killed one decides how the destination is opened.
         let continuing = match StateFile::open(&state_path, state_image) {
-            Ok(Found::Ours(_, states)) => {
-                finished_before(&place.path, &r.kind, &state_path, &states)?;
+            Ok(Found::Ours(state, states)) => {
+                if let Some(data) = finished_before(&place.path, &r.kind, &states) {
+                    return Self::finished(
+                        image,
+                        &place.path,
+                        data,
+                        state,
+                        states,
+                        log,
+                        record,
+                        meta,
+                    );
+                }
                 true
             }
             Ok(Found::Missing) => false,
@@ -187,8 +204,80 @@ impl LiveJob {
         Ok(LiveJob {
             disk: Arc::new(disk),
             target: Some(target),
+            finished: None,
+            mark: None,
             spec,
             continued: continuing,
+            state_path,
+            record,
+            meta,
+        })
+    }
+
+    /// Serves the disk a killed run had already put in place (see
+    /// [`finished_before`]): the data file opened without following links,
+    /// one name, this user's, the image's length, unlocked. Its state file
+    /// is removed at [`LiveJob::complete`], as a finishing run would have.
+    #[allow(clippy::too_many_arguments)]
+    fn finished(
+        image: ProvenImage<File, File>,
+        dest: &Path,
+        data: PathBuf,
+        state: StateFile,
+        states: Vec<u8>,
+        log: LiveLog,
+        record: JobRecord,
+        meta: Metadata,
+    ) -> Result<LiveJob> {
+        use crate::target::files::{locked_by_another, open_nofollow, owned_single_regular};
+        // Another sdar serving this destination holds its mark.
+        let mut mark = crate::target::mark::MarkFile::lock(&crate::target::mark_path(dest), dest)?;
+        mark.remove_on_drop = false;
+        let refuse = |why: String| {
+            Error::invalid(format!(
+                "{} is where a live recovery put its finished disk, but {why}; {} is left as it is",
+                data.display(),
+                state.path().display()
+            ))
+        };
+        let file = match open_nofollow(&data, true) {
+            Ok(f) => f,
+            Err(e) => return Err(refuse(format!("it cannot be opened ({e})"))),
+        };
+        owned_single_regular(&file).map_err(&refuse)?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&data, None, e))?
+            .len();
+        let size = image.image_size();
+        if len < size || len > size.div_ceil(512) * 512 {
+            return Err(refuse(format!(
+                "it holds {len} bytes, not the disk's {size}"
+            )));
+        }
+        if locked_by_another(&file) {
+            return Err(refuse(
+                "another program holds it (a VM running from it?)".into(),
+            ));
+        }
+        let state_path = state.path().to_path_buf();
+        let store = Store::Dest {
+            state: Mutex::new(Some(state)),
+            fresh: false,
+        };
+        let done = RestoredDisk {
+            descriptor: (dest != data.as_path()).then(|| dest.to_path_buf()),
+            destination: dest.to_path_buf(),
+            data_file: data.clone(),
+        };
+        let disk = LiveDisk::new(image, file, &data, store, Some(states), log)?;
+        Ok(LiveJob {
+            disk: Arc::new(disk),
+            target: None,
+            finished: Some(done),
+            mark: Some(mark),
+            spec: None,
+            continued: true,
             state_path,
             record,
             meta,
@@ -223,7 +312,11 @@ impl LiveJob {
 
     /// Where the finished disk goes (the descriptor, or the raw image).
     pub fn destination(&self) -> Option<&Path> {
-        self.target.as_ref().map(|t| t.destination())
+        match (&self.target, &self.finished) {
+            (Some(t), _) => Some(t.destination()),
+            (None, Some(done)) => Some(&done.destination),
+            (None, None) => None,
+        }
     }
 
     /// Once every block is present: makes the disk durable, gives the data
@@ -235,6 +328,13 @@ impl LiveJob {
             return Err(Error::Bug {
                 what: format!("completing a live recovery with {absent} blocks absent"),
             });
+        }
+        if let Some(done) = self.finished.take() {
+            self.disk.forget_state()?;
+            if let Some(mut mark) = self.mark.take() {
+                mark.remove();
+            }
+            return Ok(done);
         }
         let Some(target) = self.target.take() else {
             return Err(Error::Bug {
@@ -335,25 +435,20 @@ fn proven(source: Source) -> Result<ProvenImage<File, File>> {
     }
 }
 
-/// Refuses, explaining, a state file left by a run killed after it had
-/// put the finished disk in place and before it removed the state file:
-/// every block in, the data under its final name, no partial file.
-fn finished_before(dest: &Path, kind: &TargetKind, state: &Path, states: &[u8]) -> Result<()> {
+/// The data file of a recovery whose run was killed after it put the
+/// finished disk in place and before it removed its state file: every block
+/// in, no partial file, the data under its final name (and, for a VMDK, the
+/// descriptor in place). A VMDK killed between its two renames is left to
+/// the restore target, which takes the extent back (§19).
+fn finished_before(dest: &Path, kind: &TargetKind, states: &[u8]) -> Option<PathBuf> {
     let data = match kind {
         TargetKind::Raw => dest.to_path_buf(),
         TargetKind::Vmdk { .. } => crate::target::flat_path(dest),
     };
     let partial = crate::target::partial_data_path(dest, kind);
     let all_in = states.iter().all(|&s| s != ABSENT);
-    if all_in && partial.symlink_metadata().is_err() && data.symlink_metadata().is_ok() {
-        return Err(Error::invalid(format!(
-            "the live recovery to {} finished: {} is the restored disk, with everything the guest wrote; run the VM from it. {} is what a run stopped while finishing left: remove it (running sdar live again with --force would start a new recovery over the disk)",
-            dest.display(),
-            dest.display(),
-            state.display()
-        )));
-    }
-    Ok(())
+    let in_place = data.symlink_metadata().is_ok() && dest.symlink_metadata().is_ok();
+    (all_in && in_place && partial.symlink_metadata().is_err()).then_some(data)
 }
 
 /// Bytes a file holds on disk (a sparse file just created holds none).
