@@ -31,7 +31,9 @@
 //!
 //! And per run: the same command goes on after every kill (it may refuse,
 //! with exit 2, only a DEST that a run before put in place, naming the
-//! state file to remove if that run was killed before removing it);
+//! state file to remove if that run was killed before removing it; and a
+//! run that finds every block in may complete and exit before a client
+//! connects);
 //! every block present or written at an acknowledged flush is counted
 //! "already there" when it starts again (nothing present is fetched again).
 //!
@@ -731,6 +733,30 @@ impl Live {
         }
     }
 
+    /// Whether a line starting with `prefix` was printed (so far).
+    fn printed(&mut self, prefix: &str) -> bool {
+        self.drain();
+        self.stdout.iter().any(|l| l.starts_with(prefix))
+    }
+
+    /// Its exit status if it exits within `limit`.
+    fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread ends with the pipe; take its last lines.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.stdout.push(line);
+                }
+                return Some(status);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Takes the lines printed so far.
     fn drain(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
@@ -885,6 +911,10 @@ struct Figures {
     /// Blocks present at an acknowledged flush that a restart did not find
     /// there (they would be fetched again).
     refetched_blocks: u64,
+    /// Kills that left DEST in place with the state file still beside it.
+    kills_after_final_rename: u64,
+    /// Runs that completed and exited before a client could connect.
+    finished_unconnected: u64,
     /// Runs of the same command that refused to go on with what a kill left.
     not_continued: u64,
     /// Trials with any problem.
@@ -908,6 +938,8 @@ impl Figures {
         self.refused += o.refused;
         self.restarts_after_completion += o.restarts_after_completion;
         self.state_files_removed += o.state_files_removed;
+        self.finished_unconnected += o.finished_unconnected;
+        self.kills_after_final_rename += o.kills_after_final_rename;
         self.not_continued += o.not_continued;
         self.refetched_blocks += o.refetched_blocks;
         self.failed_trials += o.failed_trials;
@@ -927,14 +959,15 @@ impl Figures {
 
     fn report(&self, what: &str) -> String {
         format!(
-            "{what}: {} trials, {} kills, {} writes ({} checked after a kill or in the final DEST), \
+            "{what}: {} trials, {} kills ({} after the final rename), {} writes ({} checked after a kill or in the final DEST), \
              {} flushes, {} reads, {} sectors checked, {} restarts refused after completion \
-             ({} of them naming a state file to remove); \
+             ({} of them naming a state file to remove), {} runs complete before a client came; \
              flushed writes lost: {} ({} sectors), mismatching untouched bytes: {}, torn sectors: {}, \
              wrong live bytes: {}, refused requests: {}, restarts that did not continue: {}, \
              flushed blocks not found present: {}; failed trials: {}",
             self.trials,
             self.kills,
+            self.kills_after_final_rename,
             self.writes,
             self.writes_checked,
             self.flushes,
@@ -942,6 +975,7 @@ impl Figures {
             self.sectors_checked,
             self.restarts_after_completion,
             self.state_files_removed,
+            self.finished_unconnected,
             self.flushed_writes_lost,
             self.flushed_sectors_lost,
             self.untouched_bytes_wrong,
@@ -1373,19 +1407,35 @@ impl<'a> Trial<'a> {
             .collect()
     }
 
-    fn connect(&mut self) -> Vec<Nbd> {
-        let first = Nbd::connect(&self.socket()).unwrap_or_else(|e| {
-            panic!(
-                "trial seed {}: cannot connect after `serving`: {e:?}",
-                self.plan.seed
-            )
-        });
+    /// Connects once `serving` is printed. None when sdar finished first:
+    /// a run that finds every block in (a finished disk served again, with
+    /// --exit-when-complete) may complete and exit before a client comes.
+    fn connect(&mut self, live: &mut Live) -> Option<Vec<Nbd>> {
+        let first = match Nbd::connect(&self.socket()) {
+            Ok(c) => c,
+            Err(e) => {
+                let status = live.exited_within(Duration::from_secs(10));
+                let finished = status.is_some_and(|s| s.success()) && live.printed("complete:");
+                assert!(
+                    finished,
+                    "trial seed {}: cannot connect after `serving`: {e:?} (sdar: {status:?})\nstderr:\n{}",
+                    self.plan.seed,
+                    live.stderr()
+                );
+                self.log.push(format!(
+                    "run {}: complete and gone before a client connected",
+                    self.session
+                ));
+                self.fig.finished_unconnected += 1;
+                return None;
+            }
+        };
         assert_eq!(first.size, DISK_LEN as u64, "export size");
         let mut conns = vec![first];
         if self.plan.two_connections && conns[0].has(NBD_FLAG_CAN_MULTI_CONN) {
             conns.push(Nbd::connect(&self.socket()).unwrap());
         }
-        conns
+        Some(conns)
     }
 
     /// Runs the whole plan, then checks the final DEST.
@@ -1466,7 +1516,10 @@ impl<'a> Trial<'a> {
             self.killed();
             return true;
         }
-        let mut conns = self.connect();
+        let mut live = live;
+        let Some(mut conns) = self.connect(&mut live) else {
+            return false;
+        };
         if self.verify_after_kill(&mut conns).is_err() {
             // Killed while checking (at `complete:`).
             self.reap_killed(live);
@@ -1541,17 +1594,26 @@ impl<'a> Trial<'a> {
             .collect();
         self.log
             .push(format!("run {}: killed, leaving {files:?}", self.session));
+        let state = format!(
+            ".{}.sdar-live",
+            self.dest().file_name().unwrap().to_string_lossy()
+        );
+        if self.dest().exists() && files.contains(&state) {
+            self.fig.kills_after_final_rename += 1;
+        }
     }
 
     /// The last run: check, a few requests, flush, leave, let sdar finish.
     fn finish(&mut self) {
         self.log
             .push(format!("run {}: to the end", self.session + 1));
-        let live = match self.start(None) {
+        let mut live = match self.start(None) {
             Ok(live) => live,
             Err(e) => return self.ended_before_serving(e),
         };
-        let mut conns = self.connect();
+        let Some(mut conns) = self.connect(&mut live) else {
+            return;
+        };
         self.verify_after_kill(&mut conns)
             .unwrap_or_else(|_| panic!("trial seed {}: connection lost", self.plan.seed));
         let n = self.plan.final_requests;
