@@ -10,12 +10,14 @@
 //! such as the value of `SDAR_FULL_PATH` or standard input, its caller
 //! passes in.
 
+mod live;
 pub mod locate;
 mod restore;
 pub mod synth;
 mod verify;
 mod vmx;
 
+pub use live::{prepare_validate, LiveImage, LiveJob, LiveLog, LiveRequest, ValidateRequest};
 pub use restore::{disk_file_name, PreparedRestore, RestoreOutcome, RestoreRequest, RestoredDisk};
 pub use verify::{PreparedVerify, VerifyOutcome, VerifyRequest};
 pub use vmx::{vmx_file_name, VmxPlan, WrittenVmx};

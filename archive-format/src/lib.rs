@@ -30,6 +30,7 @@ pub mod image;
 pub mod job;
 pub mod layout;
 mod limits;
+pub mod live;
 mod pipeline;
 mod source;
 pub mod target;

@@ -12,7 +12,7 @@
 //! exclusively and written in place.
 
 pub mod background_sync;
-mod files;
+pub(crate) mod files;
 pub mod mark;
 
 use crate::background_sync::BackgroundSync;
@@ -63,6 +63,10 @@ pub struct TargetOptions {
     /// The image's block size: a zero block handed on without its bytes is
     /// this long (or shorter, at the end).
     pub block_size: u32,
+    /// With `resume`, take over an interrupted run's data even with `force`
+    /// (which then only replaces the final names): a live recovery
+    /// continuing its own state, whose data holds the guest's writes.
+    pub continue_partial: bool,
 }
 
 impl TargetOptions {
@@ -76,6 +80,7 @@ impl TargetOptions {
             thin_bytes: None,
             identity: [0; 32],
             block_size: 0,
+            continue_partial: false,
         }
     }
 }
@@ -452,7 +457,9 @@ impl RestoreTarget {
                     data_tmp.display()
                 )))
             }
-            Ok(_) if opts.force => discard_partial(&data_tmp)?,
+            Ok(_) if opts.force && !(opts.resume && opts.continue_partial) => {
+                discard_partial(&data_tmp)?
+            }
             Ok(_) if !opts.resume => {
                 return Err(Error::invalid(if marked_here {
                     format!(
@@ -569,6 +576,12 @@ impl RestoreTarget {
     /// The data file being written (under its temporary name), or the device.
     pub fn partial_path(&self) -> &Path {
         &self.data_tmp
+    }
+
+    /// The open data file (or device), for a caller that writes it itself
+    /// (live recovery).
+    pub fn data_file(&self) -> &File {
+        &self.file
     }
 
     /// The data file's final name, or the device.
@@ -1085,6 +1098,17 @@ fn partial_path(p: &Path) -> PathBuf {
 /// each other.
 pub fn mark_path(dest: &Path) -> PathBuf {
     hidden_beside(dest, "sdar-restore")
+}
+
+/// `.NAME.sdar-live`: the live recovery state of `dest` (SPEC.md §20.2).
+pub fn live_state_path(dest: &Path) -> PathBuf {
+    hidden_beside(dest, "sdar-live")
+}
+
+/// `.NAME.sdar-live-new`: the live recovery state of `dest` before its
+/// rename.
+pub fn live_state_tmp_path(dest: &Path) -> PathBuf {
+    hidden_beside(dest, "sdar-live-new")
 }
 
 /// `.NAME.vmdk.sdar-descriptor`: the descriptor before its rename; never

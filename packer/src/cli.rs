@@ -33,6 +33,10 @@ pub enum Command {
     /// Write a full image of the disk a delta archive describes, from the
     /// delta and its full, without the disk (a synthetic full)
     Synth(SynthArgs),
+    /// Serve the disk a backup holds over NBD at once, and restore it behind
+    /// the running VM (live recovery); or, with --validate, serve it over a
+    /// discarded overlay to prove it boots
+    Live(LiveArgs),
     /// Run the whole story on a built-in sample disk, printing each command
     Demo(DemoArgs),
     /// Write a deterministic sample disk (for tests and benchmarks)
@@ -252,6 +256,57 @@ pub struct SynthArgs {
     /// Replace an existing output file
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// A delta archive (.sdar; every full has one beside it)
+    pub archive: PathBuf,
+    /// Where the disk is restored: DEST.vmdk (descriptor) and
+    /// DEST-flat.vmdk, or a raw image with --raw; written when every block
+    /// is there. Until then the data is in .DEST-flat.vmdk.sdar-partial and
+    /// the state in .DEST.sdar-live, beside it
+    #[arg(long, required_unless_present = "validate")]
+    pub to: Option<PathBuf>,
+    /// The full image the delta was made against [default: found by
+    /// identity beside the archive, then in each folder of SDAR_FULL_PATH]
+    #[arg(long)]
+    pub full: Option<PathBuf>,
+    /// Where to serve: unix:PATH or tcp:ADDR:PORT (tcp:PORT listens on
+    /// 127.0.0.1) [default: unix:/tmp/sdar-live-ID.sock, ID from the
+    /// destination]
+    #[arg(long, value_name = "unix:PATH|tcp:ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Restore a raw image instead of a VMDK
+    #[arg(long, conflicts_with = "validate")]
+    pub raw: bool,
+    /// Exit (0) once every block is restored and no client is connected
+    #[arg(long, conflicts_with = "validate")]
+    pub exit_when_complete: bool,
+    /// Limit the background restore to this many bytes a second (K, M and G
+    /// suffixes: 50M)
+    #[arg(long, value_parser = parse_size, conflicts_with = "validate")]
+    pub rate: Option<u64>,
+    /// Replace existing files at the destination (never a backup), and
+    /// start over from a live state that is not this backup's
+    #[arg(long, conflicts_with = "validate")]
+    pub force: bool,
+    /// Serve the backup with nothing written to any disk: the guest's
+    /// writes go to a temporary overlay, discarded at the end
+    #[arg(long)]
+    pub validate: bool,
+    /// The most the validate overlay holds [default: the larger of 20 GiB
+    /// and 15% of the disk; never leaving less than 5% free]
+    #[arg(long, value_parser = parse_size, requires = "validate")]
+    pub overlay_max: Option<u64>,
+    /// Folder for the validate overlay (an unnamed file) [default: TMPDIR or /var/tmp]
+    #[arg(long, requires = "validate")]
+    pub overlay_dir: Option<PathBuf>,
+    /// Prove the archive with this key file first (see `sdar full --key`)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -7,6 +7,7 @@ mod demo;
 mod full;
 mod info;
 mod key;
+mod live;
 mod naming;
 mod output;
 mod progress;
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         cli::Command::Info(args) => info::run(args),
         cli::Command::Companion(args) => companion::run(args),
         cli::Command::Synth(args) => synth::run(args),
+        cli::Command::Live(args) => live::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
         cli::Command::SampleChange(args) => sample_disk::run_change(args),

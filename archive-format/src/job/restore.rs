@@ -358,7 +358,7 @@ struct Parts {
 /// `to` as the restore uses it, decided before anything is written: an
 /// existing folder gets the disk under the backup's own disk name; the
 /// file name is one a descriptor can hold.
-fn destination_path(meta: &Metadata, to: &Path, kind: &TargetKind) -> Result<PathBuf> {
+pub(super) fn destination_path(meta: &Metadata, to: &Path, kind: &TargetKind) -> Result<PathBuf> {
     let place = resolve_destination(to)?;
     let path = match place.kind {
         DestinationKind::Folder => to.join(disk_file_name(meta, kind)),
