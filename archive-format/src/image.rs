@@ -91,30 +91,26 @@ impl<B: ReadAt> ProvenImage<B, B> {
     /// index does not add up, the blocks are read to name the first one
     /// that disagrees with it (see [`ProvenImage::of_delta`]).
     pub fn of_full(base: FullImage<B>) -> Result<Self> {
-        let h = base.header().clone();
-        let mut nonzero = 0u64;
-        let proof = base.prove_index_visiting(&mut |seg: &IndexSegment| {
-            let first = seg.segment * h.segment_blocks as u64;
-            for (i, e) in seg.entries.iter().enumerate() {
-                if !e.zero {
-                    nonzero += h.block_len(first + i as u64) as u64;
-                }
-            }
-            Ok(())
-        });
-        let image = ProvenImage {
-            image_size: h.image_size,
-            block_size: h.block_size,
-            identity: base.identity(),
-            zero: ZeroHashes::new(h.block_size, h.image_size),
-            nonzero,
-            changed: 0,
-            pool: Mutex::new(Vec::new()),
-            base,
-            delta: None,
-        };
-        image.or_first_damage(proof)
+        let (proof, nonzero) = prove_full(&base);
+        let identity = base.identity();
+        Self::assemble(base, None, identity, nonzero, 0).or_first_damage(proof)
     }
+}
+
+/// Proves a full's index, counting the bytes of its non-zero blocks.
+fn prove_full<B: ReadAt>(base: &FullImage<B>) -> (Result<()>, u64) {
+    let h = base.header();
+    let mut nonzero = 0u64;
+    let proof = base.prove_index_visiting(&mut |seg: &IndexSegment| {
+        let first = seg.segment * h.segment_blocks as u64;
+        for (i, e) in seg.entries.iter().enumerate() {
+            if !e.zero {
+                nonzero += h.block_len(first + i as u64) as u64;
+            }
+        }
+        Ok(())
+    });
+    (proof, nonzero)
 }
 
 impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
@@ -166,18 +162,8 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
             }
             Err(e) => (Err(e), 0, 0),
         };
-        let image = ProvenImage {
-            image_size: h.image_size,
-            block_size: h.block_size,
-            identity: delta.identity(),
-            zero: ZeroHashes::new(h.block_size, h.image_size),
-            nonzero,
-            changed,
-            pool: Mutex::new(Vec::new()),
-            base,
-            delta: Some(delta),
-        };
-        image.or_first_damage(proof)
+        let identity = delta.identity();
+        Self::assemble(base, Some(delta), identity, nonzero, changed).or_first_damage(proof)
     }
 
     /// A delta that changes nothing (the empty delta beside every full):
@@ -185,18 +171,7 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
     /// the full's, proven by the full's own index proof; the fold of the
     /// same hashes a second time is not needed.
     fn of_unchanged(delta: DeltaArchive<D>, base: FullImage<B>) -> Result<Self> {
-        let h = delta.header().clone();
-        let k = base.header().segment_blocks as u64;
-        let mut nonzero = 0u64;
-        let proof = base.prove_index_visiting(&mut |seg: &IndexSegment| {
-            let first = seg.segment * k;
-            for (i, e) in seg.entries.iter().enumerate() {
-                if !e.zero {
-                    nonzero += h.block_len(first + i as u64) as u64;
-                }
-            }
-            Ok(())
-        });
+        let (proof, nonzero) = prove_full(&base);
         let proof = proof.and_then(|()| {
             if delta.identity() != base.identity() {
                 return Err(Error::IdentityMismatch {
@@ -208,18 +183,33 @@ impl<B: ReadAt, D: ReadAt> ProvenImage<B, D> {
             delta.set_maps_proven(Vec::new());
             Ok(())
         });
-        let image = ProvenImage {
-            image_size: h.image_size,
-            block_size: h.block_size,
-            identity: delta.identity(),
-            zero: ZeroHashes::new(h.block_size, h.image_size),
+        let identity = delta.identity();
+        Self::assemble(base, Some(delta), identity, nonzero, 0).or_first_damage(proof)
+    }
+
+    /// The image of `base` (and `delta`), its map proven or being proven.
+    fn assemble(
+        base: FullImage<B>,
+        delta: Option<DeltaArchive<D>>,
+        identity: Hash,
+        nonzero: u64,
+        changed: u64,
+    ) -> Self {
+        let (image_size, block_size) = match &delta {
+            Some(d) => (d.header().image_size, d.header().block_size),
+            None => (base.header().image_size, base.header().block_size),
+        };
+        ProvenImage {
+            image_size,
+            block_size,
+            identity,
+            zero: ZeroHashes::new(block_size, image_size),
             nonzero,
-            changed: 0,
+            changed,
             pool: Mutex::new(Vec::new()),
             base,
-            delta: Some(delta),
-        };
-        image.or_first_damage(proof)
+            delta,
+        }
     }
 
     /// `self` once `proof` passed. When the hashes did not add up to the

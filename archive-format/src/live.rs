@@ -76,6 +76,9 @@ pub struct LiveDisk<B, D = B> {
     flush_lock: Mutex<()>,
     bad: Mutex<BTreeMap<u64, String>>,
     guest_active: AtomicUsize,
+    /// When the last guest request ended, in microseconds since `started`.
+    guest_seen: AtomicU64,
+    started: Instant,
     log: Box<dyn Fn(String) + Send + Sync>,
 }
 
@@ -137,6 +140,8 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
             flush_lock: Mutex::new(()),
             bad: Mutex::new(BTreeMap::new()),
             guest_active: AtomicUsize::new(0),
+            guest_seen: AtomicU64::new(0),
+            started: Instant::now(),
             log,
         })
     }
@@ -241,7 +246,7 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
     /// Reads `buf.len()` bytes at `offset`: absent blocks are fetched (and,
     /// live, kept in the destination).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let _busy = Busy::new(&self.guest_active);
+        let _busy = Busy::new(self);
         self.check_range(offset, buf.len() as u64)?;
         let mut scratch = Vec::new();
         let len = buf.len();
@@ -281,7 +286,7 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
 
     /// Writes `data` at `offset`; with `fua`, durable on return.
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
-        let _busy = Busy::new(&self.guest_active);
+        let _busy = Busy::new(self);
         self.check_range(offset, data.len() as u64)?;
         let mut scratch = Vec::new();
         for (n, inner, l, at) in self.pieces(offset, data.len()) {
@@ -326,7 +331,7 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
     /// Discards: whole blocks become holes the guest owns (read as zeros),
     /// with no fetch; the rest is left as it is (TRIM need not zero).
     pub fn trim(&self, offset: u64, len: u64) -> Result<()> {
-        let _busy = Busy::new(&self.guest_active);
+        let _busy = Busy::new(self);
         self.check_range(offset, len)?;
         if self.is_overlay() {
             return Ok(());
@@ -346,7 +351,7 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
     /// Writes zeros; whole blocks need no fetch (and become holes unless
     /// `no_hole`).
     pub fn write_zeroes(&self, offset: u64, len: u64, no_hole: bool, fua: bool) -> Result<()> {
-        let _busy = Busy::new(&self.guest_active);
+        let _busy = Busy::new(self);
         self.check_range(offset, len)?;
         let mut scratch = Vec::new();
         let mut zeros = Vec::new();
@@ -544,13 +549,20 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
         })
     }
 
-    /// Waits (a little) while guest requests are being served: the fill
-    /// takes what the guest leaves.
+    /// Waits while the guest is busy (a request in progress, or one that
+    /// ended less than 2 ms ago: a client streaming requests leaves only
+    /// short gaps): the fill takes what the guest leaves, and under a
+    /// steady guest load goes on at a trickle (a block per 20 ms a worker),
+    /// since the guest's own reads fetch what it needs.
     fn yield_to_guest(&self) {
-        let mut waited = 0;
-        while self.guest_active.load(Ordering::Relaxed) > 0 && waited < 50 {
-            std::thread::sleep(Duration::from_micros(200));
-            waited += 1;
+        const QUIET_US: u64 = 2_000;
+        for _ in 0..40 {
+            let now = self.started.elapsed().as_micros() as u64;
+            let quiet = now.saturating_sub(self.guest_seen.load(Ordering::Relaxed)) >= QUIET_US;
+            if self.guest_active.load(Ordering::Relaxed) == 0 && quiet {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 
@@ -643,19 +655,30 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
     }
 }
 
-/// Counts a guest request in progress for as long as it lives.
-struct Busy<'a>(&'a AtomicUsize);
+/// Counts a guest request in progress for as long as it lives, and notes
+/// when it ended.
+struct Busy<'a> {
+    active: &'a AtomicUsize,
+    seen: &'a AtomicU64,
+    started: Instant,
+}
 
 impl<'a> Busy<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::Relaxed);
-        Busy(n)
+    fn new<B, D>(disk: &'a LiveDisk<B, D>) -> Self {
+        disk.guest_active.fetch_add(1, Ordering::Relaxed);
+        Busy {
+            active: &disk.guest_active,
+            seen: &disk.guest_seen,
+            started: disk.started,
+        }
     }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let now = self.started.elapsed().as_micros() as u64;
+        self.seen.fetch_max(now, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -149,6 +149,11 @@ fn guests_and_the_fill_at_once_end_with_the_model() {
                         if rng.below(10) == 0 {
                             disk.flush().unwrap();
                         }
+                        // Quiet moments, in which the fill (which yields to a
+                        // busy guest) takes its turn.
+                        if rng.below(8) == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(3));
+                        }
                     }
                 });
             }

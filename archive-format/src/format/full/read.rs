@@ -293,16 +293,19 @@ impl<R: ReadAt> FullImage<R> {
         let h = &self.header;
         let mut identity = crate::identity::IdentityHasher::new(h.image_size, h.block_size);
         let mut digests = Vec::with_capacity(self.index_offsets.len());
-        // Two stages on two threads: one reads, checks, decodes and digests
-        // the records ahead; this one folds the hashes in order and visits.
+        // Two stages on two threads: one reads, checks and decodes the
+        // records ahead (and digests half of them); this one digests the
+        // other half, folds the hashes in order and visits.
         // (A 1 TiB image has 1 GiB of index: proven in half the time.)
         let count = self.segment_count();
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(8);
             let reader = scope.spawn(move || {
                 for s in 0..count {
+                    // Digests of every other segment: the folding thread
+                    // takes the rest, so the two threads share the work.
                     let loaded = self.index_segment(s).map(|seg| {
-                        let digest = segment_digest(&seg);
+                        let digest = (s % 2 == 0).then(|| segment_digest(&seg));
                         (seg, digest)
                     });
                     let failed = loaded.is_err();
@@ -319,7 +322,7 @@ impl<R: ReadAt> FullImage<R> {
                     for e in &seg.entries {
                         identity.update(&e.hash);
                     }
-                    digests.push(digest);
+                    digests.push(digest.unwrap_or_else(|| segment_digest(&seg)));
                     visit(&seg)?;
                 }
                 Ok(())
