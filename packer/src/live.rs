@@ -27,6 +27,23 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A line on stdout, flushed; a closed stdout (`| head`) is not an error
+/// that may stop a disk being served.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, $($t)*);
+        let _ = out.flush();
+    }};
+}
+
+/// A line on stderr; a closed stderr is not an error either.
+macro_rules! note {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Where to serve.
 enum Listen {
     Unix(PathBuf),
@@ -75,7 +92,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
             search_path: std::env::var_os("SDAR_FULL_PATH"),
         },
     };
-    let log: archive_format::job::LiveLog = Box::new(|m| eprintln!("sdar live: {m}"));
+    let log: archive_format::job::LiveLog = Box::new(|m| note!("sdar live: {m}"));
     let (disk, mut job, name) = if args.validate {
         let overlay_dir = args.overlay_dir.clone().unwrap_or_else(|| {
             std::env::var_os("TMPDIR")
@@ -155,7 +172,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
                         continue;
                     }
                     if let Err(e) = flush_disk.flush() {
-                        eprintln!("sdar live: the state could not be made durable: {e}");
+                        note!("sdar live: the state could not be made durable: {e}");
                     }
                 }
             })?;
@@ -170,7 +187,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Event::Signal(sig)) => {
                 if !args.run.quiet {
-                    eprintln!("sdar live: signal {sig}: stopping");
+                    note!("sdar live: signal {sig}: stopping");
                 }
                 break;
             }
@@ -178,7 +195,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
                 filled = true;
                 let bad = disk.bad_blocks();
                 if !bad.is_empty() {
-                    eprintln!(
+                    note!(
                         "sdar live: the background restore is done, but {} block(s) of the backup failed their proof: {}; reading them fails with EIO (a guest write covering one makes it whole)",
                         bad.len(),
                         list(bad.keys())
@@ -187,7 +204,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
             }
             Ok(Event::Filled(Err(e))) => {
                 filled = true;
-                eprintln!(
+                note!(
                     "sdar live: the background restore stopped: {e}; the disk is still served, and the same command continues the restore"
                 );
                 failure.get_or_insert(anyhow!("the background restore stopped: {e}"));
@@ -201,17 +218,16 @@ pub fn run(args: LiveArgs) -> Result<()> {
                     Ok(restored) => {
                         complete = true;
                         let c = disk.counts();
-                        println!(
+                        say!(
                             "complete: {} blocks from the backup, {} written by the guest, in {:.1} s; the disk is {}",
                             c.present,
                             c.written,
                             started.elapsed().as_secs_f64(),
                             restored.destination.display()
                         );
-                        let _ = std::io::stdout().flush();
                     }
                     Err(e) => {
-                        eprintln!("sdar live: the restored disk could not be put in place: {e}");
+                        note!("sdar live: the restored disk could not be put in place: {e}");
                         failure.get_or_insert(anyhow::Error::new(e));
                         // Not tried again in a loop: the state file keeps it for the next run.
                         filled = false;
@@ -222,7 +238,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
                 last_progress = Instant::now();
                 let c = disk.counts();
                 let total = c.absent + c.present + c.written;
-                eprintln!(
+                note!(
                     "sdar live: {} of {} blocks restored ({} from the backup, {} written by the guest)",
                     c.present + c.written,
                     total,
@@ -250,7 +266,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
     let bad = disk.bad_blocks();
     if !bad.is_empty() {
         let first = bad.values().next().cloned().unwrap_or_default();
-        eprintln!(
+        note!(
             "sdar: error: {} block(s) of the backup failed their proof and are not restored: {}; the first: {}. The state is kept beside the destination: the same command serves the disk again (a guest write covering a bad block whole replaces it)",
             bad.len(),
             list(bad.keys()),
@@ -262,7 +278,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
     }
     let damaged = disk.damaged_blocks();
     if !damaged.is_empty() {
-        eprintln!(
+        note!(
             "sdar: error: {} block(s) of the backup failed their proof: {}; the guest wrote over them, so the disk is whole, but the backup is damaged: make a new full",
             damaged.len(),
             list(damaged.keys())
@@ -274,7 +290,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
     if let Some(j) = &job {
         if !complete && !args.run.quiet {
             let c = disk.counts();
-            eprintln!(
+            note!(
                 "sdar live: stopped with {} block(s) still to restore; the same command continues ({})",
                 c.absent,
                 j.state_path().display()
@@ -294,13 +310,13 @@ impl LiveExport {
         let no_space = matches!(e, Error::NoSpace { .. })
             || matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(28));
         if no_space && self.disk.is_overlay() {
-            eprintln!(
+            note!(
                 "sdar live: {what}: {}: the guest's write is refused (ENOSPC); reads go on (--overlay-max raises the bound)",
                 archive_format::live::OVERLAY_FULL
             );
         } else if !e.is_integrity() {
             // Integrity failures were named once, by block, when found.
-            eprintln!("sdar live: {what}: {e}");
+            note!("sdar live: {what}: {e}");
         }
         match e {
             _ if no_space => Errno::NoSpc,
@@ -465,7 +481,7 @@ fn remove_socket(path: &Path, id: (u64, u64)) {
 }
 
 fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
-    let log = |m: String| eprintln!("sdar live: {m}");
+    let log = |m: String| note!("sdar live: {m}");
     let server = server.clone();
     let (uri, run): (String, Box<dyn FnOnce() + Send>) = match listener {
         Listener::Unix(l, path, _) => {
@@ -474,7 +490,7 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
                 unix_uri(path),
                 Box::new(move || {
                     if let Err(e) = server.run_unix(&l, log) {
-                        eprintln!("sdar live: the socket failed: {e}");
+                        note!("sdar live: the socket failed: {e}");
                     }
                 }),
             )
@@ -486,7 +502,7 @@ fn spawn_server(server: &Arc<Server>, listener: &Listener) -> Result<String> {
                 format!("nbd://{addr}"),
                 Box::new(move || {
                     if let Err(e) = server.run_tcp(&l, log) {
-                        eprintln!("sdar live: the socket failed: {e}");
+                        note!("sdar live: the socket failed: {e}");
                     }
                 }),
             )
@@ -554,8 +570,9 @@ fn print_ready(
     } else if args.validate {
         out.push_str("  validate mode: nothing is written to any disk; the guest's writes are discarded at the end\n");
     }
-    print!("{out}");
-    let _ = std::io::stdout().flush();
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// `nbd+unix:///?socket=PATH`, the path percent-encoded where a URI

@@ -129,6 +129,12 @@ impl LiveJob {
             Ok(Found::Other(why)) => return Err(refuse_state(why)),
             Err(e) => return Err(e),
         };
+        if !continuing && !r.force && place.kind == DestinationKind::File {
+            return Err(Error::invalid(format!(
+                "{} already exists. If a live recovery finished there, it is the restored disk, with everything the guest wrote: run the VM from it. --force starts a new recovery from the backup that replaces it when done (what the guest wrote into it is then lost)",
+                place.given.display()
+            )));
+        }
         let mut opts = TargetOptions::new(r.kind.clone());
         opts.force = r.force;
         opts.resume = true;
