@@ -74,6 +74,7 @@ pub struct LiveDisk<B, D = B> {
     stripes: Vec<Mutex<()>>,
     absent: AtomicU64,
     flush_lock: Mutex<()>,
+    write_lock: Mutex<()>,
     bad: Mutex<BTreeMap<u64, String>>,
     guest_active: AtomicUsize,
     /// When the last guest request ended, in microseconds since `started`.
@@ -138,6 +139,7 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             absent: AtomicU64::new(absent),
             flush_lock: Mutex::new(()),
+            write_lock: Mutex::new(()),
             bad: Mutex::new(BTreeMap::new()),
             guest_active: AtomicUsize::new(0),
             guest_seen: AtomicU64::new(0),
@@ -649,6 +651,10 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
     }
 
     fn pwrite(&self, data: &[u8], at: u64) -> Result<()> {
+        // One writer at a time: the kernel serialises buffered writes to a
+        // file anyway (its inode lock), and its waiters spin on the CPU the
+        // other threads need to decode; here they sleep.
+        let _one = lock(&self.write_lock);
         self.file
             .write_all_at(data, at)
             .map_err(|e| Error::io(&self.path, Some(at), e))
