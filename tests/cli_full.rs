@@ -616,3 +616,50 @@ fn abandoned_temporary_files_are_removed_by_the_next_run() {
     assert!(other.exists(), "a file not named like ours was removed");
     drop(held);
 }
+
+/// `SOURCE_DATE_EPOCH` gives a backup its creation time (for tests and for
+/// imports that keep a backup's own date), in the default name and the
+/// metadata, for a full and a delta; a value that is not seconds since 1970
+/// is a usage error that writes nothing.
+#[test]
+fn source_date_epoch_sets_the_creation_time() {
+    let dir = scratch();
+    let d = dir.path();
+    write_sample_disk(d, "disk.raw", 1 << 20, 5);
+    let at = |args: &[&str], epoch: &str| {
+        let mut cmd = std::process::Command::new(SDAR);
+        cmd.current_dir(d)
+            .args(args)
+            .env("SOURCE_DATE_EPOCH", epoch);
+        run_command(
+            format!("SOURCE_DATE_EPOCH={epoch} sdar {}", args.join(" ")),
+            &mut cmd,
+        )
+    };
+    at(
+        &["full", "disk.raw", "--vm-name", "crm", "-q"],
+        "1700000000",
+    )
+    .expect_code(EXIT_OK);
+    let full = "crm_disk_20231114T221320Z.full.gz";
+    assert!(d.join(full).is_file(), "{:?}", listing(d));
+    let info = sdar(d, &["info", "--json", full]).success();
+    let doc: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(doc["meta"]["created_unix"], 1_700_000_000);
+
+    at(
+        &["delta", "disk.raw", "--full", full, "-o", "d.sdar", "-q"],
+        "1767225600",
+    )
+    .expect_code(EXIT_OK);
+    let info = sdar(d, &["info", "--json", "d.sdar"]).success();
+    let doc: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(doc["meta"]["created_unix"], 1_767_225_600);
+
+    for bad in ["yesterday", "-5", ""] {
+        let before = listing(d);
+        let out = at(&["full", "disk.raw", "-o", "x.full.gz", "-q"], bad).expect_code(EXIT_USAGE);
+        assert!(out.stderr.contains("SOURCE_DATE_EPOCH"), "{}", out.stderr);
+        assert_eq!(listing(d), before, "nothing is written");
+    }
+}

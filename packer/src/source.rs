@@ -42,13 +42,30 @@ pub fn metadata(m: &MetaArgs, source_path: &Path, source: &DiskSource) -> Result
         meta.scsi_id = meta.scsi_id.or(facts.scsi_id);
         meta.vmx = Some(vmx);
     }
-    meta.created_unix = Some(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    );
+    meta.created_unix = Some(creation_time()?);
     meta.tool = Some(format!("sdar {}", env!("CARGO_PKG_VERSION")));
     Ok(meta)
+}
+
+/// When the backup is made: now, or `SOURCE_DATE_EPOCH` (seconds since
+/// 1970, as reproducible builds use it) when set, for tests and for imports
+/// that keep a backup's own date. A value that is not such a number is a
+/// usage error, not silently now.
+fn creation_time() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(std::env::VarError::NotPresent) => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)),
+        Ok(v) => match v.trim().parse::<i64>() {
+            Ok(t) if t >= 0 => Ok(t),
+            _ => Err(anyhow::Error::new(crate::UsageError(format!(
+                "SOURCE_DATE_EPOCH={v}: give the backup's time as seconds since 1970-01-01 UTC (such as 1767225600), or unset it"
+            )))),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => Err(anyhow::Error::new(crate::UsageError(
+            "SOURCE_DATE_EPOCH is not text: give seconds since 1970-01-01 UTC, or unset it".into(),
+        ))),
+    }
 }
 
 /// Warns (on stderr; the exit status is unchanged) when the source changed
