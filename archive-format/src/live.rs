@@ -19,6 +19,7 @@ pub mod state;
 
 use crate::error::{Error, Result};
 use crate::image::{Block, Origin, ProvenImage};
+use crate::target::files::punch_hole;
 use crate::ReadAt;
 use state::{
     encode_page, page_of, StateFile, ABSENT, BLOCKS_PER_PAGE, PAYLOAD_LEN, PRESENT, WRITTEN,
@@ -302,17 +303,22 @@ impl<B: ReadAt, D: ReadAt> LiveDisk<B, D> {
 
     fn write_piece(&self, n: u64, inner: usize, data: &[u8], scratch: &mut Vec<u8>) -> Result<()> {
         let at = self.offset(n);
-        if self.state(n) != ABSENT {
-            self.pwrite(data, at + inner as u64)?;
-            self.set_state(n, WRITTEN);
-            return Ok(());
+        if self.state(n) == ABSENT {
+            let _g = self.stripe(n);
+            if self.state(n) == ABSENT {
+                return self.write_absent(n, inner, data, scratch);
+            }
         }
-        let _g = self.stripe(n);
-        if self.state(n) != ABSENT {
-            self.pwrite(data, at + inner as u64)?;
-            self.set_state(n, WRITTEN);
-            return Ok(());
-        }
+        // In the file already (states never go back to absent).
+        self.pwrite(data, at + inner as u64)?;
+        self.set_state(n, WRITTEN);
+        Ok(())
+    }
+
+    /// Writes into absent block `n` (its stripe held): merged into the
+    /// backup's block unless the write covers it whole.
+    fn write_absent(&self, n: u64, inner: usize, data: &[u8], scratch: &mut Vec<u8>) -> Result<()> {
+        let at = self.offset(n);
         self.reserve(n)?;
         let blen = self.block_len(n);
         if data.len() == blen {
@@ -699,12 +705,6 @@ fn throttle(spent: &Mutex<u64>, started: Instant, rate: u64, bytes: u64) {
     if due > now {
         std::thread::sleep(due - now);
     }
-}
-
-fn punch_hole(file: &File, at: u64, len: u64) -> std::io::Result<()> {
-    use rustix::fs::FallocateFlags as F;
-    rustix::fs::fallocate(file, F::PUNCH_HOLE | F::KEEP_SIZE, at, len)
-        .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
 }
 
 fn zero_fill(file: &File, path: &Path, at: u64, len: u64) -> Result<()> {

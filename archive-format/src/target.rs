@@ -369,10 +369,7 @@ impl RestoreTarget {
     fn create_file(dest: &Path, size: u64, opts: &TargetOptions) -> Result<Self> {
         check_destination_name(dest, &opts.kind)?;
         let vmdk = matches!(opts.kind, TargetKind::Vmdk { .. });
-        let data_final = match opts.kind {
-            TargetKind::Raw => dest.to_path_buf(),
-            TargetKind::Vmdk { .. } => flat_path(dest),
-        };
+        let data_final = data_path(dest, &opts.kind);
         let data_tmp = partial_path(&data_final);
         // The finals: what exists there, refused unless replaced with --force
         // (or, resuming, an extent an interrupted restore already renamed).
@@ -807,12 +804,7 @@ impl BlockSink for RestoreTarget {
         // Zeros written over an interrupted restore's leftovers: a thin
         // target gets a hole, as an uninterrupted restore would leave.
         if self.thin && crate::identity::is_zero(data) {
-            return match rustix::fs::fallocate(
-                &self.file,
-                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-                offset,
-                data.len() as u64,
-            ) {
+            return match files::punch_hole(&self.file, offset, data.len() as u64) {
                 Ok(()) => Ok(()),
                 Err(_) => self.write_at(data, offset),
             };
@@ -1082,9 +1074,15 @@ pub fn folder_of(p: &Path) -> PathBuf {
 /// Where a restore to `dest` keeps its data until it is proven: an
 /// interrupted restore left this file when it exists.
 pub fn partial_data_path(dest: &Path, kind: &TargetKind) -> PathBuf {
+    partial_path(&data_path(dest, kind))
+}
+
+/// The data file's final name for a restore to `dest`: the raw image
+/// itself, or the VMDK's flat extent beside its descriptor.
+pub fn data_path(dest: &Path, kind: &TargetKind) -> PathBuf {
     match kind {
-        TargetKind::Raw => partial_path(dest),
-        TargetKind::Vmdk { .. } => partial_path(&flat_path(dest)),
+        TargetKind::Raw => dest.to_path_buf(),
+        TargetKind::Vmdk { .. } => flat_path(dest),
     }
 }
 

@@ -2,10 +2,10 @@
 //! behind the guest into a destination (SPEC.md §20), or served over a
 //! discarded overlay to prove it boots (validate mode).
 
-use super::restore::destination_path;
+use super::restore::{descriptor_spec, destination_path};
 use super::{authenticate, open_archive, open_source, FullSource, JobRecord, RestoredDisk, Source};
 use crate::auth::Key;
-use crate::error::{Error, Hash, Result};
+use crate::error::{Error, Result};
 use crate::image::ProvenImage;
 use crate::limits::Limits;
 use crate::live::state::{Found, StateFile, StateImage, ABSENT};
@@ -185,21 +185,15 @@ impl LiveJob {
             .data_file()
             .try_clone()
             .map_err(|e| Error::io(&partial, None, e))?;
-        let spec = match &r.kind {
-            TargetKind::Raw => None,
-            TargetKind::Vmdk { vmfs } => {
-                let flat = target
-                    .data_path()
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let identity: Hash = image.identity();
-                let cid = u32::from_le_bytes(identity[..4].try_into().expect("4 bytes"));
-                let mut spec = DescriptorSpec::new(image.image_size(), flat, *vmfs, &meta, cid);
-                spec.thin = true;
-                Some(spec)
-            }
-        };
+        // Thin: the data file is sparse, zero blocks holes.
+        let spec = descriptor_spec(
+            &r.kind,
+            &target,
+            image.image_size(),
+            &meta,
+            &image.identity(),
+            true,
+        );
         record.resumed = continuing;
         record.identity = Some(image.identity());
         let store = Store::Dest {
@@ -447,10 +441,7 @@ fn proven(source: Source) -> Result<ProvenImage<File, File>> {
 /// descriptor in place). A VMDK killed between its two renames is left to
 /// the restore target, which takes the extent back (§19).
 fn finished_before(dest: &Path, kind: &TargetKind, states: &[u8]) -> Option<PathBuf> {
-    let data = match kind {
-        TargetKind::Raw => dest.to_path_buf(),
-        TargetKind::Vmdk { .. } => crate::target::flat_path(dest),
-    };
+    let data = crate::target::data_path(dest, kind);
     let partial = crate::target::partial_data_path(dest, kind);
     let all_in = states.iter().all(|&s| s != ABSENT);
     let in_place = data.symlink_metadata().is_ok() && dest.symlink_metadata().is_ok();

@@ -287,20 +287,7 @@ impl PreparedRestore {
                 }));
             }
         };
-        let spec = match kind {
-            TargetKind::Raw => None,
-            TargetKind::Vmdk { vmfs } => {
-                let flat = target
-                    .data_path()
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let cid = u32::from_le_bytes(report.identity[..4].try_into().expect("4 bytes"));
-                let mut spec = DescriptorSpec::new(size, flat, vmfs, &meta, cid);
-                spec.thin = thin;
-                Some(spec)
-            }
-        };
+        let spec = descriptor_spec(&kind, &target, size, &meta, &report.identity, thin);
         let data_file = target.data_path().to_path_buf();
         let destination = target.destination().to_path_buf();
         let device = target
@@ -342,6 +329,30 @@ impl PreparedRestore {
             record,
         })
     }
+}
+
+/// The descriptor a VMDK target gets (none for a raw image): its extent is
+/// the target's data file, its content id from the image identity.
+pub(super) fn descriptor_spec(
+    kind: &TargetKind,
+    target: &RestoreTarget,
+    size: u64,
+    meta: &Metadata,
+    identity: &Hash,
+    thin: bool,
+) -> Option<DescriptorSpec> {
+    let TargetKind::Vmdk { vmfs } = kind else {
+        return None;
+    };
+    let flat = target
+        .data_path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cid = u32::from_le_bytes(identity[..4].try_into().expect("4 bytes"));
+    let mut spec = DescriptorSpec::new(size, flat, *vmfs, meta, cid);
+    spec.thin = thin;
+    Some(spec)
 }
 
 /// What preparing a restore set up: where the blocks come from and go.

@@ -23,10 +23,10 @@ pub const STATE_VERSION: u32 = 1;
 /// SPEC.md §20.2: the header's and every page copy's length.
 pub const STATE_PAGE: usize = 4096;
 /// SPEC.md §20.2: the bytes of states in a page copy, after its 48-byte head.
-const PAYLOAD: usize = STATE_PAGE - SLOT_HEAD;
+pub const PAYLOAD_LEN: usize = STATE_PAGE - SLOT_HEAD;
 const SLOT_HEAD: usize = 48;
 /// Blocks described by one page: two bits each.
-pub const BLOCKS_PER_PAGE: u64 = (PAYLOAD * 4) as u64;
+pub const BLOCKS_PER_PAGE: u64 = (PAYLOAD_LEN * 4) as u64;
 /// The header's checksummed bytes.
 const HEADER_BODY: usize = 80;
 
@@ -102,7 +102,7 @@ impl StateFile {
                 .file
                 .write_all_at(&encode_header(&image), 0)
                 .map_err(|e| Error::io(&tmp, Some(0), e))?;
-            let zeros = vec![0u8; PAYLOAD];
+            let zeros = vec![0u8; PAYLOAD_LEN];
             for p in 0..pages {
                 state.write_page(p, &zeros)?;
             }
@@ -201,7 +201,7 @@ impl StateFile {
         &self.path
     }
 
-    /// Writes page `p`'s new states (`PAYLOAD` bytes, as [`encode_page`]
+    /// Writes page `p`'s new states (`PAYLOAD_LEN` bytes, as [`encode_page`]
     /// makes them) into the copy not holding its newest version. Not durable
     /// until [`StateFile::sync`].
     pub fn write_page(&mut self, p: u64, payload: &[u8]) -> Result<()> {
@@ -261,8 +261,6 @@ pub fn page_of(b: u64) -> u64 {
 fn slot_offset(p: u64, s: u64) -> u64 {
     STATE_PAGE as u64 * (1 + 2 * p + s)
 }
-
-pub const PAYLOAD_LEN: usize = PAYLOAD;
 
 fn encode_header(image: &StateImage) -> Vec<u8> {
     let mut h = vec![0u8; STATE_PAGE];
@@ -379,7 +377,7 @@ mod tests {
         let img = image(BLOCKS_PER_PAGE + 10);
         let mut st = StateFile::create(&path, &dir.path().join(".d.new"), img).unwrap();
         let states = |b: u64| if b.is_multiple_of(3) { PRESENT } else { ABSENT };
-        let mut page = vec![0u8; PAYLOAD];
+        let mut page = vec![0u8; PAYLOAD_LEN];
         encode_page(1, states, img.block_count(), &mut page);
         st.write_page(1, &page).unwrap();
         st.sync().unwrap();

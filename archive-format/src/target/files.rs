@@ -62,6 +62,14 @@ pub fn locked_by_another(file: &File) -> bool {
         || rustix::fs::fcntl_lock(file, NonBlockingLockExclusive).is_err()
 }
 
+/// Deallocates `len` bytes at `at` (they read as zeros), keeping the
+/// file's size; fails where the filesystem or device cannot.
+pub fn punch_hole(file: &File, at: u64, len: u64) -> std::io::Result<()> {
+    use rustix::fs::FallocateFlags as F;
+    rustix::fs::fallocate(file, F::PUNCH_HOLE | F::KEEP_SIZE, at, len)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+}
+
 /// True when the open file is a full image or a delta archive (by its
 /// bytes, not its name).
 pub fn holds_backup(file: &File) -> bool {
