@@ -529,23 +529,19 @@ fn print_ready(
 ) {
     let mut out = String::new();
     out.push_str(&format!("serving {uri}\n"));
-    let (qemu_file, libvirt_host) = match listener {
-        Listener::Unix(_, path, _) => (
-            unix_uri(path),
-            format!(
-                "<host transport='unix' socket='{}'/>",
-                xml_escape(&path.to_string_lossy())
-            ),
+    // QEMU's -drive takes the URI the server printed; libvirt names the
+    // socket or the host and port.
+    let libvirt_host = match listener {
+        Listener::Unix(_, path, _) => format!(
+            "<host transport='unix' socket='{}'/>",
+            xml_escape(&path.to_string_lossy())
         ),
         Listener::Tcp(l) => {
             let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let (host, port) = a.rsplit_once(':').unwrap_or((&a, ""));
-            (
-                format!("nbd://{a}"),
-                format!(
-                    "<host name='{}' port='{port}'/>",
-                    host.trim_matches(|c| c == '[' || c == ']')
-                ),
+            format!(
+                "<host name='{}' port='{port}'/>",
+                host.trim_matches(|c| c == '[' || c == ']')
             )
         }
     };
@@ -557,7 +553,7 @@ fn print_ready(
             .map(|n| format!(", \"{n}\""))
             .collect::<String>(),
         // QEMU's option syntax: a comma in a value is doubled.
-        qemu_file.replace(',', ",,")
+        uri.replace(',', ",,")
     ));
     if let Some(j) = job {
         let c = j.disk().counts();
