@@ -8,8 +8,9 @@ use std::path::PathBuf;
 #[command(name = "sdar", version, about = "Self-restoring delta archives for VM disks", long_about = None)]
 #[command(after_help = "Exit codes: 0 ok, 1 integrity failure, 2 usage, 3 other errors.")]
 pub struct Cli {
+    /// Without a command on a terminal: the console (`sdar menu`)
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -19,8 +20,9 @@ pub enum Command {
     /// Write a delta archive: the blocks that differ from a full, as a
     /// self-restoring executable
     Delta(DeltaArgs),
-    /// Restore the disk a delta archive describes (as running the archive does)
-    Restore(RuntimeArgs),
+    /// Restore the disk a delta archive describes (as running the archive
+    /// does), or a VM's backup chosen from the catalog (--vm NAME)
+    Restore(crate::restore::RestoreCliArgs),
     /// Check every block of a full image, or of a delta archive and its full; writes nothing
     Verify(VerifyArgs),
     /// Show the metadata and layout of a full image or delta archive
@@ -37,6 +39,20 @@ pub enum Command {
     /// the running VM (live recovery); or, with --validate, serve it over a
     /// discarded overlay to prove it boots
     Live(LiveArgs),
+    /// Record the backups under folders (targets) in the catalog, reading
+    /// only their headers, metadata and footers
+    Index(crate::index::IndexArgs),
+    /// The VMs in the catalog and their backups by date
+    List(crate::list::ListArgs),
+    /// The console: find a backup by VM or disk name and date, restore it
+    /// now or queue it; the queue and its logs
+    Menu(crate::console::MenuArgs),
+    /// The background restore queue
+    Queue(crate::queue::QueueArgs),
+    /// Run queued restores (N at a time) and registered replications
+    Daemon(crate::daemon::DaemonArgs),
+    /// Mass restore and simple replication from an esXpress vmdks.auto config
+    Replicate(crate::replicate::ReplicateArgs),
     /// Run the whole story on a built-in sample disk, printing each command
     Demo(DemoArgs),
     /// Write a deterministic sample disk (for tests and benchmarks)

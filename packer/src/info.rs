@@ -114,7 +114,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
 /// ASCII punctuation, digits and the newlines and spaces of pretty printing,
 /// so every character changed is inside a string, and all of them are in the
 /// Basic Multilingual Plane: one escape each.
-fn terminal_safe_json(json: &str) -> String {
+pub(crate) fn terminal_safe_json(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c != '\n' && is_unsafe_char(c) {

@@ -1,16 +1,23 @@
 //! `sdar`: make and check full images of VM disks.
 
+mod catalog;
 mod cli;
 mod companion;
+mod console;
+mod daemon;
 mod delta;
 mod demo;
 mod full;
+mod index;
 mod info;
 mod key;
+mod list;
 mod live;
 mod naming;
 mod output;
 mod progress;
+mod queue;
+mod replicate;
 mod restore;
 mod runtime;
 mod sample;
@@ -63,7 +70,10 @@ impl std::error::Error for RuntimeExit {}
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return no_command();
+    };
+    let result = match command {
         cli::Command::Full(args) => full::run(args),
         cli::Command::Delta(args) => delta::run(args),
         cli::Command::Restore(a) => restore::run(&a),
@@ -73,10 +83,31 @@ fn main() -> ExitCode {
         cli::Command::Companion(args) => companion::run(args),
         cli::Command::Synth(args) => synth::run(args),
         cli::Command::Live(args) => live::run(args),
+        cli::Command::Index(args) => index::run(args),
+        cli::Command::List(args) => list::run(args),
+        cli::Command::Menu(args) => console::run(args),
+        cli::Command::Queue(args) => queue::run(args),
+        cli::Command::Daemon(args) => daemon::run(args),
+        cli::Command::Replicate(args) => replicate::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::SampleDisk(args) => sample_disk::run(args),
         cli::Command::SampleChange(args) => sample_disk::run_change(args),
     };
+    finish(result)
+}
+
+/// `sdar` alone: the console on a terminal, else the usage (exit 2).
+fn no_command() -> ExitCode {
+    use clap::CommandFactory;
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return finish(console::run(console::MenuArgs::default()));
+    }
+    let _ = cli::Cli::command().print_help();
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<RuntimeExit>().is_some() => {
@@ -104,6 +135,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return EXIT_USAGE;
+        }
+        if let Some(err) = cause.downcast_ref::<sdar_catalog::Error>() {
+            return if err.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_OTHER
+            };
         }
     }
     EXIT_OTHER
