@@ -89,6 +89,8 @@ pub(crate) fn prepare(catalog: &mut Catalog) -> Result<()> {
         tx.execute_batch(V1).map_err(|e| Error::sqlite(&path, e))?;
         tx.execute_batch(crate::queue::TABLES)
             .map_err(|e| Error::sqlite(&path, e))?;
+        tx.execute_batch(crate::replicate::TABLES)
+            .map_err(|e| Error::sqlite(&path, e))?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -1,0 +1,148 @@
+//! `--preload`: a commented-out `RESTORE:` line for every disk in the
+//! catalog that the config does not name yet, restoring to
+//! `RESTORE_PATH/VM_NAME/DISK.vmdk`, as esXpress's option F did. The admin
+//! removes the `#` of the disks to replicate.
+
+use super::config::{same_uuid, Config, RestoreLine, Slot, SlotRule, UuidRule};
+use crate::{Backup, Error, Result};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// What `--preload` appends, and the disks it could not write a line for
+/// (with why; their names are shown escaped).
+#[derive(Clone, Debug, Default)]
+pub struct Preload {
+    /// The lines, each ended by `\n`; empty when every disk is named.
+    pub lines: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// A disk as replication names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Disk {
+    vm: String,
+    uuid: Option<String>,
+    slot: Option<Slot>,
+    name: String,
+}
+
+fn covers(line: &RestoreLine, disk: &Disk) -> bool {
+    let vm = match &line.uuid {
+        UuidRule::Exact(u) => {
+            line.vm == disk.vm && disk.uuid.as_deref().is_some_and(|d| same_uuid(d, u))
+        }
+        UuidRule::AnyUuid => line.vm == disk.vm,
+        UuidRule::AnyVm => true,
+    };
+    let slot = match &line.slot {
+        SlotRule::Any => true,
+        SlotRule::Exact(s) => disk.slot.as_ref() == Some(s),
+    };
+    let bare = |n: &str| n.strip_suffix(".vmdk").unwrap_or(n).to_string();
+    vm && slot && bare(&line.disk) == bare(&disk.name)
+}
+
+/// A name that can stand in a `RESTORE:` field and as a file name: not
+/// empty, no `|`, `/`, control character, surrounding space, `.` or `..`.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.trim() == name
+        && !name.starts_with('#')
+        && !name.contains(['|', '/'])
+        && !name.chars().any(char::is_control)
+}
+
+/// The lines `--preload` appends to `config` for the deltas `backups`.
+pub fn preload(config: &Config, backups: &[Backup]) -> Result<Preload> {
+    let Some(folder) = &config.restore_path else {
+        return Err(Error::Usage(format!(
+            "{}: --preload suggests restoring each disk to RESTORE_PATH/VM_NAME/DISK.vmdk: \
+             add a line RESTORE_PATH=/folder/for/replicas to the config",
+            super::shown(&config.path)
+        )));
+    };
+    let mut disks: Vec<Disk> = backups
+        .iter()
+        .filter(|b| b.kind == crate::Kind::Delta)
+        .map(|b| Disk {
+            vm: b.vm_name.clone().unwrap_or_default(),
+            uuid: b.vm_uuid.clone(),
+            slot: b.scsi_id.as_deref().and_then(Slot::parse),
+            name: b.disk_name.clone().unwrap_or_default(),
+        })
+        .collect();
+    disks.sort();
+    disks.dedup();
+    let mut out = Preload::default();
+    for disk in disks {
+        let named = config
+            .lines
+            .iter()
+            .chain(&config.commented)
+            .any(|l| covers(l, &disk));
+        if named {
+            continue;
+        }
+        let uuid_ok = disk
+            .uuid
+            .as_deref()
+            .is_none_or(|u| !u.contains('|') && !u.chars().any(char::is_control) && !u.trim().is_empty());
+        if !plain(&disk.vm) || !plain(&disk.name) || !uuid_ok {
+            out.skipped.push(format!(
+                "VM {:?} disk {:?}: the name cannot be written in a RESTORE: line or as a file \
+                 name; write its line by hand",
+                archive_format::display::escape(&disk.vm),
+                archive_format::display::escape(&disk.name)
+            ));
+            continue;
+        }
+        let file = match disk.name.strip_suffix(".vmdk") {
+            Some(_) => disk.name.clone(),
+            None => {
+                let stem = Path::new(&disk.name)
+                    .file_stem()
+                    .map_or_else(|| disk.name.clone(), |s| s.to_string_lossy().into_owned());
+                format!("{stem}.vmdk")
+            }
+        };
+        let dest = folder.join(&disk.vm).join(file);
+        out.lines.push(format!(
+            "#RESTORE:{}|{}|{}|{}|{}|\n",
+            disk.vm,
+            disk.uuid.as_deref().map_or("*", str::trim),
+            disk.slot.as_ref().map_or_else(|| "*".into(), Slot::esxpress),
+            disk.name,
+            dest.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Appends `text` to the config at `path` in one write on an `O_APPEND`
+/// descriptor (a link to the config is followed, not replaced), with a line
+/// end first when the file does not end with one.
+pub fn append(path: &Path, text: &str, unterminated: bool) -> Result<()> {
+    let what = "cannot append to the config";
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, what, e))?;
+    if !file.metadata().map_err(|e| Error::io(path, what, e))?.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: the config must be a regular file",
+            super::shown(path)
+        )));
+    }
+    let text = if unterminated {
+        format!("\n{text}")
+    } else {
+        text.to_string()
+    };
+    (&file)
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, what, e))
+}
