@@ -161,7 +161,12 @@ impl Catalog {
     /// Registers `config` (absolute) for the daemon, with its restored log;
     /// registering it again updates the log and who registered it. Returns
     /// true when it was new.
-    pub fn register_replication(&self, config: &Path, restored_log: &Path, by: &str) -> Result<bool> {
+    pub fn register_replication(
+        &self,
+        config: &Path,
+        restored_log: &Path,
+        by: &str,
+    ) -> Result<bool> {
         self.replication_tables()?;
         if !config.is_absolute() || !restored_log.is_absolute() {
             return Err(Error::Usage(
@@ -209,9 +214,7 @@ impl Catalog {
                      last_status FROM replications ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], registered_row)
-            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], registered_row).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
     }

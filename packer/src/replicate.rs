@@ -205,8 +205,13 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
             Decision::Restore(p) => match submit(catalog, &p, log, by) {
                 Ok(id) => {
                     let d = &p.choice.delta;
-                    pass.submitted
-                        .push((id, d.identity, d.path.clone(), p.dest.clone(), line.number));
+                    pass.submitted.push((
+                        id,
+                        d.identity,
+                        d.path.clone(),
+                        p.dest.clone(),
+                        line.number,
+                    ));
                     (p, format!("submitted as job {id}"))
                 }
                 Err(why) => {
@@ -220,12 +225,13 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
         println!(
             "{}",
             escape_lines(&format!(
-                "{}: {} {} {} {} -> {}: {status}",
+                "{}: {} {} {} {} {} -> {}: {status}",
                 at(line.number),
                 d.vm_text(),
                 d.scsi_id.as_deref().unwrap_or("-"),
                 d.disk_name.as_deref().unwrap_or("-"),
                 d.created_text(),
+                d.path.display(),
                 planned.dest.display()
             ))
         );
@@ -245,12 +251,10 @@ fn submit(
     use std::os::unix::fs::FileTypeExt;
     let dest = &p.dest;
     match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => {
-            return Err(format!(
-                "{} is a folder: end the path with / to restore the disk into it under its own name",
-                dest.display()
-            ))
-        }
+        Ok(m) if m.is_dir() => return Err(format!(
+            "{} is a folder: end the path with / to restore the disk into it under its own name",
+            dest.display()
+        )),
         Ok(m) if m.file_type().is_block_device() || m.file_type().is_char_device() => {
             return Err(format!(
                 "{} is a device: replication restores to files, so that the previous replica \
@@ -433,8 +437,7 @@ pub fn run_registered(catalog: &CatalogArgs) -> anyhow::Result<()> {
                 format!("failed: {text}")
             }
         };
-        cat.record_replication_run(reg.id, &status)
-            .map_err(error)?;
+        cat.record_replication_run(reg.id, &status).map_err(error)?;
     }
     Ok(())
 }

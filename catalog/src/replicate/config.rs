@@ -84,7 +84,8 @@ impl Slot {
         } else {
             kind.to_ascii_lowercase()
         };
-        let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
         let (bus, unit) = match rest.split_once(':') {
             Some((b, u)) if digits(b) && digits(u) => (b, u),
             Some(_) => return None,
@@ -175,6 +176,20 @@ pub fn same_uuid(a: &str, b: &str) -> bool {
     na == nb
 }
 
+/// Compares a VMDK name from a config with a disk name from a backup:
+/// equal, or equal without their extensions and a `-flat` (esXpress names
+/// `CRM.vmdk` the disk sdar recorded from `CRM-flat.vmdk` or `CRM.img`).
+pub fn same_disk(config: &str, recorded: &str) -> bool {
+    fn key(name: &str) -> &str {
+        let stem = match name.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem,
+            _ => name,
+        };
+        stem.strip_suffix("-flat").unwrap_or(stem)
+    }
+    config == recorded || key(config) == key(recorded)
+}
+
 impl Config {
     /// Reads and checks the config at `path`. A FIFO, a device or a file
     /// larger than [`MAX_CONFIG_LEN`] is refused without blocking on it.
@@ -233,7 +248,9 @@ impl Config {
             match key {
                 "USE_DAYS" => {
                     if let Some(first) = use_days_line.replace(number) {
-                        return Err(bad(format!("USE_DAYS is set twice (first on line {first})")));
+                        return Err(bad(format!(
+                            "USE_DAYS is set twice (first on line {first})"
+                        )));
                     }
                     config.use_days = use_days(value).map_err(bad)?;
                 }
@@ -306,7 +323,8 @@ fn absolute_path(key: &str, value: &str) -> std::result::Result<PathBuf, String>
 
 /// Reads the fields after `RESTORE:`.
 fn restore_line(number: usize, body: &str) -> std::result::Result<RestoreLine, String> {
-    const FORM: &str = "RESTORE:VM_NAME|UUID_OF_VM|SCSI_ID|VMDK_NAME|Complete_Restore_Path|Use_Days";
+    const FORM: &str =
+        "RESTORE:VM_NAME|UUID_OF_VM|SCSI_ID|VMDK_NAME|Complete_Restore_Path|Use_Days";
     // Counted without collecting: a line of 10,000 fields is refused as
     // cheaply as one of 7.
     let count = body.split('|').count();
@@ -316,7 +334,13 @@ fn restore_line(number: usize, body: &str) -> std::result::Result<RestoreLine, S
         ));
     }
     let f: Vec<&str> = body.split('|').map(str::trim).collect();
-    let names = ["VM_NAME", "UUID_OF_VM", "SCSI_ID", "VMDK_NAME", "Complete_Restore_Path"];
+    let names = [
+        "VM_NAME",
+        "UUID_OF_VM",
+        "SCSI_ID",
+        "VMDK_NAME",
+        "Complete_Restore_Path",
+    ];
     for (field, name) in f.iter().zip(names) {
         if field.is_empty() {
             return Err(format!("{name} is empty ({FORM})"));
@@ -490,6 +514,11 @@ mod tests {
         assert!(!SlotRule::Exact(s("00").unwrap()).matches(None));
         assert!(SlotRule::Any.matches(None));
         assert!(same_uuid("56 4d 8f 2a-00", "564D8F2A00"));
+        assert!(same_disk("CRM.vmdk", "CRM-flat.vmdk"));
+        assert!(same_disk("CRM", "CRM.img"));
+        assert!(same_disk("CRM.vmdk", "CRM.img"));
+        assert!(!same_disk("CRM", "CRM_1.img"));
+        assert!(!same_disk("CRM.vmdk", "CRM.2.vmdk"));
         assert!(!same_uuid("564d", "564e"));
     }
 }

@@ -208,7 +208,10 @@ mod tests {
         // A cut last line gets its line end before the next.
         std::fs::write(&log, "# mine").unwrap();
         append(&log, &id, odd, &l).unwrap();
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), format!("# mine\n{l}"));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("# mine\n{l}")
+        );
         let r = Restored::parse(b"junk\n\n# c\nzz\ta\tb\tc\r\n");
         assert_eq!(r.unreadable.len(), 2);
     }

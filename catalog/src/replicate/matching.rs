@@ -3,7 +3,7 @@
 //! `Catalog::select` finds one. A line that matches nothing, or more than
 //! one disk, is a [`Miss`]: reported, never guessed.
 
-use super::config::{same_uuid, RestoreLine, Slot, UuidRule};
+use super::config::{same_disk, same_uuid, RestoreLine, Slot, UuidRule};
 use crate::{Backup, Catalog, Choice, Filter, Kind, Result};
 use std::path::PathBuf;
 
@@ -35,7 +35,6 @@ impl Catalog {
                 UuidRule::AnyVm => None,
                 _ => Some(line.vm.clone()),
             },
-            disk: Some(line.disk.clone()),
             kind: Some(Kind::Delta),
             ..Filter::default()
         };
@@ -46,11 +45,18 @@ impl Catalog {
                 UuidRule::Exact(u) => d.vm_uuid.as_deref().is_some_and(|v| same_uuid(v, u)),
                 UuidRule::AnyUuid | UuidRule::AnyVm => true,
             })
+            .filter(|d| {
+                d.disk_name
+                    .as_deref()
+                    .is_some_and(|n| same_disk(&line.disk, n))
+            })
             .filter(|d| line.slot.matches(d.scsi_id.as_deref()))
             .collect();
         let what = describe(line);
         if deltas.is_empty() {
-            return Ok(Err(Miss(format!("no delta archive of {what} in the catalog"))));
+            return Ok(Err(Miss(format!(
+                "no delta archive of {what} in the catalog"
+            ))));
         }
         // One disk: one VM (name and UUID), one slot, one disk name.
         let mut disks: Vec<(String, String, String, String)> = deltas
@@ -150,12 +156,7 @@ fn destination(line: &RestoreLine, delta: &Backup) -> std::result::Result<(PathB
                 line.dest.display()
             )));
         }
-        let file = if name.ends_with(".vmdk") {
-            name.to_string()
-        } else {
-            format!("{name}.vmdk")
-        };
-        return Ok((line.dest.join(file), false));
+        return Ok((line.dest.join(vmdk_name(name)), false));
     }
     let vmdk = line
         .dest
@@ -176,4 +177,17 @@ pub fn describe(line: &RestoreLine) -> String {
         super::config::SlotRule::Exact(s) => format!("SCSI {}", s.esxpress()),
     };
     format!("{vm}, {slot}, disk {:?}", line.disk)
+}
+
+/// The file a disk is restored to in a folder: its name with `.vmdk` for
+/// its extension (`CRM.vmdk`, `CRM_1.img` as `CRM_1.vmdk`).
+pub fn vmdk_name(disk: &str) -> String {
+    if disk.ends_with(".vmdk") {
+        return disk.to_string();
+    }
+    let stem = match disk.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => disk,
+    };
+    format!("{stem}.vmdk")
 }

@@ -39,8 +39,8 @@ fn covers(line: &RestoreLine, disk: &Disk) -> bool {
         SlotRule::Any => true,
         SlotRule::Exact(s) => disk.slot.as_ref() == Some(s),
     };
-    let bare = |n: &str| n.strip_suffix(".vmdk").unwrap_or(n).to_string();
-    vm && slot && bare(&line.disk) == bare(&disk.name)
+    let name = super::config::same_disk(&line.disk, &disk.name);
+    vm && slot && name
 }
 
 /// A name that can stand in a `RESTORE:` field and as a file name: not
@@ -86,10 +86,9 @@ pub fn preload(config: &Config, backups: &[Backup]) -> Result<Preload> {
         if named {
             continue;
         }
-        let uuid_ok = disk
-            .uuid
-            .as_deref()
-            .is_none_or(|u| !u.contains('|') && !u.chars().any(char::is_control) && !u.trim().is_empty());
+        let uuid_ok = disk.uuid.as_deref().is_none_or(|u| {
+            !u.contains('|') && !u.chars().any(char::is_control) && !u.trim().is_empty()
+        });
         if !plain(&disk.vm) || !plain(&disk.name) || !uuid_ok {
             out.skipped.push(format!(
                 "VM {:?} disk {:?}: the name cannot be written in a RESTORE: line or as a file \
@@ -99,21 +98,15 @@ pub fn preload(config: &Config, backups: &[Backup]) -> Result<Preload> {
             ));
             continue;
         }
-        let file = match disk.name.strip_suffix(".vmdk") {
-            Some(_) => disk.name.clone(),
-            None => {
-                let stem = Path::new(&disk.name)
-                    .file_stem()
-                    .map_or_else(|| disk.name.clone(), |s| s.to_string_lossy().into_owned());
-                format!("{stem}.vmdk")
-            }
-        };
+        let file = super::matching::vmdk_name(&disk.name);
         let dest = folder.join(&disk.vm).join(file);
         out.lines.push(format!(
             "#RESTORE:{}|{}|{}|{}|{}|\n",
             disk.vm,
             disk.uuid.as_deref().map_or("*", str::trim),
-            disk.slot.as_ref().map_or_else(|| "*".into(), Slot::esxpress),
+            disk.slot
+                .as_ref()
+                .map_or_else(|| "*".into(), Slot::esxpress),
             disk.name,
             dest.display()
         ));
@@ -131,7 +124,11 @@ pub fn append(path: &Path, text: &str, unterminated: bool) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| Error::io(path, what, e))?;
-    if !file.metadata().map_err(|e| Error::io(path, what, e))?.is_file() {
+    if !file
+        .metadata()
+        .map_err(|e| Error::io(path, what, e))?
+        .is_file()
+    {
         return Err(Error::Usage(format!(
             "{}: the config must be a regular file",
             super::shown(path)
