@@ -282,7 +282,9 @@ fn lines_choose_the_backup_their_rules_name() {
              RESTORE:Web|55cc|00|Web|{r}/g.vmdk|-30\n\
              RESTORE:Web|55cc|00|Web|{r}/a/CRM.vmdk\n\
              RESTORE:CRM|99aa|00|CRM.img|{r}/h.vmdk\n\
-             RESTORE:Sales|%|11:0|Invoices|{r}/i.vmdk\n",
+             RESTORE:Sales|%|11:0|Invoices|{r}/i.vmdk\n\
+             RESTORE:Billing|*|*|Invoices.vmdk|{r}/l.vmdk\n\
+             RESTORE:Sales|*|*|Invoices|{r}/m.vmdk\n",
             r = r.display()
         ),
     );
@@ -327,8 +329,16 @@ fn lines_choose_the_backup_their_rules_name() {
     );
     // 11:0 is not 1:10.
     assert_missed(&out, &config, 12, "no delta archive");
+    // *: any UUID, and the VM name must match.
+    assert_submitted(
+        &out,
+        13,
+        &site.target.join("renamed-full.sdar"),
+        &r.join("l.vmdk"),
+    );
+    assert_missed(&out, &config, 14, "no delta archive");
     assert!(
-        out.stderr.contains("5 of 10 line(s) chose no backup"),
+        out.stderr.contains("6 of 12 line(s) chose no backup"),
         "{}",
         out.stderr
     );
@@ -346,7 +356,7 @@ fn lines_choose_the_backup_their_rules_name() {
     );
     assert!(again
         .stdout_text()
-        .contains("0 submitted, 0 up to date, 5 already queued"));
+        .contains("0 submitted, 0 up to date, 6 already queued"));
 
     // A global USE_DAYS applies to the lines without their own.
     let global = site.write_config(

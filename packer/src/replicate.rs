@@ -115,18 +115,26 @@ pub fn run(args: ReplicateArgs) -> anyhow::Result<()> {
 /// own targets.
 fn open(args: &CatalogArgs, config: &Config) -> anyhow::Result<Catalog> {
     let mut catalog = args.open(false)?;
-    if !config.targets.is_empty() {
-        let opts = sdar_catalog::IndexOptions { reread: false };
-        let report = catalog.index(&config.targets, &opts).map_err(error)?;
-        for (t, why) in &report.unavailable {
-            eprintln!(
-                "sdar: warning: TARGET {} cannot be read ({}); what was found there before is kept",
-                shown(t),
-                escape_lines(why)
-            );
-        }
-    }
+    index_targets(&mut catalog, config)?;
     Ok(catalog)
+}
+
+/// Indexes the config's `TARGET=` folders (only what is new or changed in
+/// them is read).
+fn index_targets(catalog: &mut Catalog, config: &Config) -> anyhow::Result<()> {
+    if config.targets.is_empty() {
+        return Ok(());
+    }
+    let opts = sdar_catalog::IndexOptions { reread: false };
+    let report = catalog.index(&config.targets, &opts).map_err(error)?;
+    for (t, why) in &report.unavailable {
+        eprintln!(
+            "sdar: warning: TARGET {} cannot be read ({}); what was found there before is kept",
+            shown(t),
+            escape_lines(why)
+        );
+    }
+    Ok(())
 }
 
 /// What a pass did.
@@ -251,10 +259,13 @@ fn submit(
     use std::os::unix::fs::FileTypeExt;
     let dest = &p.dest;
     match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => return Err(format!(
-            "{} is a folder: end the path with / to restore the disk into it under its own name",
-            dest.display()
-        )),
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "{} is a folder: end the path with / to restore the disk into it \
+                 under its own name",
+                dest.display()
+            ))
+        }
         Ok(m) if m.file_type().is_block_device() || m.file_type().is_char_device() => {
             return Err(format!(
                 "{} is a device: replication restores to files, so that the previous replica \
@@ -423,9 +434,9 @@ fn preload(catalog: &Catalog, config: &Config) -> anyhow::Result<()> {
 /// error is returned only when the catalog itself fails.
 #[allow(dead_code)] // called by sdar daemon (being built)
 pub fn run_registered(catalog: &CatalogArgs) -> anyhow::Result<()> {
-    let cat = catalog.open(false)?;
+    let mut cat = catalog.open(false)?;
     for reg in cat.registered_replications().map_err(error)? {
-        let status = match registered_pass(&cat, &reg) {
+        let status = match registered_pass(&mut cat, &reg) {
             Ok(p) => p.summary(),
             Err(e) => {
                 let text = format!("{e:#}");
@@ -442,13 +453,9 @@ pub fn run_registered(catalog: &CatalogArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn registered_pass(catalog: &Catalog, reg: &rep::Registered) -> anyhow::Result<Pass> {
+fn registered_pass(catalog: &mut Catalog, reg: &rep::Registered) -> anyhow::Result<Pass> {
     let config = Config::read(&reg.config).map_err(error)?;
-    if !config.targets.is_empty() {
-        let mut again = Catalog::open(catalog.path()).map_err(error)?;
-        let opts = sdar_catalog::IndexOptions { reread: false };
-        again.index(&config.targets, &opts).map_err(error)?;
-    }
+    index_targets(catalog, &config)?;
     let by = format!(
         "{} via sdar daemon (replication of {})",
         reg.registered_by,
