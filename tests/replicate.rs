@@ -550,9 +550,16 @@ fn a_registered_config_runs_through_the_daemon() {
     let full = web.full(&site, "web-full", 1.0);
     site.index();
     let r = site.path().join("replicas");
+    // The second line restores through a link to an older replica.
+    fs::create_dir_all(r.join("real")).unwrap();
+    fs::write(r.join("real/web.img"), b"an older replica").unwrap();
+    std::os::unix::fs::symlink(r.join("real/web.img"), r.join("link.img")).unwrap();
     let config = site.write_config(
         "vmdks.auto",
-        &format!("RESTORE:Web|u-web|0:0|Web|{}/Web.vmdk\n", r.display()),
+        &format!(
+            "RESTORE:Web|u-web|0:0|Web|{r}/Web.vmdk\nRESTORE:Web|u-web|0:0|Web|{r}/link.img\n",
+            r = r.display()
+        ),
     );
     let out = site.replicate(&config, &[]).success();
     assert!(
@@ -568,12 +575,25 @@ fn a_registered_config_runs_through_the_daemon() {
         web.at(&companion),
         "replica",
     );
+    assert!(fs::symlink_metadata(r.join("link.img"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_same_bytes(
+        &fs::read(r.join("real/web.img")).unwrap(),
+        web.at(&companion),
+        "replica through a link",
+    );
     let log = site.path().join("vmdks.auto.restored");
-    assert_eq!(log_lines(&log).len(), 1, "the daemon records the restore");
+    assert_eq!(log_lines(&log).len(), 2, "the daemon records the restores");
     let _ = full;
     let out = site.replicate(&config, &[]).success();
     assert!(out.stdout_text().contains("still registered"));
-    assert!(out.stdout_text().contains("1 up to date"));
+    assert!(
+        out.stdout_text().contains("0 submitted, 2 up to date"),
+        "{}",
+        out.stdout_text()
+    );
     site.replicate(&config, &["--unregister"]).success();
     site.replicate(&config, &["--unregister"])
         .expect_code(EXIT_USAGE);

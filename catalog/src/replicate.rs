@@ -117,7 +117,12 @@ pub fn plan(
             continue;
         }
         dests.push((planned.dest.clone(), line.number));
-        let decision = if restored.contains(&planned.choice.delta.identity, &planned.dest) {
+        // The log names the destination as the job was given it, or as
+        // the restore wrote it (a link followed).
+        let identity = &planned.choice.delta.identity;
+        let logged = restored.contains(identity, &planned.dest)
+            || std::fs::canonicalize(&planned.dest).is_ok_and(|c| restored.contains(identity, &c));
+        let decision = if logged {
             Decision::UpToDate(planned)
         } else if let Some(id) = catalog.pending_job_for(&planned.dest)? {
             Decision::Queued(planned, id)
