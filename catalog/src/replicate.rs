@@ -261,6 +261,36 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// Queues `job` unless a job for its destination is waiting or running,
+    /// in one transaction, so that two passes at once (the daemon's and a
+    /// `--once` from cron) do not both queue it: `Ok(id)` of the new job,
+    /// or `Err(id)` of the one already there.
+    pub fn submit_replica(
+        &self,
+        job: &crate::queue::NewJob,
+    ) -> Result<std::result::Result<i64, i64>> {
+        // IMMEDIATE: the write lock is taken before the check.
+        self.conn()
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let result = self
+            .pending_job_for(&job.dest)
+            .and_then(|pending| match pending {
+                Some(id) => Ok(Err(id)),
+                None => self.submit(job).map(Ok),
+            });
+        let end = if matches!(result, Ok(Ok(_))) {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = self.conn().execute_batch(end) {
+            let _ = self.conn().execute_batch("ROLLBACK");
+            return Err(self.err(e));
+        }
+        result
+    }
+
     /// How the job `id` stands (`None` when it is gone, purged).
     pub fn job_end(&self, id: i64) -> Result<Option<JobEnd>> {
         self.conn()

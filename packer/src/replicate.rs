@@ -211,7 +211,11 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
                 (p, format!("job {id} for this path is waiting or running"))
             }
             Decision::Restore(p) => match submit(catalog, &p, log, by) {
-                Ok(id) => {
+                Ok(Submitted::Pending(id)) => {
+                    pass.queued += 1;
+                    (p, format!("job {id} for this path is waiting or running"))
+                }
+                Ok(Submitted::New(id)) => {
                     let d = &p.choice.delta;
                     pass.submitted.push((
                         id,
@@ -255,7 +259,7 @@ fn submit(
     p: &rep::matching::Planned,
     log: &Path,
     by: &str,
-) -> Result<i64, String> {
+) -> Result<Submitted, String> {
     use std::os::unix::fs::FileTypeExt;
     let dest = &p.dest;
     match std::fs::symlink_metadata(dest) {
@@ -301,9 +305,18 @@ fn submit(
         restored_log: Some(log.to_path_buf()),
         backup_identity: Some(p.choice.delta.identity),
     };
-    catalog
-        .submit(&job)
-        .map_err(|e| format!("cannot queue the restore: {e}"))
+    match catalog.submit_replica(&job) {
+        Ok(Ok(id)) => Ok(Submitted::New(id)),
+        Ok(Err(id)) => Ok(Submitted::Pending(id)),
+        Err(e) => Err(format!("cannot queue the restore: {e}")),
+    }
+}
+
+/// What became of a restore to submit.
+enum Submitted {
+    New(i64),
+    /// Another pass queued a job for the destination meanwhile.
+    Pending(i64),
 }
 
 /// `--once`: runs the queue to the end with `sdar daemon --until-idle` on
