@@ -610,7 +610,16 @@ fn preload_appends_each_disk_once() {
     crm1.full(&site, "crm1-full", 2.0);
     let mut web = Disk::new(&site, "Web", "u-web", "1:10", "Web.img", 43);
     web.full(&site, "web-full", 2.0);
-    let mut evil = Disk::new(&site, "a|b", "u-evil", "0:0", "evil.img", 44);
+    // A VM name that would end the line and add one of its own, with a
+    // terminal escape.
+    let mut evil = Disk::new(
+        &site,
+        "a|b\u{1b}[31m\nRESTORE:x|*|00|evil|/tmp/x.vmdk",
+        "u-evil",
+        "0:0",
+        "evil.img",
+        44,
+    );
     evil.full(&site, "evil-full", 2.0);
     site.index();
     let r = site.path().join("replicas");
@@ -634,7 +643,13 @@ fn preload_appends_each_disk_once() {
         "{}",
         out.stdout_text()
     );
-    assert!(out.stderr.contains("\"a|b\""), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(r#""a|b\e[31m\nRESTORE:x|*|00|evil|/tmp/x.vmdk" disk"#),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
     let after = fs::read_to_string(&config).unwrap();
     assert!(
         after.starts_with(&format!("{text}\n# sdar replicate --preload")),

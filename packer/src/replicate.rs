@@ -234,18 +234,18 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
             },
         };
         let d = &planned.choice.delta;
+        // Each name escaped on its own: a line break in one stays on this
+        // line, as `\n`.
+        let esc = |t: &str| archive_format::display::escape(t).into_owned();
         println!(
-            "{}",
-            escape_lines(&format!(
-                "{}: {} {} {} {} {} -> {}: {status}",
-                at(line.number),
-                d.vm_text(),
-                d.scsi_id.as_deref().unwrap_or("-"),
-                d.disk_name.as_deref().unwrap_or("-"),
-                d.created_text(),
-                d.path.display(),
-                planned.dest.display()
-            ))
+            "{}: {} {} {} {} {} -> {}: {status}",
+            at(line.number),
+            esc(d.vm_text()),
+            esc(d.scsi_id.as_deref().unwrap_or("-")),
+            esc(d.disk_name.as_deref().unwrap_or("-")),
+            d.created_text(),
+            shown(&d.path),
+            shown(&planned.dest)
         );
     }
     println!("sdar: {}: {}", shown(&config.path), pass.summary());
@@ -415,7 +415,7 @@ fn preload(catalog: &Catalog, config: &Config) -> anyhow::Result<()> {
         .map_err(error)?;
     let p = rep::preload::preload(config, &deltas).map_err(error)?;
     for s in &p.skipped {
-        eprintln!("sdar: warning: {}", escape_lines(s));
+        eprintln!("sdar: warning: {s}");
     }
     if p.lines.is_empty() {
         println!(
@@ -485,7 +485,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn shown(path: &Path) -> String {
-    escape_lines(&path.display().to_string())
+    archive_format::display::escape(&path.display().to_string()).into_owned()
 }
 
 /// Who runs this: the user's name, else the user id.

@@ -79,7 +79,13 @@ impl Catalog {
             let list = disks
                 .iter()
                 .map(|(vm, uuid, slot, disk)| {
-                    format!("\n    RESTORE:{vm}|{uuid}|{slot}|{disk}|...")
+                    format!(
+                        "\n    RESTORE:{}|{}|{}|{}|...",
+                        esc(vm),
+                        esc(uuid),
+                        esc(slot),
+                        esc(disk)
+                    )
                 })
                 .collect::<String>();
             return Ok(Err(Miss(format!(
@@ -101,7 +107,7 @@ impl Catalog {
         if ids.len() > 1 {
             let list = deltas
                 .iter()
-                .map(|d| format!("\n    {}", d.path.display()))
+                .map(|d| format!("\n    {}", esc(&d.path.display().to_string())))
                 .collect::<String>();
             return Ok(Err(Miss(format!(
                 "{} different backups of {what} were made at {}:{list}",
@@ -130,7 +136,7 @@ impl Catalog {
             return Ok(Err(Miss(format!(
                 "{}: its full is in no indexed target (index the folder that holds it: \
                  `sdar index FOLDER`, or a TARGET= line)",
-                deltas[0].path.display()
+                esc(&deltas[0].path.display().to_string())
             ))));
         };
         Ok(destination(line, &choice.delta).map(|(dest, raw)| Planned { choice, dest, raw }))
@@ -163,6 +169,12 @@ fn destination(line: &RestoreLine, delta: &Backup) -> std::result::Result<(PathB
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"));
     Ok((line.dest.clone(), !vmdk))
+}
+
+/// Text from a backup's metadata or a file name, for a message: every
+/// control character escaped, a line break included.
+fn esc(text: &str) -> String {
+    archive_format::display::escape(text).into_owned()
 }
 
 /// `VM "CRM" (UUID 564d...), SCSI 00, disk "CRM.vmdk"` for messages.

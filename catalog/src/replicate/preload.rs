@@ -15,6 +15,7 @@ use std::path::Path;
 pub struct Preload {
     /// The lines, each ended by `\n`; empty when every disk is named.
     pub lines: Vec<String>,
+    /// Messages, their names escaped already.
     pub skipped: Vec<String>,
 }
 
@@ -91,8 +92,8 @@ pub fn preload(config: &Config, backups: &[Backup]) -> Result<Preload> {
         });
         if !plain(&disk.vm) || !plain(&disk.name) || !uuid_ok {
             out.skipped.push(format!(
-                "VM {:?} disk {:?}: the name cannot be written in a RESTORE: line or as a file \
-                 name; write its line by hand",
+                "VM \"{}\" disk \"{}\": the name cannot be written in a RESTORE: line or as a \
+                 file name; write its line by hand",
                 archive_format::display::escape(&disk.vm),
                 archive_format::display::escape(&disk.name)
             ));
