@@ -655,6 +655,10 @@ fn preload_appends_each_disk_once() {
         after.starts_with(&format!("{text}\n# sdar replicate --preload")),
         "{after}"
     );
+    assert!(
+        !after.contains("RESTORE:x") && !after.contains('\u{1b}'),
+        "{after}"
+    );
     let added: Vec<&str> = after
         .lines()
         .filter(|l| l.starts_with("#RESTORE:"))
