@@ -775,6 +775,14 @@ fn hostile_configs_and_logs_are_refused() {
     site.replicate(&config, &["--restored-log", fifo.to_str().unwrap()])
         .expect_code(EXIT_USAGE);
     site.replicate(&fifo, &[]).expect_code(EXIT_USAGE);
+    let out = site
+        .replicate(&site.path().join("missing.auto"), &[])
+        .expect_code(EXIT_USAGE);
+    assert!(
+        out.stderr.contains("missing.auto: no such file"),
+        "{}",
+        out.stderr
+    );
     // Nothing was submitted or registered by any of these.
     let out = site.replicate(&config, &[]).success();
     assert!(

@@ -400,7 +400,13 @@ pub(crate) fn read_small_file(path: &Path, max: u64, what: &'static str) -> Resu
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(path, what, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Usage(format!(
+                "{}: no such file ({what})",
+                crate::replicate::shown(path)
+            )),
+            _ => Error::io(path, what, e),
+        })?;
     let meta = file.metadata().map_err(|e| Error::io(path, what, e))?;
     if !meta.is_file() {
         return Err(Error::Usage(format!(
