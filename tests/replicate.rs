@@ -511,6 +511,11 @@ fn a_replica_is_replaced_only_when_its_successor_is_complete() {
     );
     assert_eq!(fs::read(r.join("CRM.vmdk")).unwrap(), descriptor);
     assert_eq!(log_lines(&log).len(), 1, "a failed restore is not logged");
+    assert_eq!(
+        listing(&r),
+        vec!["CRM-flat.vmdk".to_string(), "CRM.vmdk".to_string()],
+        "a failed restore leaves nothing beside the replica"
+    );
     // The replica is a usable disk: sdar reads it as a VMDK.
     site.run(
         None,
