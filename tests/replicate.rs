@@ -562,7 +562,9 @@ fn a_registered_config_runs_through_the_daemon() {
     let config = site.write_config(
         "vmdks.auto",
         &format!(
-            "RESTORE:Web|u-web|0:0|Web|{r}/Web.vmdk\nRESTORE:Web|u-web|0:0|Web|{r}/link.img\n",
+            "TARGET={}\nRESTORE:Web|u-web|0:0|Web|{r}/Web.vmdk\n\
+             RESTORE:Web|u-web|0:0|Web|{r}/link.img\n",
+            site.target.display(),
             r = r.display()
         ),
     );
@@ -591,7 +593,6 @@ fn a_registered_config_runs_through_the_daemon() {
     );
     let log = site.path().join("vmdks.auto.restored");
     assert_eq!(log_lines(&log).len(), 2, "the daemon records the restores");
-    let _ = full;
     let out = site.replicate(&config, &[]).success();
     assert!(out.stdout_text().contains("still registered"));
     assert!(
@@ -599,9 +600,23 @@ fn a_registered_config_runs_through_the_daemon() {
         "{}",
         out.stdout_text()
     );
+    // A new backup: the daemon's own pass of the registered config finds
+    // it (through TARGET=), queues and restores it.
+    let newer = web.delta(&site, &full, "web-new", 0.5);
+    run_queue(&site);
+    assert_same_bytes(
+        &fs::read(r.join("Web-flat.vmdk")).unwrap(),
+        web.at(&newer),
+        "replica refreshed by the daemon",
+    );
+    assert_eq!(log_lines(&log).len(), 4);
     site.replicate(&config, &["--unregister"]).success();
     site.replicate(&config, &["--unregister"])
         .expect_code(EXIT_USAGE);
+    // Unregistered: the daemon leaves it alone.
+    web.delta(&site, &full, "web-newest", 0.25);
+    run_queue(&site);
+    assert_eq!(log_lines(&log).len(), 4);
 }
 
 /// `--preload` appends a commented-out line for each disk the config does

@@ -319,8 +319,9 @@ enum Submitted {
     Pending(i64),
 }
 
-/// `--once`: runs the queue to the end with `sdar daemon --until-idle` on
-/// the same catalog, then says how each submitted job ended.
+/// `--once`: runs the queue to the end with `sdar daemon --until-idle
+/// --replicate-every off` on the same catalog (every waiting job runs, the
+/// registered configs do not), then says how each submitted job ended.
 fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Result<()> {
     let mut daemon_code = None;
     if !pass.submitted.is_empty() || pass.queued > 0 {
@@ -329,6 +330,8 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
         let child = std::process::Command::new(exe)
             .arg("daemon")
             .arg("--until-idle")
+            // This pass only: not the registered configs' too.
+            .args(["--replicate-every", "off"])
             .arg("--catalog")
             .arg(catalog.path())
             .spawn()
