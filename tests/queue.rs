@@ -31,14 +31,7 @@ fn vm(dir: &Path, file: &str, vm_name: &str, mib: u64, seed: u64) -> Vm {
     write_sample_disk(dir, &img, mib * MIB, seed);
     let full = format!("backups/{file}.full.gz");
     let uuid = format!("42{seed:030}");
-    let meta = [
-        "--vm-name",
-        vm_name,
-        "--vm-uuid",
-        &uuid,
-        "--scsi-id",
-        "0:0",
-    ];
+    let meta = ["--vm-name", vm_name, "--vm-uuid", &uuid, "--scsi-id", "0:0"];
     // Made a day apart (SOURCE_DATE_EPOCH), so that the catalog tells the
     // delta from the full's companion.
     let made = |args: &[&str], day: i64| {
@@ -46,7 +39,10 @@ fn vm(dir: &Path, file: &str, vm_name: &str, mib: u64, seed: u64) -> Vm {
             format!("sdar {}", args.join(" ")),
             Command::new(SDAR)
                 .args(args)
-                .env("SOURCE_DATE_EPOCH", (1_764_547_200 + day * 86_400).to_string())
+                .env(
+                    "SOURCE_DATE_EPOCH",
+                    (1_764_547_200 + day * 86_400).to_string(),
+                )
                 .current_dir(dir),
         )
         .success();
@@ -58,7 +54,14 @@ fn vm(dir: &Path, file: &str, vm_name: &str, mib: u64, seed: u64) -> Vm {
     let change_seed = (seed + 1000).to_string();
     sdar(
         dir,
-        &["sample-change", &img, "--percent", "20", "--seed", &change_seed],
+        &[
+            "sample-change",
+            &img,
+            "--percent",
+            "20",
+            "--seed",
+            &change_seed,
+        ],
     )
     .success();
     let delta = format!("backups/{file}-1.sdar");
@@ -169,7 +172,9 @@ impl Queue {
     }
 
     fn log(&self, id: i64) -> String {
-        self.queue("log", &[&id.to_string()]).success().stdout_text()
+        self.queue("log", &[&id.to_string()])
+            .success()
+            .stdout_text()
     }
 }
 
@@ -280,7 +285,11 @@ fn jobs_run_one_and_four_at_a_time_to_identical_disks() {
     }
     for id in &ids {
         let j = q.job(*id);
-        assert_eq!((&j["state"], &j["exit_code"]), (&"done".into(), &0.into()), "{j:#}");
+        assert_eq!(
+            (&j["state"], &j["exit_code"]),
+            (&"done".into(), &0.into()),
+            "{j:#}"
+        );
         assert_eq!(j["percent"], 100, "{j:#}");
     }
     // Four at once, two jobs per disk.
@@ -298,11 +307,19 @@ fn jobs_run_one_and_four_at_a_time_to_identical_disks() {
     }
     for id in &ids {
         assert_eq!(q.job(*id)["state"], "done");
-        assert!(stderr.contains(&format!("job {id} started (run 1)")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("job {id} started (run 1)")),
+            "{stderr}"
+        );
     }
     // Each job has its own log, which tells the whole story.
     let log = q.log(ids[0]);
-    for want in ["run 1 by daemon", "restored ", "every block verified", "done (exit 0)"] {
+    for want in [
+        "run 1 by daemon",
+        "restored ",
+        "every block verified",
+        "done (exit 0)",
+    ] {
         assert!(log.contains(want), "the log lacks {want:?}:\n{log}");
     }
     // More than 4 at once is warned about.
@@ -317,7 +334,11 @@ fn cancel_a_waiting_job_at_once_and_a_running_one_by_its_daemon() {
     let running = q.submit(&big.delta, "big.vmdk", &[]);
     let waiting = q.submit(&big.delta, "other.vmdk", &[]);
     let out = q.queue("cancel", &[&waiting.to_string()]).success();
-    assert!(out.stdout_text().contains("cancelled"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("cancelled"),
+        "{}",
+        out.stdout_text()
+    );
     assert_eq!(q.job(waiting)["state"], "cancelled");
     let d = q.daemon(&["--until-idle", "--max-rate", "8M"]);
     q.wait_for(running, "got under way", |j| {
@@ -356,10 +377,18 @@ fn purge_forgets_finished_jobs_and_their_logs_only() {
     let waiting = q.submit(&v.delta, "waiting.vmdk", &[]);
     // Jobs a day old only: none yet.
     let out = q.queue("purge", &["--older-than", "1"]).success();
-    assert!(out.stdout_text().contains("purged 0"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("purged 0"),
+        "{}",
+        out.stdout_text()
+    );
     assert_eq!(q.jobs().len(), 3);
     let out = q.queue("purge", &[]).success();
-    assert!(out.stdout_text().contains("purged 2"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("purged 2"),
+        "{}",
+        out.stdout_text()
+    );
     let left: Vec<i64> = q.jobs().iter().map(|j| j["id"].as_i64().unwrap()).collect();
     assert_eq!(left, vec![waiting]);
     assert!(!log.exists(), "purge left the log {}", log.display());
@@ -385,14 +414,20 @@ fn log_follow_ends_with_the_job_and_its_exit_code() {
     let member = delta_layout(&bad_delta)
         .members
         .into_iter()
-        .filter(|m| m.len > 0)
-        .last()
+        .rfind(|m| m.len > 0)
         .expect("the delta stores no block");
     flip_byte(&bad_delta, member.offset + member.len / 2);
     let cat = q.catalog.to_str().unwrap().to_string();
     let follow = |id: i64| {
         Command::new(SDAR)
-            .args(["queue", "log", "--catalog", &cat, &id.to_string(), "--follow"])
+            .args([
+                "queue",
+                "log",
+                "--catalog",
+                &cat,
+                &id.to_string(),
+                "--follow",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -406,9 +441,14 @@ fn log_follow_ends_with_the_job_and_its_exit_code() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].contains(&format!("job {good}: run 1 by daemon")), "{text}");
     assert!(
-        lines.iter().any(|l| l.contains("Delta: ") && l.contains(" MiB of 16 MiB")),
+        lines[0].contains(&format!("job {good}: run 1 by daemon")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Delta: ") && l.contains(" MiB of 16 MiB")),
         "no progress line in the log:\n{text}"
     );
     assert!(lines.last().unwrap().contains("done (exit 0)"), "{text}");
@@ -418,7 +458,10 @@ fn log_follow_ends_with_the_job_and_its_exit_code() {
     assert_eq!(out.status.code(), Some(EXIT_INTEGRITY), "{text}");
     assert!(text.contains("failed (exit 1)"), "{text}");
     let j = q.job(bad);
-    assert_eq!((&j["state"], &j["exit_code"]), (&"failed".into(), &1.into()));
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &1.into())
+    );
     assert!(disks_in(&q.root().join("restored"))
         .iter()
         .all(|n| n.starts_with("good")));
@@ -447,7 +490,10 @@ fn two_jobs_to_one_destination_never_run_at_once() {
             "jobs {first} and {second} run at once to one destination"
         );
         both_seen |= running.contains(&first) && running.contains(&other);
-        if jobs.iter().all(|j| j["state"] == "done" || j["state"] == "failed") {
+        if jobs
+            .iter()
+            .all(|j| j["state"] == "done" || j["state"] == "failed")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the jobs did not end: {jobs:#?}");
@@ -455,14 +501,20 @@ fn two_jobs_to_one_destination_never_run_at_once() {
     }
     let (code, stderr) = d.wait(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(both_seen, "another destination's job did not run beside the first");
+    assert!(
+        both_seen,
+        "another destination's job did not run beside the first"
+    );
     for id in [first, second, other] {
         let j = q.job(id);
         assert_eq!(j["state"], "done", "{j:#}");
     }
     // The second ran after the first, and replaced its disk.
     let (f, s) = (q.job(first), q.job(second));
-    assert!(s["started_at"].as_i64() >= f["finished_at"].as_i64(), "{f:#} {s:#}");
+    assert!(
+        s["started_at"].as_i64() >= f["finished_at"].as_i64(),
+        "{f:#} {s:#}"
+    );
     q.assert_restored("same", &b);
     q.assert_restored("other", &a);
 }
@@ -476,7 +528,7 @@ fn kill_9_of_the_daemon_mid_job_then_a_new_daemon_ends_with_the_same_disk() {
     q.wait_for(id, "got a quarter of the way", |j| {
         j["done_bytes"]
             .as_u64()
-            .is_some_and(|n| n >= 8 * MIB && n < 24 * MIB)
+            .is_some_and(|n| (8 * MIB..24 * MIB).contains(&n))
     });
     d.signal(libc::SIGKILL);
     let (code, _) = d.wait(Duration::from_secs(10));
@@ -486,11 +538,17 @@ fn kill_9_of_the_daemon_mid_job_then_a_new_daemon_ends_with_the_same_disk() {
     // No disk yet: only the hidden partial data and its mark.
     let restored = q.root().join("restored");
     assert!(disks_in(&restored).is_empty(), "{:?}", listing(&restored));
-    assert!(listing(&restored).iter().any(|n| n.ends_with(".sdar-partial")));
+    assert!(listing(&restored)
+        .iter()
+        .any(|n| n.ends_with(".sdar-partial")));
     let stderr = q.run_until_idle(&[]);
     assert!(stderr.contains("died running job(s)"), "{stderr}");
     let j = q.job(id);
-    assert_eq!((&j["state"], &j["runs"]), (&"done".into(), &2.into()), "{j:#}");
+    assert_eq!(
+        (&j["state"], &j["runs"]),
+        (&"done".into(), &2.into()),
+        "{j:#}"
+    );
     q.assert_restored("k", &v);
     let log = q.log(id);
     assert!(log.contains("--resume"), "{log}");
@@ -498,7 +556,10 @@ fn kill_9_of_the_daemon_mid_job_then_a_new_daemon_ends_with_the_same_disk() {
         log.contains("resuming the interrupted restore"),
         "the second run did not resume:\n{log}"
     );
-    assert!(log.contains("already in place (read back and proven)"), "{log}");
+    assert!(
+        log.contains("already in place (read back and proven)"),
+        "{log}"
+    );
     assert_eq!(listing(&restored), vec!["k-flat.vmdk", "k.vmdk"]);
 }
 
@@ -556,7 +617,11 @@ fn two_daemons_never_run_one_job_twice() {
     }
     for id in &ids {
         let j = q.job(*id);
-        assert_eq!((&j["state"], &j["runs"]), (&"done".into(), &1.into()), "{j:#}");
+        assert_eq!(
+            (&j["state"], &j["runs"]),
+            (&"done".into(), &1.into()),
+            "{j:#}"
+        );
         let starts = stderr.matches(&format!("job {id} started")).count();
         assert_eq!(starts, 1, "job {id} started {starts} times:\n{stderr}");
         assert_eq!(q.log(*id).matches("by daemon").count(), 1);
@@ -606,7 +671,10 @@ fn bad_input_is_refused_at_once_and_hostile_names_are_escaped() {
     let id = q.submit(&v.delta, "h.vmdk", &[]);
     let list = q.queue("list", &[]).success();
     let text = list.stdout_text();
-    assert!(text.contains("evil\\e]0;pwned\\u{0007}\\u{202E}vm"), "{text}");
+    assert!(
+        text.contains("evil\\e]0;pwned\\u{0007}\\u{202E}vm"),
+        "{text}"
+    );
     let json = q.queue("list", &["--json"]).success().stdout_text();
     for shown in [&text, &json] {
         assert!(
@@ -640,7 +708,14 @@ fn the_catalog_from_the_environment_and_the_vm_form() {
     let out = run_command(
         "sdar queue submit --vm CRM".into(),
         Command::new(SDAR)
-            .args(["queue", "submit", "--vm", "CRM", "--to", "restored/crm.vmdk"])
+            .args([
+                "queue",
+                "submit",
+                "--vm",
+                "CRM",
+                "--to",
+                "restored/crm.vmdk",
+            ])
             .env("SDAR_CATALOG", &q.catalog)
             .current_dir(q.root()),
     )

@@ -15,6 +15,7 @@ CREATE TABLE jobs (
     started_at      INTEGER,           -- the first start (a job that has one resumes)
     finished_at     INTEGER,
     runner          TEXT,              -- the daemon running it (its lock file's name)
+    beat_at         INTEGER,           -- when its daemon last said it runs it
     attempts        INTEGER NOT NULL DEFAULT 0,  -- times a daemon started it
     lost            INTEGER NOT NULL DEFAULT 0,  -- times its daemon died running it
     done_bytes      INTEGER,
@@ -138,7 +139,10 @@ impl JobState {
 
     /// Done, failed or cancelled: nothing will change it again.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -227,11 +231,20 @@ pub enum CancelOutcome {
 /// How a daemon's run of a job ended, for [`Catalog::end_job`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobEnd {
-    Done { message: String },
-    Failed { exit_code: u8, message: String },
-    Cancelled { message: String },
+    Done {
+        message: String,
+    },
+    Failed {
+        exit_code: u8,
+        message: String,
+    },
+    Cancelled {
+        message: String,
+    },
     /// Stopped with the daemon: waiting again, to be resumed.
-    Stopped { message: String },
+    Stopped {
+        message: String,
+    },
 }
 
 /// The most times a job's daemon may die while running it before the job
@@ -239,9 +252,19 @@ pub enum JobEnd {
 /// otherwise do so for ever.
 pub const MAX_LOST: i64 = 5;
 
+/// How long a daemon whose lock file is gone (so that its life cannot be
+/// told) must have been silent about a job before the job is taken from
+/// it: a running daemon reports on its jobs every second.
+pub const SILENT_SECS: i64 = 30;
+
 impl Catalog {
     /// Records what the archive says of itself (for `sdar queue list`).
-    pub fn describe_job(&self, id: i64, vm_name: Option<&str>, disk_name: Option<&str>) -> Result<()> {
+    pub fn describe_job(
+        &self,
+        id: i64,
+        vm_name: Option<&str>,
+        disk_name: Option<&str>,
+    ) -> Result<()> {
         self.conn()
             .execute(
                 "UPDATE jobs SET vm_name = ?2, disk_name = ?3 WHERE id = ?1",
@@ -380,7 +403,7 @@ impl Catalog {
         };
         tx.execute(
             "UPDATE jobs SET state = 'running', runner = ?2, attempts = attempts + 1,
-                 started_at = COALESCE(started_at, ?3),
+                 started_at = COALESCE(started_at, ?3), beat_at = ?3,
                  done_bytes = NULL, total_bytes = NULL, exit_code = NULL, message = NULL
              WHERE id = ?1",
             params![id, runner, now_unix()],
@@ -394,14 +417,16 @@ impl Catalog {
 
     /// Gives back the jobs of daemons that died: `alive(runner)` is asked,
     /// inside an IMMEDIATE transaction, for every other daemon that holds a
-    /// running job; the jobs of one that is not alive wait again (to be
-    /// resumed), are cancelled when a cancel was asked, or fail after
-    /// [`MAX_LOST`] deaths. Returns the ids given back, and the runners
-    /// found dead.
+    /// running job: `Some(true)` alive, `Some(false)` dead, `None` unknown
+    /// (its lock file is gone), which counts as dead only for the jobs it
+    /// has not reported on for [`SILENT_SECS`]. The jobs of a dead daemon
+    /// wait again (to be resumed), are cancelled when a cancel was asked, or
+    /// fail after [`MAX_LOST`] deaths. Returns the ids given back, and the
+    /// runners found dead.
     pub fn reclaim_jobs(
         &mut self,
         me: &str,
-        alive: &mut dyn FnMut(&str) -> bool,
+        alive: &mut dyn FnMut(&str) -> Option<bool>,
     ) -> Result<(Vec<i64>, Vec<String>)> {
         let path = self.path().to_path_buf();
         let sql = |e| Error::sqlite(&path, e);
@@ -422,12 +447,17 @@ impl Catalog {
         let mut ids = Vec::new();
         let mut dead = Vec::new();
         for runner in runners {
-            match runner.as_deref() {
-                Some(r) if r == me || alive(r) => continue,
-                Some(r) => dead.push(r.to_string()),
-                None => {}
-            }
             let now = now_unix();
+            // Jobs whose daemon reported on them after this are left alone.
+            let silent_since = match runner.as_deref() {
+                Some(r) if r == me => continue,
+                Some(r) => match alive(r) {
+                    Some(true) => continue,
+                    Some(false) => i64::MAX,
+                    None => now - SILENT_SECS,
+                },
+                None => i64::MAX,
+            };
             let mut stmt = tx
                 .prepare(
                     "UPDATE jobs SET
@@ -443,14 +473,21 @@ impl Catalog {
                              ELSE 'its daemon died while running it; it resumes when a daemon runs again' END,
                          runner = NULL
                      WHERE state = 'running' AND runner IS ?1
+                       AND (beat_at IS NULL OR beat_at < ?4)
                      RETURNING id",
                 )
                 .map_err(sql)?;
             let rows = stmt
-                .query_map(params![runner, MAX_LOST, now], |r| r.get::<_, i64>(0))
+                .query_map(params![runner, MAX_LOST, now, silent_since], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .map_err(sql)?
                 .collect::<rusqlite::Result<Vec<_>>>();
-            ids.extend(rows.map_err(sql)?);
+            let rows = rows.map_err(sql)?;
+            if let (false, Some(r)) = (rows.is_empty(), &runner) {
+                dead.push(r.clone());
+            }
+            ids.extend(rows);
         }
         tx.commit().map_err(sql)?;
         ids.sort_unstable();
@@ -459,13 +496,19 @@ impl Catalog {
 
     /// Records a running job's progress; returns whether a cancel was asked
     /// for it, or `None` when it is no longer this daemon's to run.
-    pub fn job_progress(&self, id: i64, runner: &str, done: u64, total: u64) -> Result<Option<bool>> {
+    pub fn job_progress(
+        &self,
+        id: i64,
+        runner: &str,
+        done: u64,
+        total: u64,
+    ) -> Result<Option<bool>> {
         self.conn()
             .query_row(
-                "UPDATE jobs SET done_bytes = ?3, total_bytes = ?4
+                "UPDATE jobs SET done_bytes = ?3, total_bytes = ?4, beat_at = ?5
                  WHERE id = ?1 AND runner = ?2 AND state = 'running'
                  RETURNING cancel",
-                params![id, runner, done as i64, total as i64],
+                params![id, runner, done as i64, total as i64, now_unix()],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -500,7 +543,16 @@ impl Catalog {
                      done_bytes = CASE WHEN ?8 > 0 THEN ?7 ELSE done_bytes END,
                      total_bytes = CASE WHEN ?8 > 0 THEN ?8 ELSE total_bytes END
                  WHERE id = ?1 AND runner = ?2 AND state = 'running'",
-                params![id, runner, state, code, message, finished, done as i64, total as i64],
+                params![
+                    id,
+                    runner,
+                    state,
+                    code,
+                    message,
+                    finished,
+                    done as i64,
+                    total as i64
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -559,8 +611,13 @@ mod tests {
         // a2 waits for a: the next job claimed is b, then nothing.
         assert_eq!(c.claim_job("d2").unwrap().unwrap().id, b);
         assert!(c.claim_job("d2").unwrap().is_none());
-        let done = JobEnd::Done { message: "ok".into() };
-        assert!(!c.end_job(a, "d2", &done, (1, 1)).unwrap(), "only its runner ends a job");
+        let done = JobEnd::Done {
+            message: "ok".into(),
+        };
+        assert!(
+            !c.end_job(a, "d2", &done, (1, 1)).unwrap(),
+            "only its runner ends a job"
+        );
         assert!(c.end_job(a, "d1", &done, (1, 1)).unwrap());
         let next = c.claim_job("d2").unwrap().unwrap();
         assert_eq!((next.id, next.attempts), (a2, 1));
@@ -574,18 +631,26 @@ mod tests {
         let b = c.submit(&job("/r/b.vmdk")).unwrap();
         c.claim_job("dead").unwrap();
         c.claim_job("alive").unwrap();
-        let (ids, dead) = c.reclaim_jobs("me", &mut |r| r == "alive").unwrap();
+        let (ids, dead) = c.reclaim_jobs("me", &mut |r| Some(r == "alive")).unwrap();
         assert_eq!((ids, dead), (vec![a], vec!["dead".to_string()]));
         let again = c.claim_job("me").unwrap().unwrap();
         assert_eq!((again.id, again.attempts, again.lost), (a, 2, 1));
         assert_eq!(c.job(b).unwrap().runner.as_deref(), Some("alive"));
         // A job whose daemons keep dying is given up.
         for _ in 1..MAX_LOST {
-            c.reclaim_jobs("other", &mut |r| r != "me").unwrap();
+            c.reclaim_jobs("other", &mut |r| Some(r != "me")).unwrap();
             c.claim_job("me").unwrap();
         }
         let j = c.job(a).unwrap();
         assert_eq!((j.state, j.exit_code), (JobState::Failed, Some(3)), "{j:?}");
+        // A daemon whose life cannot be told keeps a job it reports on.
+        let (ids, _) = c.reclaim_jobs("me", &mut |_| None).unwrap();
+        assert!(ids.is_empty());
+        c.conn()
+            .execute("UPDATE jobs SET beat_at = beat_at - 60", [])
+            .unwrap();
+        let (ids, _) = c.reclaim_jobs("me", &mut |_| None).unwrap();
+        assert_eq!(ids, vec![b]);
     }
 
     #[test]
@@ -605,10 +670,17 @@ mod tests {
         );
         assert!(c.cancel_job(99).unwrap_err().is_usage());
         // Purging never touches the running or the waiting.
-        let purged: Vec<i64> = c.purge_jobs(None).unwrap().into_iter().map(|p| p.0).collect();
+        let purged: Vec<i64> = c
+            .purge_jobs(None)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert_eq!(purged, vec![b]);
         assert!(c.job(a).is_ok() && c.job(w).is_ok());
-        let end = JobEnd::Cancelled { message: "x".into() };
+        let end = JobEnd::Cancelled {
+            message: "x".into(),
+        };
         assert!(c.end_job(a, "d", &end, (0, 0)).unwrap());
         assert!(c.purge_jobs(Some(now_unix() - 86_400)).unwrap().is_empty());
         assert_eq!(c.purge_jobs(None).unwrap().len(), 1);

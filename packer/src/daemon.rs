@@ -126,7 +126,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn run(&mut self, rx: &mpsc::Receiver<Event>, replicate_every: Option<Duration>) -> anyhow::Result<()> {
+    fn run(
+        &mut self,
+        rx: &mpsc::Receiver<Event>,
+        replicate_every: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let long_ago = Instant::now() - Duration::from_secs(3600);
         let (mut last_progress, mut last_claim, mut last_reclaim) = (long_ago, long_ago, long_ago);
         let mut next_replication = replicate_every.map(|_| Instant::now());
@@ -176,7 +180,8 @@ impl Daemon {
                 self.claim();
             }
             if let (Some(at), Some(every)) = (next_replication, replicate_every) {
-                if Instant::now() >= at && self.replicating.as_ref().is_none_or(|h| h.is_finished()) {
+                if Instant::now() >= at && self.replicating.as_ref().is_none_or(|h| h.is_finished())
+                {
                     next_replication = Some(Instant::now() + every);
                     self.replicate();
                 }
@@ -188,7 +193,10 @@ impl Daemon {
             {
                 match self.catalog.queue_idle() {
                     Ok(true) => {
-                        eprintln!("sdar daemon {}: no job is waiting or running: exiting", self.me);
+                        eprintln!(
+                            "sdar daemon {}: no job is waiting or running: exiting",
+                            self.me
+                        );
                         return Ok(());
                     }
                     Ok(false) => {}
@@ -199,11 +207,7 @@ impl Daemon {
     }
 
     fn warn(&self, what: &str) {
-        eprintln!(
-            "sdar daemon {}: warning: {}",
-            self.me,
-            escape_lines(what)
-        );
+        eprintln!("sdar daemon {}: warning: {}", self.me, escape_lines(what));
     }
 
     /// Takes waiting jobs while slots are free.
@@ -277,11 +281,7 @@ impl Daemon {
                 JobEnd::Cancelled { .. } => "cancelled".to_string(),
                 JobEnd::Stopped { .. } => "stopped; it waits to be resumed".to_string(),
             };
-            eprintln!(
-                "sdar daemon {}: job {id} {}",
-                self.me,
-                escape_lines(&text)
-            );
+            eprintln!("sdar daemon {}: job {id} {}", self.me, escape_lines(&text));
             self.ends.push((id, end, progress));
         }
     }
@@ -398,7 +398,8 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
 /// 64 KiB (one block).
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let bad = || format!("--max-rate {text}: give bytes a second such as 500K, 50M or 1G (at least 64K)");
+    let bad =
+        || format!("--max-rate {text}: give bytes a second such as 500K, 50M or 1G (at least 64K)");
     let (num, shift) = match t.char_indices().last() {
         Some((i, 'K' | 'k')) => (&t[..i], 10),
         Some((i, 'M' | 'm')) => (&t[..i], 20),

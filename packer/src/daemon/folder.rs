@@ -78,22 +78,31 @@ impl QueueFolder {
             rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)
                 .with_context(|| format!("{}: cannot lock", path.display()))?;
             let _ = writeln!(file, "sdar daemon, pid {}", std::process::id());
-            return Ok(DaemonLock { id, path, _file: file });
+            return Ok(DaemonLock {
+                id,
+                path,
+                _file: file,
+            });
         }
-        bail!("{}: cannot create a lock file for this daemon", self.dir.display())
+        bail!(
+            "{}: cannot create a lock file for this daemon",
+            self.dir.display()
+        )
     }
 
     fn lock_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("daemon-{id}.lock"))
     }
 
-    /// True while the daemon `id` lives (holds its lock). A lock file that
-    /// is gone, or that can be locked, is a daemon that died; its file is
-    /// removed then. When it cannot be told (a name that is no daemon id,
-    /// an error), the daemon is taken for alive: a job is never run twice.
-    pub fn daemon_alive(&self, id: &str) -> bool {
+    /// Whether the daemon `id` lives: `Some(true)` while it holds its lock,
+    /// `Some(false)` when its lock can be taken (it died; the file is
+    /// removed then), `None` when its lock file is gone (someone removed
+    /// it: the catalog's heartbeat decides). When it cannot be told
+    /// otherwise (a name that is no daemon id, an error), the daemon is
+    /// taken for alive: a job is never run twice.
+    pub fn daemon_alive(&self, id: &str) -> Option<bool> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return true;
+            return Some(true);
         }
         let path = self.lock_path(id);
         let file = match OpenOptions::new()
@@ -102,19 +111,19 @@ impl QueueFolder {
             .open(&path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-            Err(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => return Some(true),
         };
         if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return true;
+            return Some(true);
         }
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Ours now, and its daemon is gone: nobody needs the name.
                 let _ = std::fs::remove_file(&path);
-                false
+                Some(false)
             }
-            Err(_) => true,
+            Err(_) => Some(true),
         }
     }
 
@@ -192,15 +201,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lock_is_alive_until_dropped() {
+    fn a_daemon_lives_while_it_holds_its_lock() {
         let dir = tempfile::tempdir().unwrap();
         let folder = QueueFolder::open(&dir.path().join("c.sqlite")).unwrap();
         let lock = folder.lock().unwrap();
-        assert!(folder.daemon_alive(&lock.id));
+        assert_eq!(folder.daemon_alive(&lock.id), Some(true));
         let id = lock.id.clone();
         drop(lock);
-        assert!(!folder.daemon_alive(&id));
-        assert!(folder.daemon_alive("../x"), "a name that is no id is never judged dead");
+        assert_eq!(
+            folder.daemon_alive(&id),
+            None,
+            "a clean exit removes its file"
+        );
+        // What a daemon killed with SIGKILL leaves: a file nobody locks.
+        std::fs::write(folder.lock_path("1-2-0"), b"").unwrap();
+        assert_eq!(folder.daemon_alive("1-2-0"), Some(false));
+        assert!(
+            !folder.lock_path("1-2-0").exists(),
+            "a dead daemon's file is removed"
+        );
+        assert_eq!(
+            folder.daemon_alive("../x"),
+            Some(true),
+            "a name that is no id is never judged dead"
+        );
     }
 
     #[test]
@@ -209,11 +233,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalog = dir.path().join("c.sqlite");
         std::fs::create_dir(folder_of(&catalog)).unwrap();
-        std::fs::set_permissions(
-            folder_of(&catalog),
-            std::fs::Permissions::from_mode(0o777),
-        )
-        .unwrap();
+        std::fs::set_permissions(folder_of(&catalog), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
         assert!(QueueFolder::open(&catalog).is_err());
         std::fs::remove_dir(folder_of(&catalog)).unwrap();
         std::os::unix::fs::symlink(dir.path(), folder_of(&catalog)).unwrap();

@@ -266,8 +266,7 @@ impl Run {
             Err(f) => return self.failed(f, None),
         };
         if let Some(full) = &front.log.full {
-            self.log
-                .line(&format!("job {id}: full {}", full.display()));
+            self.log.line(&format!("job {id}: full {}", full.display()));
         }
         if job.resumed() {
             self.log.line(&format!(
@@ -310,7 +309,8 @@ impl Run {
                     hex(&identity)
                 );
                 self.log.line(&format!("job {id}: {message}"));
-                self.log.line(&format!("job {id}: {}", summary(&progress, l.secs)));
+                self.log
+                    .line(&format!("job {id}: {}", summary(&progress, l.secs)));
                 if let Some(vmx) = &l.vmx {
                     self.log.line(&format!("job {id}: wrote {}", vmx.display()));
                 }
