@@ -721,6 +721,23 @@ fn the_catalog_from_the_environment_and_the_vm_form() {
     )
     .success();
     assert_eq!(out.stdout_text().trim(), "queued job 1");
+    // `--catalog` among the restore's options names the queue too.
+    let cat = q.catalog.to_str().unwrap();
+    let out = sdar(
+        q.root(),
+        &[
+            "queue",
+            "submit",
+            "--vm",
+            "CRM",
+            "--to",
+            "restored/crm2.vmdk",
+            "--catalog",
+            cat,
+        ],
+    )
+    .success();
+    assert_eq!(out.stdout_text().trim(), "queued job 2");
     let j = q.job(1);
     assert_eq!(j["vm_name"], "CRM");
     assert!(
@@ -729,4 +746,5 @@ fn the_catalog_from_the_environment_and_the_vm_form() {
     );
     q.run_until_idle(&[]);
     q.assert_restored("crm", &v);
+    q.assert_restored("crm2", &v);
 }

@@ -127,15 +127,20 @@ pub fn submit(
     quiet: bool,
 ) -> anyhow::Result<Submitted> {
     let mut args = args.to_vec();
-    // `sdar queue submit --catalog C --vm X` means one catalog for both.
-    if let Some(c) = &catalog.catalog {
-        if !args
-            .iter()
-            .any(|a| a == "--catalog" || a.to_string_lossy().starts_with("--catalog="))
-        {
-            args.push("--catalog".into());
-            args.push(c.clone().into());
+    let mut catalog = catalog.clone();
+    match &catalog.catalog {
+        // `sdar queue submit --catalog C --vm X`: one catalog for both.
+        Some(c) => {
+            if !args
+                .iter()
+                .any(|a| a == "--catalog" || a.to_string_lossy().starts_with("--catalog="))
+            {
+                args.push("--catalog".into());
+                args.push(c.clone().into());
+            }
         }
+        // `sdar queue submit X.sdar --to D --catalog C`: the job goes to C.
+        None => catalog.catalog = catalog_among(&args),
     }
     let resolved = crate::restore::resolve(&args, quiet)?;
     let (archive, runtime_args, restore) = checked_args(&resolved.archive, &resolved.args)?;
@@ -170,6 +175,20 @@ pub fn submit(
         vm_name,
         disk_name,
     })
+}
+
+/// The value of `--catalog FILE` (or `--catalog=FILE`) among `args`.
+fn catalog_among(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--catalog" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|t| t.strip_prefix("--catalog=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
 }
 
 /// The restore's arguments checked by the archive's own parser, and
