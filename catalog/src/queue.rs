@@ -468,7 +468,9 @@ impl Catalog {
                          finished_at = CASE WHEN cancel != 0 OR lost + 1 >= ?2 THEN ?3 END,
                          exit_code = CASE WHEN cancel = 0 AND lost + 1 >= ?2 THEN 3 END,
                          message = CASE
-                             WHEN cancel != 0 THEN 'cancelled; its daemon had died while running it'
+                             WHEN cancel != 0 THEN 'cancelled; its daemon had died while running it, so the '
+                                 || 'hidden .sdar-partial data beside the destination may remain: delete it, '
+                                 || 'or restore again with --resume'
                              WHEN lost + 1 >= ?2 THEN 'its daemon died while running it ' || (lost + 1) || ' times: given up'
                              ELSE 'its daemon died while running it; it resumes when a daemon runs again' END,
                          runner = NULL

@@ -41,7 +41,7 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub replicate_every: String,
     /// Each restore reads and writes at most this many bytes a second
-    /// (500K, 50M, 1G), leaving bandwidth to the machines that run [default:
+    /// (500K, 50M, 1G), leaving bandwidth to the virtual machines [default:
     /// no limit]
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<String>,
@@ -84,7 +84,12 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // signal thread alone takes SIGINT and SIGTERM.
     let signals = block_signals();
     sdar_stub::ignore_file_size_signal();
-    let catalog = args.catalog.open_only()?;
+    // Re-indexing is replication's business; --reindex asks for it now.
+    let catalog = if args.catalog.reindex {
+        args.catalog.open(false)?
+    } else {
+        args.catalog.open_only()?
+    };
     let folder = QueueFolder::open(catalog.path())?;
     let lock = folder.lock()?;
     let (tx, rx) = mpsc::channel();

@@ -214,13 +214,8 @@ fn checked_args(
     })?;
     let restore = match inv.command {
         Command::Restore(r) => r,
-        Command::Help => {
-            return Err(usage(format!(
-                "the restore options are the archive's own:\n\n{}",
-                args::usage(&program)
-            )))
-        }
-        // The words are `restore` and nothing else, or the parser refused.
+        // The words are `restore` and nothing else, or the parser refused
+        // (help is answered before).
         _ => return Err(usage("sdar queue submit queues a restore".into())),
     };
     let archive = absolute(inv.archive.as_deref().unwrap_or(archive))?;
@@ -325,6 +320,12 @@ fn user_name(uid: libc::uid_t) -> Option<String> {
 }
 
 fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
+    if a.args.iter().any(|x| x == "-h" || x == "--help") {
+        return print(&format!(
+            "sdar queue submit ARCHIVE --to DEST [options] queues a restore with the archive's own options:\n\n{}",
+            args::usage(std::ffi::OsStr::new("ARCHIVE"))
+        ));
+    }
     // `--json` after the archive is this command's too: a queued restore
     // prints no summary of its own.
     let json = a.json || a.args.iter().any(|x| x == "--json");
