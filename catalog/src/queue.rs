@@ -173,6 +173,8 @@ pub struct Job {
     pub disk_name: Option<String>,
     pub restored_log: Option<PathBuf>,
     pub backup_identity: Option<Hash>,
+    /// When its daemon last reported on it (every second while it runs).
+    pub beat_at: Option<i64>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.state, j.archive, j.full, j.dest, j.args, j.submitted_by,
@@ -180,7 +182,7 @@ const JOB_COLUMNS: &str = "j.id, j.state, j.archive, j.full, j.dest, j.args, j.s
     j.total_bytes, j.exit_code, j.message, j.cancel, j.log,
     COALESCE(j.vm_name, (SELECT f.vm_name FROM files f WHERE f.path = j.archive)),
     COALESCE(j.disk_name, (SELECT f.disk_name FROM files f WHERE f.path = j.archive)),
-    j.restored_log, j.backup_identity";
+    j.restored_log, j.backup_identity, j.beat_at";
 
 fn path_of(blob: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(blob))
@@ -214,6 +216,7 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         disk_name: r.get(20)?,
         restored_log: r.get::<_, Option<Vec<u8>>>(21)?.map(path_of),
         backup_identity: identity.and_then(|v| v.try_into().ok()),
+        beat_at: r.get(23)?,
     })
 }
 

@@ -20,6 +20,7 @@ use folder::QueueFolder;
 use job::RunningJob;
 use sdar_catalog::queue::{Job, JobEnd};
 use sdar_catalog::Catalog;
+use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,6 +62,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_EVERY: Duration = Duration::from_millis(500);
 /// Jobs of dead daemons looked for.
 const RECLAIM_EVERY: Duration = Duration::from_secs(2);
+/// Failed tries in a row to take a job (one each `CLAIM_EVERY`, each after
+/// the catalog's own minute of waiting when it is busy) that end the daemon.
+const MAX_CLAIM_FAILURES: u32 = 20;
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     if args.jobs == 0 {
@@ -109,6 +113,9 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         running: Vec::new(),
         ends: Vec::new(),
         replicating: None,
+        last_warning: RefCell::new(None),
+        claim_failures: 0,
+        fatal: None,
         max_rate,
     };
     let code = d.run(&rx, replicate_every);
@@ -128,6 +135,10 @@ struct Daemon {
     replicating: Option<JoinHandle<()>>,
     /// Bytes a second each job may restore.
     max_rate: Option<u64>,
+    last_warning: RefCell<Option<(String, Instant)>>,
+    claim_failures: u32,
+    /// Why the daemon must stop (its jobs are stopped first).
+    fatal: Option<anyhow::Error>,
 }
 
 impl Daemon {
@@ -166,9 +177,15 @@ impl Daemon {
             }
             self.reap();
             self.record_ends();
+            if self.fatal.is_some() && !stopping {
+                stopping = true;
+                for j in &self.running {
+                    j.stop();
+                }
+            }
             if stopping {
                 if self.running.is_empty() && self.ends.is_empty() {
-                    return Ok(());
+                    return self.fatal.take().map_or(Ok(()), Err);
                 }
                 continue;
             }
@@ -211,7 +228,17 @@ impl Daemon {
         }
     }
 
+    /// Says what went wrong on standard error; the same words again
+    /// within a minute are not repeated.
     fn warn(&self, what: &str) {
+        let mut last = self.last_warning.borrow_mut();
+        if last
+            .as_ref()
+            .is_some_and(|(w, at)| w == what && at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        *last = Some((what.to_string(), Instant::now()));
         eprintln!("sdar daemon {}: warning: {}", self.me, escape_lines(what));
     }
 
@@ -220,9 +247,25 @@ impl Daemon {
         while self.running.len() < self.args.jobs {
             let job = match self.catalog.claim_job(&self.me) {
                 Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(e) => return self.warn(&format!("cannot take a job from the queue: {e}")),
+                Ok(None) => {
+                    self.claim_failures = 0;
+                    return;
+                }
+                Err(e) => {
+                    self.claim_failures += 1;
+                    // A queue that stays unreadable (a catalog of another
+                    // version, a broken file) ends the daemon, with an error
+                    // for its supervisor, rather than a warning for ever.
+                    if self.claim_failures >= MAX_CLAIM_FAILURES && self.fatal.is_none() {
+                        self.fatal = Some(anyhow::anyhow!(
+                            "the queue cannot be read ({} tries): {e}",
+                            self.claim_failures
+                        ));
+                    }
+                    return self.warn(&format!("cannot take a job from the queue: {e}"));
+                }
             };
+            self.claim_failures = 0;
             let id = job.id;
             let log = match self.open_log(&job) {
                 Ok(log) => log,

@@ -17,7 +17,7 @@ use sdar_stub::args::{self, FullSource, RestoreArgs};
 use sdar_stub::Command;
 use serde_json::json;
 use std::ffi::OsString;
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -414,6 +414,12 @@ fn job_text(j: &Job) -> String {
             "  {}",
             progress_text(j).unwrap_or_else(|| "starting".into())
         );
+        // A daemon reports every second: silence means it is stuck or
+        // died (the next daemon to start resumes the job).
+        let silent = j.beat_at.map(|b| sdar_catalog::now_unix() - b);
+        if let Some(s) = silent.filter(|s| *s >= 10) {
+            head += &format!("  (no word from its daemon for {s} s)");
+        }
     }
     if let Some(code) = j.exit_code {
         head += &format!("  exit {code}");
@@ -578,8 +584,8 @@ impl LogReader {
             let text: Vec<u8> = self.pending.drain(..cut).collect();
             print(&terminal_safe(&String::from_utf8_lossy(&text)))?;
         }
-        // The position stays where reading stopped: the daemon appends.
-        let _ = self.file.stream_position();
+        // The file position stays where reading stopped: the daemon
+        // appends, and the next call reads what it added.
         Ok(())
     }
 }
