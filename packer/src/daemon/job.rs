@@ -314,7 +314,7 @@ impl Run {
                 if let Some(vmx) = &l.vmx {
                     self.log.line(&format!("job {id}: wrote {}", vmx.display()));
                 }
-                let warning = self.record_restored(&identity, &place);
+                let warning = self.record_restored(&identity);
                 JobEnd::Done {
                     message: message + &warning,
                 }
@@ -362,7 +362,7 @@ impl Run {
 
     /// Replication: tells the restored log, when the job was submitted for
     /// one; a warning to add to the outcome when it cannot.
-    fn record_restored(&mut self, identity: &Hash, place: &Path) -> String {
+    fn record_restored(&mut self, identity: &Hash) -> String {
         let Some(restored_log) = self.job.restored_log.clone() else {
             return String::new();
         };
@@ -371,7 +371,7 @@ impl Run {
             &restored_log,
             &backup,
             &self.job.archive,
-            place,
+            &self.job.dest,
         ) {
             Ok(()) => {
                 self.log.line(&format!(
