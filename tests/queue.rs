@@ -250,6 +250,25 @@ impl Drop for Daemon {
     }
 }
 
+/// A `sdar queue log --follow` running, killed when dropped (a test that
+/// fails early leaves no follower waiting for a job that never ends).
+struct Follower(Option<Child>);
+
+impl Follower {
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The names in `restored/` that look like a disk (not hidden).
 fn disks_in(dir: &Path) -> Vec<String> {
     listing(dir)
@@ -419,25 +438,26 @@ fn log_follow_ends_with_the_job_and_its_exit_code() {
     flip_byte(&bad_delta, member.offset + member.len / 2);
     let cat = q.catalog.to_str().unwrap().to_string();
     let follow = |id: i64| {
-        Command::new(SDAR)
-            .args([
-                "queue",
-                "log",
-                "--catalog",
-                &cat,
-                &id.to_string(),
-                "--follow",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        Follower(Some(
+            Command::new(SDAR)
+                .args([
+                    "queue",
+                    "log",
+                    "--catalog",
+                    &cat,
+                    &id.to_string(),
+                    "--follow",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
     };
-    // Followed from before the job starts to its end.
     let good_log = follow(good);
     let bad_log = follow(bad);
     let _d = q.daemon(&["--until-idle", "--max-rate", "8M"]);
-    let out = good_log.wait_with_output().unwrap();
+    let out = good_log.output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -453,7 +473,7 @@ fn log_follow_ends_with_the_job_and_its_exit_code() {
     );
     assert!(lines.last().unwrap().contains("done (exit 0)"), "{text}");
     q.assert_restored("good", &v);
-    let out = bad_log.wait_with_output().unwrap();
+    let out = bad_log.output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(EXIT_INTEGRITY), "{text}");
     assert!(text.contains("failed (exit 1)"), "{text}");
