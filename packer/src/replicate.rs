@@ -448,7 +448,6 @@ fn preload(catalog: &Catalog, config: &Config) -> anyhow::Result<()> {
 /// be read, or lines that choose no backup, are reported on standard error
 /// and in the registration's last status; the other configs still run. An
 /// error is returned only when the catalog itself fails.
-#[allow(dead_code)] // called by sdar daemon (being built)
 pub fn run_registered(catalog: &CatalogArgs) -> anyhow::Result<()> {
     let mut cat = catalog.open(false)?;
     for reg in cat.registered_replications().map_err(error)? {
