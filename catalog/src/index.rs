@@ -7,7 +7,7 @@
 //! identity appeared was moved: its row keeps its id and takes the new path.
 
 use crate::{now_unix, Catalog, Error, Result};
-use archive_format::container::{file_kind, FileKind};
+use archive_format::container::{backup_kind, FileKind};
 use archive_format::{Codec, DeltaArchive, FullImage, Hash, Limits, ReadAt};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
@@ -568,7 +568,7 @@ fn inspect(path: &Path, read: &AtomicU64) -> Record {
         Err(e) => return damaged(format!("cannot read it: {e}")),
     }
     let src = Counted { file, read };
-    let kind = match file_kind(&src) {
+    let kind = match backup_kind(&src) {
         Ok(k) => k,
         Err(e) => return damaged(format!("cannot read it: {e}")),
     };

@@ -65,11 +65,11 @@ impl Backup {
     }
 
     /// True when this backup is of the disk `name`: the recorded disk name,
-    /// with or without its `.vmdk`.
+    /// with or without its extension (`CRM` for `CRM.vmdk`).
     pub fn is_disk(&self, name: &str) -> bool {
         self.disk_name
             .as_deref()
-            .is_some_and(|d| d == name || d.strip_suffix(".vmdk") == Some(name))
+            .is_some_and(|d| d == name || d.rsplit_once('.').is_some_and(|(stem, _)| stem == name))
     }
 }
 
@@ -168,11 +168,6 @@ impl Catalog {
             sql += " AND f.vm_uuid = ?";
             args.push(Value::Text(uuid.clone()));
         }
-        if let Some(disk) = &filter.disk {
-            sql += " AND (f.disk_name = ? OR f.disk_name = ?)";
-            args.push(Value::Text(disk.clone()));
-            args.push(Value::Text(format!("{disk}.vmdk")));
-        }
         if let Some(t) = filter.since {
             sql += " AND coalesce(f.created, 0) >= ?";
             args.push(Value::Integer(t));
@@ -186,7 +181,11 @@ impl Catalog {
             args.push(Value::Text(k.name().to_ascii_lowercase()));
         }
         sql += " ORDER BY f.vm_name, f.vm_uuid, coalesce(f.created, 0), f.path";
-        self.rows(&sql, args)
+        let mut rows = self.rows(&sql, args)?;
+        if let Some(disk) = &filter.disk {
+            rows.retain(|b| b.is_disk(disk));
+        }
+        Ok(rows)
     }
 
     /// Every full image whose identity is `identity`, in any target.

@@ -14,7 +14,7 @@ use crate::codec::Codec;
 use crate::display::shell_word;
 use crate::error::{Error, Result};
 use crate::input::{open_input, InputKind};
-use crate::layout::{TRAILER_LEN, TRAILER_MAGIC};
+use crate::layout::{GZIP_RECORD_HEAD_LEN, TRAILER_LEN, TRAILER_MAGIC};
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -72,6 +72,22 @@ pub fn file_kind<R: ReadAt + ?Sized>(src: &R) -> io::Result<FileKind> {
         return Ok(FileKind::Full(codec));
     }
     Ok(detect(&head, &tail).map_or(FileKind::Other, FileKind::Foreign))
+}
+
+/// Whether `src` is a full image or a delta archive, from the few bytes
+/// that say so (its first record's head and its last [`TRAILER_LEN`]
+/// bytes), without looking for foreign containers: what a catalog asks of
+/// every file of a backup share, reading as little as it can.
+pub fn backup_kind<R: ReadAt + ?Sized>(src: &R) -> io::Result<FileKind> {
+    let len = src.size()?;
+    let mut head = vec![0u8; len.min(GZIP_RECORD_HEAD_LEN as u64) as usize];
+    let tail_at = len.saturating_sub(TRAILER_LEN as u64);
+    let mut tail = vec![0u8; (len - tail_at) as usize];
+    src.read_ranges(&mut [(0, &mut head[..]), (tail_at, &mut tail[..])])?;
+    if tail.len() == TRAILER_LEN && tail.starts_with(&TRAILER_MAGIC) {
+        return Ok(FileKind::Delta);
+    }
+    Ok(Codec::sniff(&head).map_or(FileKind::Other, FileKind::Full))
 }
 
 /// A container format sdar does not read.
