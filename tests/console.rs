@@ -39,6 +39,7 @@ const EVIL_DISK: &str = ".\u{1b}[31mevil.img";
 
 const MAIN: &str = "Choose [1]: ";
 const MAIN_AFTER: &str = "Choose [q]: ";
+const SUMMARY: &str = "Run it now or queue it [1]: ";
 const LEFT: &str = "Left the console: nothing was written.";
 
 /// Backups of three VMs in two targets, a catalog of them, and `out/`:
@@ -349,7 +350,7 @@ fn walk_to_crm_summary(c: &mut Console, cat: &Catalog) -> String {
     );
     let dest = cat.out().join("crm.img.vmdk").display().to_string();
     c.answer(&format!("Restore to [{dest}]: "), "");
-    let screen = c.expect(MAIN);
+    let screen = c.expect(SUMMARY);
     for line in [
         format!("  VM:           crm (UUID {CRM_UUID})\n"),
         "  Disk:         crm.img, SCSI 0:0, backed up 2026-11-03 12:00:00 UTC\n".to_string(),
@@ -506,7 +507,7 @@ fn restore_by_disk_name_with_its_full_typed() {
     c.answer("Path of the full image: ", &right);
     let dest = cat.out().join("web1.img.vmdk").display().to_string();
     c.answer(&format!("Restore to [{dest}]: "), "");
-    let screen = c.answer(MAIN, "1");
+    let screen = c.answer(SUMMARY, "1");
     assert!(
         screen.contains(&format!("  Full:         {right}\n")),
         "{screen}"
@@ -538,7 +539,7 @@ fn hostile_names_are_shown_escaped_and_never_suggested_as_they_are() {
     let dest = cat.out().join("_[31mevil.img.vmdk").display().to_string();
     let screen = c.answer(&format!("Restore to [{dest}]: "), "");
     assert!(!screen.contains("Restore to [.") && !screen.contains("/."));
-    let screen = c.answer(MAIN, "q");
+    let screen = c.answer(SUMMARY, "q");
     assert!(
         screen.contains(&format!("  VM:           {EVIL_VM_SHOWN} (UUID")),
         "{screen}"
@@ -657,7 +658,7 @@ fn back_and_quit_write_nothing() {
     c.answer("Choose the full [1]: ", "");
     let dest = cat.out().join("crm.img.vmdk").display().to_string();
     c.answer(&format!("Restore to [{dest}]: "), "");
-    c.answer(MAIN, "0");
+    c.answer(SUMMARY, "0");
     c.answer(&format!("Restore to [{dest}]: "), "..");
     c.answer("Choose the full [1]: ", "0");
     c.answer("Choose the backup [1]: ", "0");

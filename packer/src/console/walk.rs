@@ -593,7 +593,7 @@ fn finish(catalog: &Catalog, a: &Answers, session: &mut Session) -> Flow<()> {
     }
     let list = List {
         what: "choice",
-        question: "Choose",
+        question: "Run it now or queue it",
         header: None,
         lines: vec![
             "Run the restore now, here".to_string(),
