@@ -174,17 +174,25 @@ fn list_text(catalog: &Catalog, backups: &[Backup], fulls: &Fulls) -> anyhow::Re
                 shown_in_target(b)
             );
             if b.kind == Kind::Delta {
-                let serving = fulls.for_delta(b);
-                for (f, matches) in &serving {
+                let mut serving = fulls.for_delta(b);
+                // Copies of one full on several shares: the one in the
+                // delta's own target first, the others counted (--json
+                // lists them all).
+                serving.sort_by_key(|(f, m)| (!m, f.target.as_os_str() != b.target.as_os_str()));
+                let copies = serving.iter().filter(|(_, m)| *m).count();
+                for (i, (f, matches)) in serving.iter().enumerate() {
+                    if *matches && i > 0 {
+                        continue;
+                    }
+                    let note = match (matches, copies) {
+                        (false, _) => "  (another image: cannot serve it)".to_string(),
+                        (true, 0 | 1) => String::new(),
+                        (true, n) => format!("  (and {} copies in the catalog)", n - 1),
+                    };
                     t += &format!(
-                        "      full {} {}{}\n",
+                        "      full {} {}{note}\n",
                         if *matches { "*" } else { " " },
                         escape(&f.path.display().to_string()),
-                        if *matches {
-                            ""
-                        } else {
-                            "  (another image: cannot serve it)"
-                        }
                     );
                 }
                 if !serving.iter().any(|(_, m)| *m) {
@@ -217,13 +225,19 @@ fn list_text(catalog: &Catalog, backups: &[Backup], fulls: &Fulls) -> anyhow::Re
 
 /// The target, then the file's path inside it.
 fn shown_in_target(b: &Backup) -> String {
-    match b.path.strip_prefix(&b.target) {
-        Ok(rel) => format!(
+    use std::os::unix::ffi::OsStrExt;
+    // By bytes: the catalog recorded the path under its target as it is.
+    let (path, target) = (
+        b.path.as_os_str().as_bytes(),
+        b.target.as_os_str().as_bytes(),
+    );
+    match path.strip_prefix(target).and_then(|r| r.strip_prefix(b"/")) {
+        Some(rel) => format!(
             "{} / {}",
-            escape(&b.target.display().to_string()),
-            escape(&rel.display().to_string())
+            escape(&String::from_utf8_lossy(target)),
+            escape(&String::from_utf8_lossy(rel))
         ),
-        Err(_) => escape(&b.path.display().to_string()).into_owned(),
+        None => escape(&String::from_utf8_lossy(path)).into_owned(),
     }
 }
 
