@@ -51,14 +51,37 @@ CREATE INDEX files_by_identity ON files (identity);
 CREATE INDEX files_by_target ON files (target_id);
 ";
 
+/// Puts the database in WAL mode (recorded in the file: every later
+/// connection gets it) and returns the journal mode it is in. Changing the
+/// mode takes a lock that SQLite does not wait for (the busy timeout does
+/// not apply): processes opening a new catalog at once get SQLITE_BUSY, so
+/// the change is tried again for up to the busy timeout.
+fn wal_mode(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(mode);
+        }
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && start.elapsed() < crate::BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Opens the catalog for use: WAL (readers never wait for the writer),
 /// foreign keys, and the schema at [`SCHEMA_VERSION`].
 pub(crate) fn prepare(catalog: &mut Catalog) -> Result<()> {
     let conn = catalog.conn();
-    // WAL is recorded in the file: every later connection gets it.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| catalog.err(e))?;
+    let mode = wal_mode(conn).map_err(|e| catalog.err(e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Usage(format!(
             "{}: the catalog cannot use write-ahead logging (journal mode {mode}); \
