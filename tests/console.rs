@@ -397,7 +397,9 @@ fn restore_by_vm_name_runs_now_and_gives_back_the_disk() {
 }
 
 /// The same walk, queued: the job is in the catalog's queue with the
-/// restore's arguments, and nothing is written yet.
+/// restore's arguments and nothing is written; the console shows it in the
+/// queue and its log, and `sdar daemon` then restores the disk byte for
+/// byte.
 #[test]
 fn restore_by_vm_name_submitted_to_the_queue() {
     let cat = catalog();
@@ -405,7 +407,7 @@ fn restore_by_vm_name_submitted_to_the_queue() {
     walk_to_crm_summary(&mut c, &cat);
     c.pty.send("2\r");
     let dest = cat.out().join("crm.img.vmdk");
-    let screen = c.answer(MAIN_AFTER, "q");
+    let screen = c.answer(MAIN_AFTER, "3");
     assert!(
         screen.contains(&format!(
             "Submitted: job 1, to restore {}. `sdar daemon` runs it; `sdar queue list` shows it \
@@ -414,35 +416,53 @@ fn restore_by_vm_name_submitted_to_the_queue() {
         )),
         "{screen}"
     );
+    let screen = c.answer(MAIN_AFTER, "4");
+    assert!(screen.contains("job 1  waiting\n"), "{screen}");
+    assert!(screen.contains("via sdar menu\n"), "{screen}");
+    assert!(screen.contains("    VM crm  disk crm.img\n"), "{screen}");
+    assert!(
+        screen.contains(&format!("    to      {}\n", dest.display())),
+        "{screen}"
+    );
+    c.answer("Which job (its number in the queue): ", "1");
+    let screen = c.answer(MAIN_AFTER, "q");
+    assert!(
+        screen.contains("job 1 is waiting: it has no log yet"),
+        "{screen}"
+    );
     c.finish().assert_code(EXIT_OK);
     assert!(listing(&cat.out()).is_empty(), "nothing restored yet");
-    assert_queued(&cat, &dest);
-}
 
-/// The job `sdar queue list --json` shows: waiting, for `dest`, from the
-/// console.
-fn assert_queued(cat: &Catalog, dest: &Path) {
-    let out = cat.sdar(&[
-        "queue",
-        "list",
-        "--json",
-        "--catalog",
-        &cat.catalog.display().to_string(),
-    ]);
-    if out.code != EXIT_OK && out.stderr.contains("sdar queue is being built") {
-        // The queue's commands are not in this tree yet: the message above
-        // is all there is to check.
-        return;
-    }
-    let out = out.success();
-    let text = out.stdout_text();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let text = json.to_string();
-    assert!(
-        text.contains(&dest.display().to_string()) && text.contains("waiting"),
-        "{text}"
+    let catalog = cat.catalog.display().to_string();
+    let out = cat
+        .sdar(&["queue", "list", "--json", "--catalog", &catalog])
+        .success();
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
+    let text = |k: &str| job[k].as_str().unwrap_or_default().to_string();
+    assert_eq!(job["id"], 1);
+    assert_eq!(text("state"), "waiting");
+    assert_eq!(
+        text("archive"),
+        cat.path("t1/crm-3.sdar").display().to_string()
     );
-    assert!(text.contains("via sdar menu"), "{text}");
+    assert_eq!(
+        text("full"),
+        cat.path("t1/crm-1.full.gz").display().to_string()
+    );
+    assert_eq!(text("destination"), dest.display().to_string());
+    assert!(text("submitted_by").ends_with(" via sdar menu"), "{job}");
+
+    cat.sdar(&["daemon", "--until-idle", "--catalog", &catalog])
+        .success();
+    assert_eq!(listing(&cat.out()), ["crm.img-flat.vmdk", "crm.img.vmdk"]);
+    assert_same_bytes(
+        &fs::read(cat.out().join("crm.img-flat.vmdk")).unwrap(),
+        &cat.crm_3,
+        "crm.img restored by the daemon",
+    );
 }
 
 /// By disk name, filtered to web1: its day-4 delta's full is in no indexed

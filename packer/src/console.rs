@@ -71,8 +71,8 @@ pub fn run(args: MenuArgs) -> anyhow::Result<()> {
             extras: vec![("q", "Quit".into())],
         };
         match list.choose() {
-            Pick::Item(0) => walk::restore(&catalog, By::Vm, &mut session),
-            Pick::Item(1) => walk::restore(&catalog, By::Disk, &mut session),
+            Pick::Item(0) => walk::restore(&catalog, &no_reindex, By::Vm, &mut session),
+            Pick::Item(1) => walk::restore(&catalog, &no_reindex, By::Disk, &mut session),
             Pick::Item(2) => queue(QueueCommand::List(crate::queue::ListArgs {
                 catalog: no_reindex.clone(),
                 json: false,

@@ -4,6 +4,7 @@
 
 use super::prompt::{ask, confirm, Answer, List, Pick};
 use super::Session;
+use crate::catalog::CatalogArgs;
 use crate::list::Fulls;
 use crate::progress::human;
 use crate::restore::RestoreCliArgs;
@@ -11,7 +12,6 @@ use archive_format::display::{escape, safe_file_name};
 use archive_format::job::locate::inspect;
 use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
 use archive_format::{hex, Hash};
-use sdar_catalog::queue::NewJob;
 use sdar_catalog::time::show_day;
 use sdar_catalog::{Backup, Catalog, Filter, Kind};
 use std::ffi::OsString;
@@ -60,7 +60,9 @@ struct Answers {
     dest: Option<(PathBuf, Partial)>,
 }
 
-pub fn restore(catalog: &Catalog, by: By, session: &mut Session) {
+/// A restore chosen from `catalog` (opened from `args`, where a queued job
+/// goes too).
+pub fn restore(catalog: &Catalog, args: &CatalogArgs, by: By, session: &mut Session) {
     let all = match catalog.backups(&Filter::default()) {
         Ok(all) => all,
         Err(e) => return super::report_error(&crate::catalog::error(e), session),
@@ -86,7 +88,7 @@ pub fn restore(catalog: &Catalog, by: By, session: &mut Session) {
             2 => backup(&a, &fulls).map(|d| a.delta = Some(d)),
             3 => full(catalog, a.delta.as_ref().expect("chosen")).map(|f| a.full = Some(f)),
             4 => destination(a.delta.as_ref().expect("chosen")).map(|d| a.dest = Some(d)),
-            5 => finish(catalog, &a, session),
+            5 => finish(args, &a, session),
             _ => return,
         };
         match flow {
@@ -537,7 +539,7 @@ fn suggest(dir: &Path, disk_name: &str) -> PathBuf {
 }
 
 /// The summary, then: run the restore in this process, or queue it.
-fn finish(catalog: &Catalog, a: &Answers, session: &mut Session) -> Flow<()> {
+fn finish(catalog: &CatalogArgs, a: &Answers, session: &mut Session) -> Flow<()> {
     let (Some(delta), Some(full), Some((to, partial))) = (&a.delta, &a.full, &a.dest) else {
         return Flow::Back;
     };
@@ -606,7 +608,7 @@ fn finish(catalog: &Catalog, a: &Answers, session: &mut Session) -> Flow<()> {
     };
     match list.choose() {
         Pick::Item(0) => run_now(&delta.path, args, to, session),
-        Pick::Item(_) => submit(catalog, &delta.path, full, to, args, session),
+        Pick::Item(_) => submit(catalog, &delta.path, to, args, session),
         other => return other.into(),
     }
     Flow::Go(())
@@ -636,48 +638,30 @@ fn run_now(archive: &Path, args: Vec<OsString>, to: &Path, session: &mut Session
     }
 }
 
-/// Queues the restore with the same arguments.
+/// Queues the restore with the same arguments, as `sdar queue submit
+/// ARCHIVE --full FULL --to DEST` does.
 fn submit(
-    catalog: &Catalog,
+    catalog: &CatalogArgs,
     archive: &Path,
-    full: &Path,
     to: &Path,
     args: Vec<OsString>,
     session: &mut Session,
 ) {
-    let job = NewJob {
-        archive: archive.to_path_buf(),
-        full: Some(full.to_path_buf()),
-        dest: to.to_path_buf(),
-        args,
-        submitted_by: format!("{} via sdar menu", user()),
-        ..NewJob::default()
-    };
-    match catalog.submit(&job) {
-        Ok(id) => {
+    let mut all: Vec<OsString> = vec![archive.into()];
+    all.extend(args);
+    match crate::queue::submit(&all, catalog, "sdar menu", true) {
+        Ok(job) => {
             session.done = true;
             println!(
-                "Submitted: job {id}, to restore {}. `sdar daemon` runs it; `sdar queue list` \
-                 shows it and `sdar queue log {id}` its log.",
-                shown_path(to)
+                "Submitted: job {}, to restore {}. `sdar daemon` runs it; `sdar queue list` \
+                 shows it and `sdar queue log {}` its log.",
+                job.id,
+                shown_path(to),
+                job.id
             );
         }
-        Err(e) => super::report_error(&crate::catalog::error(e), session),
+        Err(e) => super::report_error(&e, session),
     }
-}
-
-/// Who is asking: the login name, else the user id.
-fn user() -> String {
-    use std::os::unix::fs::MetadataExt;
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| !u.is_empty())
-        .map(|u| escape(&u).into_owned())
-        .unwrap_or_else(|| match std::fs::metadata("/proc/self") {
-            Ok(m) => format!("uid {}", m.uid()),
-            Err(_) => "unknown".into(),
-        })
 }
 
 #[cfg(test)]
