@@ -225,6 +225,8 @@ fn catalog() -> Catalog {
         "t1/evil.full.gz",
     );
 
+    // Named like a backup, but not one: not listed, but counted.
+    fs::write(root.join("t2/junk.full.gz"), b"not a backup\n").unwrap();
     let catalog = root.join("catalog.sqlite");
     let cat = catalog.display().to_string();
     sdar(r, &["index", "t1", "t2", "--catalog", &cat]).success();
@@ -424,7 +426,7 @@ fn restore_by_vm_name_submitted_to_the_queue() {
         screen.contains(&format!("    to      {}\n", dest.display())),
         "{screen}"
     );
-    c.answer("Which job (its number in the queue): ", "1");
+    c.answer("Which job (its number in the queue) [1]: ", "");
     let screen = c.answer(MAIN_AFTER, "q");
     assert!(
         screen.contains("job 1 is waiting: it has no log yet"),

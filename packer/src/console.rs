@@ -30,6 +30,8 @@ struct Session {
     code: u8,
     /// A restore was run or queued: Enter now leaves.
     done: bool,
+    /// The job queued last, which the log view offers first.
+    last_job: Option<i64>,
     quit: bool,
 }
 
@@ -106,6 +108,17 @@ fn summary(catalog: &Catalog) {
         all.len(),
         vms.len()
     );
+    let problems = catalog.problems().map(|p| p.len()).unwrap_or(0);
+    if problems > 0 {
+        println!(
+            "{problems} damaged or foreign {} not shown here: `sdar list` names them.",
+            if problems == 1 {
+                "file is"
+            } else {
+                "files are"
+            }
+        );
+    }
 }
 
 /// Runs a `sdar queue` command here, printing what it prints.
@@ -118,7 +131,11 @@ fn queue(command: QueueCommand) {
 
 fn job_log(catalog: &CatalogArgs, session: &mut Session) {
     loop {
-        match ask("Which job (its number in the queue)", "") {
+        let default = session
+            .last_job
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        match ask("Which job (its number in the queue)", &default) {
             Answer::Text(t) if t.is_empty() => return,
             Answer::Text(t) => match t.parse::<i64>() {
                 Ok(id) if id > 0 => {

@@ -652,6 +652,7 @@ fn submit(
     match crate::queue::submit(&all, catalog, "sdar menu", true) {
         Ok(job) => {
             session.done = true;
+            session.last_job = Some(job.id);
             println!(
                 "Submitted: job {}, to restore {}. `sdar daemon` runs it; `sdar queue list` \
                  shows it and `sdar queue log {}` its log.",
