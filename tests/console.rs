@@ -307,9 +307,9 @@ fn number_of(screen: &str, text: &str) -> String {
     n.to_string()
 }
 
-/// The walk to crm's day-3 backup, up to the summary's question; returns
-/// the summary.
-fn walk_to_crm_summary(c: &mut Console, cat: &Catalog) -> String {
+/// The walk to crm's day-3 backup, up to the destination, Enter there
+/// (its default).
+fn walk_to_crm_destination(c: &mut Console, cat: &Catalog) {
     let screen = c.answer(MAIN, "");
     for line in [
         "    1) Restore a disk, choosing by VM name\n",
@@ -352,6 +352,14 @@ fn walk_to_crm_summary(c: &mut Console, cat: &Catalog) -> String {
     );
     let dest = cat.out().join("crm.img.vmdk").display().to_string();
     c.answer(&format!("Restore to [{dest}]: "), "");
+}
+
+/// The walk to crm's day-3 backup, up to the summary's question; returns
+/// the summary.
+fn walk_to_crm_summary(c: &mut Console, cat: &Catalog) -> String {
+    walk_to_crm_destination(c, cat);
+    let full = cat.path("t1/crm-1.full.gz").display().to_string();
+    let dest = cat.out().join("crm.img.vmdk").display().to_string();
     let screen = c.expect(SUMMARY);
     for line in [
         format!("  VM:           crm (UUID {CRM_UUID})\n"),
@@ -395,6 +403,48 @@ fn restore_by_vm_name_runs_now_and_gives_back_the_disk() {
         &fs::read(cat.out().join("crm.img-flat.vmdk")).unwrap(),
         &cat.crm_3,
         "the restored crm.img",
+    );
+}
+
+/// An interrupted restore at the suggested name: the console offers to
+/// resume it, says so in the summary, and the resumed restore gives back
+/// the disk byte for byte (a block of garbage in the partial file
+/// rewritten), leaving no partial file or mark behind.
+#[test]
+fn interrupted_restore_is_resumed() {
+    let cat = catalog();
+    let partial = cat.out().join(".crm.img-flat.vmdk.sdar-partial");
+    let mut held = cat.crm_3[..cat.crm_3.len() / 2].to_vec();
+    held[65_536..2 * 65_536].fill(0xa5);
+    fs::write(&partial, &held).unwrap();
+    let dest = cat.out().join("crm.img.vmdk");
+    plant_restore_mark(&cat.path("t1/crm-3.sdar"), &dest, true, &partial, false);
+    let mut c = cat.console();
+    walk_to_crm_destination(&mut c, &cat);
+    let screen = c.answer("Resume it? (No starts over) (Y/n): ", "");
+    assert!(
+        screen.contains(&format!(
+            "An interrupted restore to {} was found (",
+            dest.display()
+        )),
+        "{screen}"
+    );
+    let screen = c.answer(SUMMARY, "");
+    assert!(
+        screen.contains("  Resuming:     the interrupted restore there;"),
+        "{screen}"
+    );
+    let screen = c.answer(MAIN_AFTER, "");
+    assert!(
+        screen.contains("already in place (read back and proven)"),
+        "{screen}"
+    );
+    c.finish().assert_code(EXIT_OK);
+    assert_eq!(listing(&cat.out()), ["crm.img-flat.vmdk", "crm.img.vmdk"]);
+    assert_same_bytes(
+        &fs::read(cat.out().join("crm.img-flat.vmdk")).unwrap(),
+        &cat.crm_3,
+        "the resumed crm.img",
     );
 }
 
