@@ -367,14 +367,10 @@ impl Catalog {
 }
 
 /// True when two SCSI ids name the same place: `0:0`, and `00` as esXpress
-/// writes it in its file names.
+/// writes it in its file names (`1:10` is `110`, never `11:0`).
 pub fn same_scsi_id(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| *c != ':' && *c != '-')
-            .collect::<String>()
-    };
-    a == b || norm(a) == norm(b)
+    use crate::replicate::config::Slot;
+    a == b || Slot::parse(a).is_some_and(|s| Slot::parse(b) == Some(s))
 }
 
 fn describe_selection(sel: &Selection) -> String {
@@ -395,5 +391,19 @@ fn describe_date(d: DateArg) -> String {
     match d {
         DateArg::Day { start } => format!("on {}", crate::time::show_day(start)),
         DateArg::Moment(t) => format!("at {}", show(t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_scsi_id;
+
+    #[test]
+    fn scsi_ids_in_both_spellings() {
+        assert!(same_scsi_id("0:0", "00"));
+        assert!(same_scsi_id("1:10", "110"));
+        assert!(!same_scsi_id("1:10", "11:0"));
+        assert!(!same_scsi_id("0:1", "1:0"));
+        assert!(same_scsi_id("weird", "weird"));
     }
 }
