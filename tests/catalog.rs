@@ -755,3 +755,86 @@ fn hostile_names_are_shown_escaped_and_odd_file_names_kept() {
     .success();
     assert!(fs::read(&dest).unwrap() == disk.backups[0].1);
 }
+
+#[test]
+fn a_file_rewritten_with_its_old_size_and_time_is_read_again_and_never_restored_blindly() {
+    let t = tree(2);
+    t.index();
+    // A byte of a full changed in place, its size and time kept (`touch -r`):
+    // the change time still moved, so the index reads it again and finds it
+    // damaged.
+    let full = t.disks[3].backups[0].2.clone();
+    let keep = t.path().join("time-ref");
+    fs::copy(&full, &keep).unwrap();
+    assert!(Command::new("touch")
+        .arg("-r")
+        .arg(&full)
+        .arg(&keep)
+        .status()
+        .unwrap()
+        .success());
+    let mut bytes = fs::read(&full).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] ^= 0x55;
+    fs::write(&full, &bytes).unwrap();
+    assert!(Command::new("touch")
+        .arg("-r")
+        .arg(&keep)
+        .arg(&full)
+        .status()
+        .unwrap()
+        .success());
+    let r = t.index();
+    assert_eq!(r["opened"], 1, "{r:#}");
+    let problems = r["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["path"] == full.to_str().unwrap()),
+        "{r:#}"
+    );
+
+    // The newest delta of CRM replaced by an older one (a tape copy put
+    // back over it) after the index: restoring "the newest" must not
+    // restore the older backup as if it were the newer.
+    let newest = t.disks[0].backups[2].2.clone();
+    fs::copy(&t.disks[0].backups[1].2, &newest).unwrap();
+    let dest = t.path().join("x.img");
+    let to = dest.to_str().unwrap();
+    let out = t.sdar(&[
+        "restore", "--vm", "CRM", "--disk", "CRM", "--to", to, "--raw",
+    ]);
+    assert_eq!(out.code, EXIT_OTHER, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("changed since it was indexed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dest.exists());
+    // After a re-index it is the older backup, and restores as such.
+    t.index();
+    t.sdar(&[
+        "restore", "--vm", "CRM", "--disk", "CRM", "--to", to, "--raw", "-q",
+    ])
+    .success();
+    assert!(fs::read(&dest).unwrap() == t.disks[0].backups[1].1);
+}
+
+#[test]
+fn a_target_inside_another_is_indexed_as_itself() {
+    let t = tree(1);
+    let inner = t.a.join("CRM");
+    let (a, inner_s) = (t.a.to_str().unwrap(), inner.to_str().unwrap());
+    t.sdar(&["index", inner_s, "-q"]).success();
+    let outer = json(&t.sdar(&["index", a, "--json"]).success());
+    // The outer walk passes over the inner target: its files are not read
+    // again, nor claimed.
+    let again = json(&t.sdar(&["index", a, inner_s, "--json"]).success());
+    assert_eq!(again["opened"], 0, "{again:#}");
+    let list = t.list(&[]);
+    for b in backups_of(&list) {
+        let p = b["path"].as_str().unwrap();
+        if p.starts_with(inner_s) {
+            assert_eq!(b["target"], inner_s, "{b:#}");
+        }
+    }
+    assert!(outer["backups"].as_u64().unwrap() > 0);
+}

@@ -102,15 +102,24 @@ struct Record {
 /// A regular file found by the walk.
 struct Found {
     path: PathBuf,
+    stamp: Stamp,
+}
+
+/// What says a file is unchanged: its size, modification time, change time
+/// and inode. The change time cannot be set back by `touch`, so a file
+/// rewritten with its old size and time is still read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
     size: u64,
     mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
 }
 
 /// A row already in the catalog.
 struct Known {
     id: i64,
-    size: u64,
-    mtime_ns: i64,
+    stamp: Stamp,
 }
 
 impl Catalog {
@@ -128,9 +137,16 @@ impl Catalog {
         }
         // Read first, outside any transaction: other sdar processes keep
         // using the catalog while a slow share is walked.
+        let recorded: Vec<PathBuf> = self.targets()?.into_iter().map(|t| t.path).collect();
         for target in report.targets.clone() {
+            let others: Vec<PathBuf> = recorded
+                .iter()
+                .chain(&report.targets)
+                .filter(|t| **t != target)
+                .cloned()
+                .collect();
             let known = self.known_files(&target)?;
-            match walk(&target) {
+            match walk(&target, &others) {
                 Ok(found) => plans.push(self.plan(&target, found, known, opts, &mut report)),
                 Err(why) => report.unavailable.push((target, why)),
             }
@@ -231,7 +247,7 @@ impl Catalog {
         let mut st = self
             .conn()
             .prepare(
-                "SELECT f.id, f.path, f.size, f.mtime_ns FROM files f
+                "SELECT f.id, f.path, f.size, f.mtime_ns, f.ctime_ns, f.inode FROM files f
                  JOIN targets t ON t.id = f.target_id WHERE t.path = ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -241,8 +257,12 @@ impl Catalog {
                     blob_path(r.get(1)?),
                     Known {
                         id: r.get(0)?,
-                        size: r.get::<_, i64>(2)? as u64,
-                        mtime_ns: r.get(3)?,
+                        stamp: Stamp {
+                            size: r.get::<_, i64>(2)? as u64,
+                            mtime_ns: r.get(3)?,
+                            ctime_ns: r.get(4)?,
+                            inode: r.get::<_, i64>(5)? as u64,
+                        },
                     },
                 ))
             })
@@ -269,9 +289,7 @@ impl Catalog {
         report.files += found.len() as u64;
         for f in found {
             let old = known.remove(&f.path);
-            let unchanged = old
-                .as_ref()
-                .is_some_and(|k| k.size == f.size && k.mtime_ns == f.mtime_ns);
+            let unchanged = old.as_ref().is_some_and(|k| k.stamp == f.stamp);
             if unchanged && !opts.reread {
                 continue;
             }
@@ -448,8 +466,9 @@ fn upsert(
     tx.execute(
         "INSERT INTO files(id, target_id, path, size, mtime_ns, kind, problem, vm_name, vm_uuid,
              scsi_id, disk_name, created, codec, keyed, identity, base_identity, base_name,
-             image_size, indexed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             image_size, indexed_at, ctime_ns, inode)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+             ?20, ?21)
          ON CONFLICT DO UPDATE SET target_id = excluded.target_id, path = excluded.path,
              size = excluded.size, mtime_ns = excluded.mtime_ns, kind = excluded.kind,
              problem = excluded.problem, vm_name = excluded.vm_name, vm_uuid = excluded.vm_uuid,
@@ -457,13 +476,14 @@ fn upsert(
              created = excluded.created, codec = excluded.codec, keyed = excluded.keyed,
              identity = excluded.identity, base_identity = excluded.base_identity,
              base_name = excluded.base_name, image_size = excluded.image_size,
-             indexed_at = excluded.indexed_at",
+             indexed_at = excluded.indexed_at, ctime_ns = excluded.ctime_ns,
+             inode = excluded.inode",
         params![
             id,
             target_id,
             f.path.as_os_str().as_bytes(),
-            f.size as i64,
-            f.mtime_ns,
+            f.stamp.size as i64,
+            f.stamp.mtime_ns,
             r.kind,
             r.problem,
             r.vm_name,
@@ -478,6 +498,8 @@ fn upsert(
             r.base_name,
             r.image_size.map(|s| s as i64),
             now,
+            f.stamp.ctime_ns,
+            f.stamp.inode as i64,
         ],
     )?;
     Ok(())
@@ -496,7 +518,7 @@ fn absolute(target: &Path) -> Result<PathBuf> {
 
 /// Every regular file under `dir`, without following links; an error when
 /// `dir` itself cannot be read (then nothing recorded from it is dropped).
-fn walk(dir: &Path) -> std::result::Result<Vec<Found>, String> {
+fn walk(dir: &Path, others: &[PathBuf]) -> std::result::Result<Vec<Found>, String> {
     let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !meta.is_dir() {
         return Err("not a folder".into());
@@ -516,12 +538,20 @@ fn walk(dir: &Path) -> std::result::Result<Vec<Found>, String> {
             let Ok(meta) = entry.metadata() else { continue };
             let path = entry.path();
             if meta.is_dir() {
-                stack.push(path);
+                // A target inside this one is indexed as itself.
+                if !others.contains(&path) {
+                    stack.push(path);
+                }
             } else if meta.is_file() {
+                let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
                 found.push(Found {
                     path,
-                    size: meta.len(),
-                    mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+                    stamp: Stamp {
+                        size: meta.len(),
+                        mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+                        ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+                        inode: meta.ino(),
+                    },
                 });
             }
         }

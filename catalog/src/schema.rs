@@ -31,6 +31,8 @@ CREATE TABLE files (
     path          BLOB NOT NULL UNIQUE,
     size          INTEGER NOT NULL,
     mtime_ns      INTEGER NOT NULL,
+    ctime_ns      INTEGER NOT NULL,  -- with size, mtime and inode: unchanged or not
+    inode         INTEGER NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('full', 'delta', 'damaged', 'foreign', 'other')),
     problem       TEXT,
     vm_name       TEXT,

@@ -161,6 +161,17 @@ pub fn resolve(args: &[OsString], quiet: bool) -> anyhow::Result<Resolved> {
     };
     let catalog = cat.open(quiet)?;
     let choice = catalog.select(&selection).map_err(error)?;
+    // The catalog may be older than the share: the file at that path must
+    // still be the backup chosen, or another backup would be restored.
+    // (One that does not open is left to the restore, which says why.)
+    let now = sdar_stub::open_delta(&choice.delta.path).map(|d| d.identity());
+    if now.is_ok_and(|id| id != choice.delta.identity) {
+        anyhow::bail!(
+            "{}: this file changed since it was indexed (it is another backup now); \
+             run again with --reindex",
+            choice.delta.path.display()
+        );
+    }
     let mut args = rest;
     // A full given on the command line wins; the catalog's is by identity.
     if !args
