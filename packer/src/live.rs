@@ -70,7 +70,7 @@ enum Event {
 pub fn run(args: LiveArgs) -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask and
     // only the signal thread receives them.
-    let signals = block_signals();
+    let signals = crate::signals::block();
     let listen = match &args.listen {
         Some(l) => parse_listen(l)?,
         None => Listen::Unix(default_socket(&args)),
@@ -156,7 +156,7 @@ pub fn run(args: LiveArgs) -> Result<()> {
     print_ready(&uri, &listener, &names, &args, &job);
 
     let (tx, rx) = mpsc::channel();
-    spawn_signal_thread(signals, tx.clone());
+    crate::signals::forward(signals, "live-signals", tx.clone(), Event::Signal);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     if job.is_some() {
@@ -613,31 +613,4 @@ fn disk_name(meta: &archive_format::Metadata) -> String {
 fn list<'a>(blocks: impl Iterator<Item = &'a u64>) -> String {
     let v: Vec<String> = blocks.take(20).map(|b| b.to_string()).collect();
     v.join(", ")
-}
-
-/// Blocks SIGINT and SIGTERM in this thread (and every thread it starts):
-/// they are taken by [`spawn_signal_thread`] instead.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc calls on a local, initialised sigset_t.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn spawn_signal_thread(set: libc::sigset_t, tx: mpsc::Sender<Event>) {
-    let _ = std::thread::Builder::new()
-        .name("live-signals".into())
-        .spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` is an initialised sigset_t; `sig` is written by sigwait.
-            let r = unsafe { libc::sigwait(&set, &mut sig) };
-            if r == 0 && tx.send(Event::Signal(sig)).is_err() {
-                return;
-            }
-        });
 }

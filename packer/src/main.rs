@@ -22,6 +22,7 @@ mod restore;
 mod runtime;
 mod sample;
 mod sample_disk;
+mod signals;
 mod source;
 mod synth;
 mod verify;
