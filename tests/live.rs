@@ -329,6 +329,19 @@ impl Live {
         }
     }
 
+    /// Its stderr once it holds `text`: the reader thread may be a moment
+    /// behind the request that made sdar say it. False after START_WAIT.
+    fn stderr_has(&self, text: &str) -> bool {
+        let deadline = Instant::now() + START_WAIT;
+        while !self.stderr().contains(text) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// True while the process has not ended.
     fn running(&mut self) -> bool {
         let child = self.child.as_mut().expect("already ended");
@@ -1450,7 +1463,7 @@ fn a_damaged_block_fails_only_its_reads() {
         0
     );
     assert!(
-        live.stderr().contains(&format!("block {bad}")),
+        live.stderr_has(&format!("block {bad}")),
         "stderr does not name block {bad}:\n{}",
         live.stderr()
     );
@@ -1703,7 +1716,7 @@ fn validate_overlay_bound_refuses_writes_with_enospc_and_reads_go_on() {
         wrote.len()
     );
     assert!(
-        live.stderr().contains("ENOSPC"),
+        live.stderr_has("ENOSPC"),
         "nothing said loudly:\n{}",
         live.stderr()
     );
