@@ -61,7 +61,7 @@ pub use header::ImageHeader;
 pub use identity::{block_hash, is_zero, IdentityHasher, ZeroHashes};
 pub use index::{BlockEntry, IndexSegment};
 pub use limits::Limits;
-pub use meta::{utc_stamp, Geometry, Metadata, MAX_META_TEXT_LEN};
+pub use meta::{civil_from_days, utc_stamp, Geometry, Metadata, MAX_META_TEXT_LEN};
 pub use source::{DiskBytes, DiskFile, DiskSource, SourceFormat};
 pub use synth::{synth_metadata, write_synth, SynthSummary};
 pub use trailer::Trailer;

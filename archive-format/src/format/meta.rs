@@ -237,11 +237,21 @@ fn check_text_len(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// `20261122T013000Z` for a Unix time, without a date crate: days to a
-/// civil date by Howard Hinnant's algorithm.
+/// `20261122T013000Z` for a Unix time, without a date crate.
 pub fn utc_stamp(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let secs = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01, by Howard
+/// Hinnant's algorithm (proleptic Gregorian).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -250,11 +260,5 @@ pub fn utc_stamp(unix: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
 }
