@@ -294,7 +294,11 @@ impl Catalog {
                 continue;
             }
             let counter = AtomicU64::new(0);
-            let record = inspect(&f.path, &counter);
+            let Some(record) = inspect(&f.path, &counter) else {
+                // Gone since the walk (moved or deleted while indexing):
+                // what the catalog knew of it stays until the next index.
+                continue;
+            };
             report.opened += 1;
             report.bytes_read += counter.load(Ordering::Relaxed);
             plan.write.push((f, record, old.map(|k| k.id)));
@@ -571,7 +575,8 @@ fn named_like_backup(path: &Path) -> bool {
 
 /// Reads what a file is: its header, metadata and footer when it is a
 /// backup, its first and last bytes otherwise. `read` counts the bytes.
-fn inspect(path: &Path, read: &AtomicU64) -> Record {
+/// `None` when the file is gone since the walk.
+fn inspect(path: &Path, read: &AtomicU64) -> Option<Record> {
     let damaged = |what: String| Record {
         kind: "damaged",
         problem: Some(what),
@@ -585,22 +590,23 @@ fn inspect(path: &Path, read: &AtomicU64) -> Record {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) => return damaged(format!("cannot open it: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(damaged(format!("cannot open it: {e}"))),
     };
     match file.metadata() {
         Ok(m) if m.is_file() => {}
         Ok(_) => {
-            return Record {
+            return Some(Record {
                 kind: "other",
                 ..Record::default()
-            }
+            })
         }
-        Err(e) => return damaged(format!("cannot read it: {e}")),
+        Err(e) => return Some(damaged(format!("cannot read it: {e}"))),
     }
     let src = Counted { file, read };
     let kind = match backup_kind(&src) {
         Ok(k) => k,
-        Err(e) => return damaged(format!("cannot read it: {e}")),
+        Err(e) => return Some(damaged(format!("cannot read it: {e}"))),
     };
     let limits = Limits::default();
     let opened = match kind {
@@ -622,7 +628,7 @@ fn inspect(path: &Path, read: &AtomicU64) -> Record {
             ..from_meta(d.meta())
         }),
         _ if named_like_backup(path) => {
-            return Record {
+            return Some(Record {
                 kind: "foreign",
                 problem: Some(
                     "named like a backup, but not an sdar full image or delta archive \
@@ -630,16 +636,16 @@ fn inspect(path: &Path, read: &AtomicU64) -> Record {
                         .into(),
                 ),
                 ..Record::default()
-            }
+            })
         }
         _ => {
-            return Record {
+            return Some(Record {
                 kind: "other",
                 ..Record::default()
-            }
+            })
         }
     };
-    opened.unwrap_or_else(|e| damaged(e.to_string()))
+    Some(opened.unwrap_or_else(|e| damaged(e.to_string())))
 }
 
 fn from_meta(m: &archive_format::Metadata) -> Record {
