@@ -812,3 +812,54 @@ fn hostile_configs_and_logs_are_refused() {
     );
     site.replicate(&config, &["--unregister"]).success();
 }
+
+/// Configs as Windows editors and other hosts leave them: a byte order
+/// mark, a Latin-1 comment, and the newest backup made on a host whose
+/// clock runs a few minutes ahead: USE_DAYS 0 still means the newest
+/// backup (the older one was chosen before). Then a newer backup that is
+/// cut short: the pass names it, leaves the replica as it was and exits 1
+/// (it used to choose the older backup, "up to date", and exit 0).
+#[test]
+fn a_bom_a_latin1_comment_a_clock_ahead_and_a_damaged_newest_backup() {
+    let site = Site::new();
+    let mut crm = Disk::new(&site, "CRM", "u-crm", "0:0", "CRM.img", 61);
+    let full = crm.full(&site, "crm-full", 2.0);
+    // Made 15 minutes in the future, as that host's clock says.
+    let ahead = crm.delta(&site, &full, "crm-ahead", -0.01);
+    site.index();
+    let r = site.path().join("replicas");
+    let mut text = b"\xef\xbb\xbf# r\xe9plicas du serveur\r\nUSE_DAYS=0\r\n".to_vec();
+    text.extend(format!("RESTORE:CRM|u-crm|00|CRM|{}/CRM.img\r\n", r.display()).as_bytes());
+    let config = site.path().join("vmdks.auto");
+    fs::write(&config, text).unwrap();
+    let out = site.replicate(&config, &["--once"]).success();
+    assert_submitted(&out, 3, &ahead, &r.join("CRM.img"));
+    let replica = r.join("CRM.img");
+    assert_same_bytes(&fs::read(&replica).unwrap(), crm.at(&ahead), "replica");
+    let log = site.path().join("vmdks.auto.restored");
+    assert_eq!(log_lines(&log).len(), 1);
+
+    let cut = crm.delta(&site, &full, "crm-newer", -0.02);
+    let len = fs::metadata(&cut).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let out = site
+        .replicate(&config, &["--once", "--reindex"])
+        .expect_code(EXIT_INTEGRITY);
+    assert!(
+        out.stderr
+            .contains(&format!("warning: foreign {}", cut.display())),
+        "{}",
+        out.stderr
+    );
+    assert_same_bytes(
+        &fs::read(&replica).unwrap(),
+        crm.at(&ahead),
+        "replica after a damaged backup",
+    );
+    assert_eq!(log_lines(&log).len(), 1);
+}

@@ -148,21 +148,31 @@ struct Pass {
     queued: usize,
     /// Lines that chose no backup.
     misses: usize,
+    /// Damaged or foreign files in the catalog's targets: a line's newest
+    /// backup may be among them, unseen.
+    problems: usize,
 }
 
 impl Pass {
     fn summary(&self) -> String {
         format!(
-            "{} line(s): {} submitted, {} up to date, {} already queued, {} chose no backup",
+            "{} line(s): {} submitted, {} up to date, {} already queued, {} chose no backup{}",
             self.lines,
             self.submitted.len(),
             self.up_to_date,
             self.queued,
-            self.misses
+            self.misses,
+            match self.problems {
+                0 => String::new(),
+                n => format!("; {n} damaged or foreign file(s) in the targets"),
+            }
         )
     }
 
     fn result(&self, config: &Path) -> anyhow::Result<()> {
+        if self.problems > 0 {
+            return Err(RuntimeExit(EXIT_INTEGRITY).into());
+        }
         if self.misses > 0 {
             anyhow::bail!(
                 "{}: {} of {} line(s) chose no backup (see above); the others were done",
@@ -187,12 +197,31 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
         );
     }
     let decisions = rep::plan(catalog, config, &restored, now_unix()).map_err(error)?;
+    // A backup that does not open is in no line's choice: the line goes on
+    // with the backup before it, and the admin must hear of it.
+    let problems = catalog.problems().map_err(error)?;
+    for p in problems.iter().take(10) {
+        eprintln!(
+            "sdar: warning: {} {}: {}; a newer backup of a line may be this one: the line \
+             used the newest backup that opens",
+            p.kind.name(),
+            shown(&p.path),
+            escape_lines(&p.what)
+        );
+    }
+    if problems.len() > 10 {
+        eprintln!(
+            "sdar: warning: {} more damaged or foreign files: `sdar list` names them",
+            problems.len() - 10
+        );
+    }
     let mut pass = Pass {
         lines: decisions.len(),
         submitted: Vec::new(),
         up_to_date: 0,
         queued: 0,
         misses: 0,
+        problems: problems.len(),
     };
     let at = |n: usize| format!("{}:{n}", shown(&config.path));
     for (line, decision) in decisions {
@@ -382,12 +411,13 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
         }
     }
     println!(
-        "sdar: {}: {restored} of {} restore(s) done, {integrity} integrity failure(s), {other} other failure(s), {} line(s) chose no backup",
+        "sdar: {}: {restored} of {} restore(s) done, {integrity} integrity failure(s), {other} other failure(s), {} line(s) chose no backup, {} damaged or foreign file(s) in the targets",
         shown(config),
         pass.submitted.len(),
-        pass.misses
+        pass.misses,
+        pass.problems
     );
-    if integrity > 0 {
+    if integrity > 0 || pass.problems > 0 {
         return Err(RuntimeExit(EXIT_INTEGRITY).into());
     }
     if other > 0 || pass.misses > 0 {
@@ -434,7 +464,7 @@ fn preload(catalog: &Catalog, config: &Config) -> anyhow::Result<()> {
     for l in &p.lines {
         text.push_str(l);
     }
-    rep::preload::append(&config.path, &text, config.unterminated).map_err(error)?;
+    rep::preload::append(&config.path, &text, config).map_err(error)?;
     println!(
         "sdar: {}: {} commented-out RESTORE: line(s) appended",
         shown(&config.path),
