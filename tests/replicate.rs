@@ -863,3 +863,108 @@ fn a_bom_a_latin1_comment_a_clock_ahead_and_a_damaged_newest_backup() {
     );
     assert_eq!(log_lines(&log).len(), 1);
 }
+
+/// `kill -9` of `sdar replicate --once` in the middle of a restore: its
+/// daemon goes with it (SIGTERM: the job waits again, the blocks written so
+/// far kept; it used to go on alone, an orphan writing after the command
+/// was killed), no sdar process is left, the previous replica is as it
+/// was; the next `--once` resumes the job, reports it, and the replica
+/// and the restored log (one line) end right.
+#[test]
+fn kill_9_of_once_mid_restore_then_again() {
+    let site = Site::new();
+    // Incompressible and large enough to be caught in the middle.
+    let dir = site.path().join("disks/big");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("Big.img");
+    let mut bytes = vec![0u8; 192 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    fs::write(&image, &bytes).unwrap();
+    let mut big = Disk {
+        vm: "Big".into(),
+        uuid: "u-big".into(),
+        scsi: "0:0".into(),
+        image,
+        backups: Vec::new(),
+        seed: 71,
+    };
+    big.full(&site, "big-full", 1.0);
+    site.index();
+    let r = site.path().join("replicas");
+    fs::create_dir_all(&r).unwrap();
+    let replica = r.join("Big.img");
+    fs::write(&replica, b"the previous replica").unwrap();
+    let config = site.write_config(
+        "vmdks.auto",
+        &format!("RESTORE:Big|u-big|00|Big|{}\n", replica.display()),
+    );
+    let partial = r.join(".Big.img.sdar-partial");
+    let mut child = Command::new(SDAR)
+        .args(["replicate", "--once", "--config"])
+        .arg(&config)
+        .current_dir(site.path())
+        .env("SDAR_CATALOG", &site.catalog)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !partial.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30)
+                && child.try_wait().unwrap().is_none(),
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The daemon it started stops and leaves: no process names the catalog.
+    let catalog = site.catalog.to_str().unwrap().to_string();
+    let alive = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).contains(&catalog))
+    };
+    let start = std::time::Instant::now();
+    while alive() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "sdar daemon went on after sdar replicate --once was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        fs::read(&replica).unwrap(),
+        b"the previous replica",
+        "the restore ended before the kill, or went on after it"
+    );
+    let log = site.path().join("vmdks.auto.restored");
+    assert_eq!(log_lines(&log).len(), 0);
+
+    let out = site.replicate(&config, &["--once"]).success();
+    assert!(
+        out.stdout_text().contains("1 already queued")
+            && out.stdout_text().contains("1 of 1 restore(s) done"),
+        "{}",
+        out.stdout_text()
+    );
+    assert_same_bytes(&fs::read(&replica).unwrap(), &bytes, "replica, resumed");
+    assert_eq!(log_lines(&log).len(), 1);
+    assert!(!partial.exists());
+    let out = site.replicate(&config, &["--once"]).success();
+    assert!(
+        out.stdout_text().contains("1 up to date"),
+        "{}",
+        out.stdout_text()
+    );
+    assert_eq!(log_lines(&log).len(), 1);
+}

@@ -146,6 +146,9 @@ struct Pass {
     up_to_date: usize,
     /// Lines whose destination has a job already.
     queued: usize,
+    /// Those jobs: (job, destination, config line). `--once` waits for
+    /// them too and says how they ended.
+    waited: Vec<(i64, PathBuf, usize)>,
     /// Lines that chose no backup.
     misses: usize,
     /// Damaged or foreign files in the catalog's targets: a line's newest
@@ -220,6 +223,7 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
         submitted: Vec::new(),
         up_to_date: 0,
         queued: 0,
+        waited: Vec::new(),
         misses: 0,
         problems: problems.len(),
     };
@@ -237,11 +241,13 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
             }
             Decision::Queued(p, id) => {
                 pass.queued += 1;
+                pass.waited.push((id, p.dest.clone(), line.number));
                 (p, format!("job {id} for this path is waiting or running"))
             }
             Decision::Restore(p) => match submit(catalog, &p, log, by) {
                 Ok(Submitted::Pending(id)) => {
                     pass.queued += 1;
+                    pass.waited.push((id, p.dest.clone(), line.number));
                     (p, format!("job {id} for this path is waiting or running"))
                 }
                 Ok(Submitted::New(id)) => {
@@ -356,13 +362,34 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
     if !pass.submitted.is_empty() || pass.queued > 0 {
         let exe = std::env::current_exe()
             .map_err(|e| anyhow::anyhow!("cannot find this sdar to run the queue: {e}"))?;
-        let child = std::process::Command::new(exe)
+        let mut command = std::process::Command::new(exe);
+        command
             .arg("daemon")
             .arg("--until-idle")
             // This pass only: not the registered configs' too.
             .args(["--replicate-every", "off"])
             .arg("--catalog")
-            .arg(catalog.path())
+            .arg(catalog.path());
+        // Killed (even with SIGKILL), this pass takes its daemon along: it
+        // gets SIGTERM, puts its job back in the queue with the blocks
+        // written so far, and the next pass resumes it. (It used to go on
+        // alone, an orphan writing after the command was killed.)
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe, and the closure
+        // touches nothing else of this process.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("sdar replicate --once ended"));
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start sdar daemon --until-idle: {e}"))?;
         let mut child = Child(child);
@@ -373,13 +400,28 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
         daemon_code = Some(status.code().unwrap_or(-1));
     }
     let (mut restored, mut integrity, mut other) = (0, 0, 0);
-    for (id, identity, archive, dest, line) in &pass.submitted {
+    // The jobs this pass queued, then those another pass had queued for
+    // its lines (a `--once` killed, or one from cron meanwhile): how they
+    // ended counts too (it used to be "0 of 0 restore(s) done", exit 0,
+    // whatever became of them).
+    let jobs = pass
+        .submitted
+        .iter()
+        .map(|(id, identity, archive, dest, line)| (*id, Some((identity, archive)), dest, *line))
+        .chain(
+            pass.waited
+                .iter()
+                .map(|(id, dest, line)| (*id, None, dest, *line)),
+        );
+    for (id, mine, dest, line) in jobs {
         let at = format!("{}:{line}: job {id}", shown(config));
-        match catalog.job_end(*id).map_err(error)? {
+        match catalog.job_end(id).map_err(error)? {
             Some(end) if end.state == "done" => {
                 // The daemon records it; again here is harmless (the log
                 // keeps one line per backup and destination).
-                rep::record_restored(log, identity, archive, dest).map_err(error)?;
+                if let Some((identity, archive)) = mine {
+                    rep::record_restored(log, identity, archive, dest).map_err(error)?;
+                }
                 restored += 1;
             }
             Some(end) if end.state == "failed" && end.exit_code == Some(1) => {
@@ -413,7 +455,7 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
     println!(
         "sdar: {}: {restored} of {} restore(s) done, {integrity} integrity failure(s), {other} other failure(s), {} line(s) chose no backup, {} damaged or foreign file(s) in the targets",
         shown(config),
-        pass.submitted.len(),
+        pass.submitted.len() + pass.waited.len(),
         pass.misses,
         pass.problems
     );
