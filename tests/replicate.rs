@@ -778,6 +778,37 @@ fn hostile_configs_and_logs_are_refused() {
     }
     assert!(!replicas.exists(), "a refused config created its folder");
 
+    // A line restoring onto the config itself, its restored log, or the
+    // catalog: refused, each file as it was (the config became the disk).
+    let own = site.path().join("own.auto");
+    let own_log = site.path().join("own.log");
+    fs::write(&own_log, "# mine\n").unwrap();
+    let text = format!(
+        "RESTORE:CRM|u-crm|00|CRM|{}\nRESTORE:CRM|u-crm|00|CRM|{}\n\
+         RESTORE:CRM|u-crm|00|CRM|{}\n",
+        own.display(),
+        own_log.display(),
+        site.catalog.display()
+    );
+    fs::write(&own, &text).unwrap();
+    let catalog_before = fs::read(&site.catalog).unwrap();
+    let out = site
+        .replicate(
+            &own,
+            &["--once", "--restored-log", own_log.to_str().unwrap()],
+        )
+        .expect_code(EXIT_OTHER);
+    for (n, what) in [
+        (1, "the replication config"),
+        (2, "its restored log"),
+        (3, "the catalog"),
+    ] {
+        assert_missed(&out, &own, n, what);
+    }
+    assert_eq!(fs::read_to_string(&own).unwrap(), text);
+    assert_eq!(fs::read_to_string(&own_log).unwrap(), "# mine\n");
+    assert_eq!(fs::read(&site.catalog).unwrap().len(), catalog_before.len());
+
     let config = site.write_config("vmdks.auto", good);
     // A restored log that is a link: refused, its target untouched.
     let real = site.path().join("elsewhere");

@@ -244,7 +244,7 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
                 pass.waited.push((id, p.dest.clone(), line.number));
                 (p, format!("job {id} for this path is waiting or running"))
             }
-            Decision::Restore(p) => match submit(catalog, &p, log, by) {
+            Decision::Restore(p) => match submit(catalog, &p, &config.path, log, by) {
                 Ok(Submitted::Pending(id)) => {
                     pass.queued += 1;
                     pass.waited.push((id, p.dest.clone(), line.number));
@@ -292,11 +292,38 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
 fn submit(
     catalog: &Catalog,
     p: &rep::matching::Planned,
+    config: &Path,
     log: &Path,
     by: &str,
 ) -> Result<Submitted, String> {
     use std::os::unix::fs::FileTypeExt;
     let dest = &p.dest;
+    // A slip of the pen in Complete_Restore_Path must not put a disk in
+    // place of the files replication itself needs (the config was replaced
+    // by the disk before).
+    let mut own = vec![
+        (config.to_path_buf(), "the replication config"),
+        (log.to_path_buf(), "its restored log"),
+    ];
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = catalog.path().as_os_str().to_owned();
+        p.push(suffix);
+        own.push((PathBuf::from(p), "the catalog"));
+    }
+    let id = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let dest_id = id(dest);
+    if let Some((_, what)) = own
+        .iter()
+        .find(|(p, _)| p == dest || (dest_id.is_some() && id(p) == dest_id))
+    {
+        return Err(format!(
+            "{} is {what}: a replica there would destroy it; give the disk another path",
+            dest.display()
+        ));
+    }
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
             return Err(format!(
