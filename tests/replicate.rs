@@ -810,6 +810,23 @@ fn hostile_configs_and_logs_are_refused() {
     assert_eq!(fs::read(&site.catalog).unwrap().len(), catalog_before.len());
 
     let config = site.write_config("vmdks.auto", good);
+    // The config, or the catalog, as its own restored log: refused, as it
+    // was (the restored lines were appended to the config before).
+    for log in [&config, &site.catalog] {
+        let before = fs::read(log).unwrap();
+        let out = site
+            .replicate(
+                &config,
+                &["--once", "--restored-log", log.to_str().unwrap()],
+            )
+            .expect_code(EXIT_USAGE);
+        assert!(
+            out.stderr.contains("cannot be the config or the catalog"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(fs::read(log).unwrap().len(), before.len());
+    }
     // A restored log that is a link: refused, its target untouched.
     let real = site.path().join("elsewhere");
     fs::write(&real, "precious\n").unwrap();

@@ -92,6 +92,22 @@ pub fn run(args: ReplicateArgs) -> anyhow::Result<()> {
             PathBuf::from(p)
         }
     };
+    // The log is appended to: the config itself (or the catalog) as its
+    // log would be written into.
+    let same = |a: &Path, b: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        a == b || id(a).is_some_and(|i| Some(i) == id(b))
+    };
+    let catalog_path = args.catalog.path().ok();
+    if same(&log, &config_path) || catalog_path.as_deref().is_some_and(|c| same(&log, c)) {
+        return Err(UsageError(format!(
+            "--restored-log {}: the restored log cannot be the config or the catalog (it is \
+             written to)",
+            shown(&log)
+        ))
+        .into());
+    }
     // Refused (a link, a FIFO) before anything is done.
     Restored::read(&log).map_err(error)?;
     let catalog = open(&args.catalog, &config)?;
