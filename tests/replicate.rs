@@ -809,6 +809,22 @@ fn hostile_configs_and_logs_are_refused() {
     assert_eq!(fs::read_to_string(&own_log).unwrap(), "# mine\n");
     assert_eq!(fs::read(&site.catalog).unwrap().len(), catalog_before.len());
 
+    // One file through a linked folder: the second line is refused.
+    let twice = site.path().join("twice");
+    fs::create_dir_all(&twice).unwrap();
+    std::os::unix::fs::symlink(&twice, site.path().join("linked")).unwrap();
+    let two = site.write_config(
+        "two.auto",
+        &format!(
+            "RESTORE:CRM|u-crm|00|CRM|{}/CRM.img\nRESTORE:CRM|u-crm|00|CRM|{}/CRM.img\n",
+            twice.display(),
+            site.path().join("linked").display()
+        ),
+    );
+    let out = site.replicate(&two, &[]).expect_code(EXIT_OTHER);
+    assert_missed(&out, &two, 2, "is restored by line 1 already");
+    site.replicate(&two, &["--unregister"]).success();
+
     let config = site.write_config("vmdks.auto", good);
     // The config, or the catalog, as its own restored log: refused, as it
     // was (the restored lines were appended to the config before).
