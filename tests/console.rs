@@ -749,6 +749,43 @@ fn back_and_quit_write_nothing() {
     c.expect(LEFT);
     c.finish().assert_code(EXIT_OK);
 
+    // An existing file, a dangling link and a device typed as the
+    // destination: refused as they are, never turned into NAME.vmdk
+    // beside them (`/dev/null` became `/dev/null.vmdk` before); `..` in a
+    // typed folder is a folder like any other.
+    let plain = cat.path("plain.img");
+    fs::write(&plain, b"precious").unwrap();
+    let dangling = cat.path("dangling.img");
+    std::os::unix::fs::symlink(cat.path("nowhere/x.img"), &dangling).unwrap();
+    let mut c = cat.console();
+    c.answer(MAIN, "");
+    c.answer("Choose the VM [1]: ", "crm");
+    c.answer("Choose the VM [1]: ", "");
+    c.answer("Choose the day [1]: ", "");
+    c.answer("Choose the backup [1]: ", "");
+    c.answer("Choose the full [1]: ", "");
+    let prompt = format!("Restore to [{dest}]: ");
+    for typed in [plain.clone(), dangling.clone(), PathBuf::from("/dev/null")] {
+        c.answer(&prompt, typed.to_str().unwrap());
+        c.expect(&format!(
+            "{} exists and is not a folder; the console never replaces files",
+            typed.display()
+        ));
+    }
+    c.answer(&prompt, "../t1/..");
+    let screen = c.answer(SUMMARY, "q");
+    assert!(
+        screen.contains(&format!(
+            "  Destination:  {}/t1/../crm.img.vmdk and ",
+            cat.out().join("..").display()
+        )),
+        "{screen}"
+    );
+    c.expect(LEFT);
+    c.finish().assert_code(EXIT_OK);
+    assert_eq!(fs::read(&plain).unwrap(), b"precious");
+    assert!(!cat.path("plain.img.vmdk").exists() && !cat.path("nowhere").exists());
+
     // The end of input leaves too.
     let mut c = cat.console();
     c.answer(MAIN, "");
@@ -802,5 +839,21 @@ fn console_needs_a_terminal() {
         );
         assert!(output.stdout.is_empty(), "{stdin}");
     }
+    // A terminal for input, a file for output (or a pipe that `head`
+    // closes): refused too, before a question is asked (a closed pipe
+    // used to end the console with a panic in the middle of a walk).
+    let file = cat.path("menu.out");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exec \"$0\" menu --catalog \"$1\" > \"$2\""])
+        .arg(SDAR)
+        .arg(&cat.catalog)
+        .arg(&file)
+        .current_dir(cat.out());
+    let mut c = Console {
+        pty: Pty::spawn(cmd),
+    };
+    c.expect("sdar menu needs a terminal: its standard output is not one");
+    c.finish().assert_code(EXIT_USAGE);
+    assert_eq!(fs::read(&file).unwrap(), b"");
     assert!(listing(&cat.out()).is_empty());
 }

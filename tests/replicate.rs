@@ -778,7 +778,71 @@ fn hostile_configs_and_logs_are_refused() {
     }
     assert!(!replicas.exists(), "a refused config created its folder");
 
+    // A line restoring onto the config itself, its restored log, or the
+    // catalog: refused, each file as it was (the config became the disk).
+    let own = site.path().join("own.auto");
+    let own_log = site.path().join("own.log");
+    fs::write(&own_log, "# mine\n").unwrap();
+    let text = format!(
+        "RESTORE:CRM|u-crm|00|CRM|{}\nRESTORE:CRM|u-crm|00|CRM|{}\n\
+         RESTORE:CRM|u-crm|00|CRM|{}\n",
+        own.display(),
+        own_log.display(),
+        site.catalog.display()
+    );
+    fs::write(&own, &text).unwrap();
+    let catalog_before = fs::read(&site.catalog).unwrap();
+    let out = site
+        .replicate(
+            &own,
+            &["--once", "--restored-log", own_log.to_str().unwrap()],
+        )
+        .expect_code(EXIT_OTHER);
+    for (n, what) in [
+        (1, "the replication config"),
+        (2, "its restored log"),
+        (3, "the catalog"),
+    ] {
+        assert_missed(&out, &own, n, what);
+    }
+    assert_eq!(fs::read_to_string(&own).unwrap(), text);
+    assert_eq!(fs::read_to_string(&own_log).unwrap(), "# mine\n");
+    assert_eq!(fs::read(&site.catalog).unwrap().len(), catalog_before.len());
+
+    // One file through a linked folder: the second line is refused.
+    let twice = site.path().join("twice");
+    fs::create_dir_all(&twice).unwrap();
+    std::os::unix::fs::symlink(&twice, site.path().join("linked")).unwrap();
+    let two = site.write_config(
+        "two.auto",
+        &format!(
+            "RESTORE:CRM|u-crm|00|CRM|{}/CRM.img\nRESTORE:CRM|u-crm|00|CRM|{}/CRM.img\n",
+            twice.display(),
+            site.path().join("linked").display()
+        ),
+    );
+    let out = site.replicate(&two, &[]).expect_code(EXIT_OTHER);
+    assert_missed(&out, &two, 2, "is restored by line 1 already");
+    site.replicate(&two, &["--unregister"]).success();
+
     let config = site.write_config("vmdks.auto", good);
+    // The config, or the catalog, as its own restored log: refused, as it
+    // was (the restored lines were appended to the config before).
+    for log in [&config, &site.catalog] {
+        let before = fs::read(log).unwrap();
+        let out = site
+            .replicate(
+                &config,
+                &["--once", "--restored-log", log.to_str().unwrap()],
+            )
+            .expect_code(EXIT_USAGE);
+        assert!(
+            out.stderr.contains("cannot be the config or the catalog"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(fs::read(log).unwrap().len(), before.len());
+    }
     // A restored log that is a link: refused, its target untouched.
     let real = site.path().join("elsewhere");
     fs::write(&real, "precious\n").unwrap();
@@ -811,4 +875,160 @@ fn hostile_configs_and_logs_are_refused() {
         out.stdout_text()
     );
     site.replicate(&config, &["--unregister"]).success();
+}
+
+/// Configs as Windows editors and other hosts leave them: a byte order
+/// mark, a Latin-1 comment, and the newest backup made on a host whose
+/// clock runs a few minutes ahead: USE_DAYS 0 still means the newest
+/// backup (the older one was chosen before). Then a newer backup that is
+/// cut short: the pass names it, leaves the replica as it was and exits 1
+/// (it used to choose the older backup, "up to date", and exit 0).
+#[test]
+fn a_bom_a_latin1_comment_a_clock_ahead_and_a_damaged_newest_backup() {
+    let site = Site::new();
+    let mut crm = Disk::new(&site, "CRM", "u-crm", "0:0", "CRM.img", 61);
+    let full = crm.full(&site, "crm-full", 2.0);
+    // Made 15 minutes in the future, as that host's clock says.
+    let ahead = crm.delta(&site, &full, "crm-ahead", -0.01);
+    site.index();
+    let r = site.path().join("replicas");
+    let mut text = b"\xef\xbb\xbf# r\xe9plicas du serveur\r\nUSE_DAYS=0\r\n".to_vec();
+    text.extend(format!("RESTORE:CRM|u-crm|00|CRM|{}/CRM.img\r\n", r.display()).as_bytes());
+    let config = site.path().join("vmdks.auto");
+    fs::write(&config, text).unwrap();
+    let out = site.replicate(&config, &["--once"]).success();
+    assert_submitted(&out, 3, &ahead, &r.join("CRM.img"));
+    let replica = r.join("CRM.img");
+    assert_same_bytes(&fs::read(&replica).unwrap(), crm.at(&ahead), "replica");
+    let log = site.path().join("vmdks.auto.restored");
+    assert_eq!(log_lines(&log).len(), 1);
+
+    let cut = crm.delta(&site, &full, "crm-newer", -0.02);
+    let len = fs::metadata(&cut).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let out = site
+        .replicate(&config, &["--once", "--reindex"])
+        .expect_code(EXIT_INTEGRITY);
+    assert!(
+        out.stderr
+            .contains(&format!("warning: foreign {}", cut.display())),
+        "{}",
+        out.stderr
+    );
+    assert_same_bytes(
+        &fs::read(&replica).unwrap(),
+        crm.at(&ahead),
+        "replica after a damaged backup",
+    );
+    assert_eq!(log_lines(&log).len(), 1);
+}
+
+/// `kill -9` of `sdar replicate --once` in the middle of a restore: its
+/// daemon goes with it (SIGTERM: the job waits again, the blocks written so
+/// far kept; it used to go on alone, an orphan writing after the command
+/// was killed), no sdar process is left, the previous replica is as it
+/// was; the next `--once` resumes the job, reports it, and the replica
+/// and the restored log (one line) end right.
+#[test]
+fn kill_9_of_once_mid_restore_then_again() {
+    let site = Site::new();
+    // Incompressible and large enough to be caught in the middle.
+    let dir = site.path().join("disks/big");
+    fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("Big.img");
+    let mut bytes = vec![0u8; 192 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    fs::write(&image, &bytes).unwrap();
+    let mut big = Disk {
+        vm: "Big".into(),
+        uuid: "u-big".into(),
+        scsi: "0:0".into(),
+        image,
+        backups: Vec::new(),
+        seed: 71,
+    };
+    big.full(&site, "big-full", 1.0);
+    site.index();
+    let r = site.path().join("replicas");
+    fs::create_dir_all(&r).unwrap();
+    let replica = r.join("Big.img");
+    fs::write(&replica, b"the previous replica").unwrap();
+    let config = site.write_config(
+        "vmdks.auto",
+        &format!("RESTORE:Big|u-big|00|Big|{}\n", replica.display()),
+    );
+    let partial = r.join(".Big.img.sdar-partial");
+    let mut child = Command::new(SDAR)
+        .args(["replicate", "--once", "--config"])
+        .arg(&config)
+        .current_dir(site.path())
+        .env("SDAR_CATALOG", &site.catalog)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !partial.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30)
+                && child.try_wait().unwrap().is_none(),
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The daemon it started stops and leaves: no process names the catalog.
+    let catalog = site.catalog.to_str().unwrap().to_string();
+    let alive = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).contains(&catalog))
+    };
+    let start = std::time::Instant::now();
+    while alive() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "sdar daemon went on after sdar replicate --once was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        fs::read(&replica).unwrap(),
+        b"the previous replica",
+        "the restore ended before the kill, or went on after it"
+    );
+    let log = site.path().join("vmdks.auto.restored");
+    assert_eq!(log_lines(&log).len(), 0);
+
+    let out = site.replicate(&config, &["--once"]).success();
+    assert!(
+        out.stdout_text().contains("1 already queued")
+            && out.stdout_text().contains("1 of 1 restore(s) done"),
+        "{}",
+        out.stdout_text()
+    );
+    assert_same_bytes(&fs::read(&replica).unwrap(), &bytes, "replica, resumed");
+    assert_eq!(log_lines(&log).len(), 1);
+    assert!(!partial.exists());
+    let out = site.replicate(&config, &["--once"]).success();
+    assert!(
+        out.stdout_text().contains("1 up to date"),
+        "{}",
+        out.stdout_text()
+    );
+    assert_eq!(log_lines(&log).len(), 1);
 }

@@ -100,6 +100,14 @@ pub fn plan(
 ) -> Result<Vec<(RestoreLine, Decision)>> {
     let mut out = Vec::new();
     let mut dests: Vec<(PathBuf, usize)> = Vec::new();
+    // One file reached through a linked folder is one destination too
+    // (two jobs to it could run at once with `sdar daemon --jobs 2`).
+    let resolved = |dest: &Path| {
+        dest.parent()
+            .and_then(|f| std::fs::canonicalize(f).ok())
+            .zip(dest.file_name())
+            .map_or_else(|| dest.to_path_buf(), |(f, n)| f.join(n))
+    };
     for line in &config.lines {
         let planned = match catalog.match_line(line, line.days(config.use_days), now)? {
             Ok(p) => p,
@@ -108,7 +116,8 @@ pub fn plan(
                 continue;
             }
         };
-        if let Some((_, first)) = dests.iter().find(|(d, _)| *d == planned.dest) {
+        let key = resolved(&planned.dest);
+        if let Some((_, first)) = dests.iter().find(|(d, _)| *d == key) {
             let miss = Miss(format!(
                 "{} is restored by line {first} already: two lines cannot restore to one path",
                 planned.dest.display()
@@ -116,7 +125,7 @@ pub fn plan(
             out.push((line.clone(), Decision::Miss(miss)));
             continue;
         }
-        dests.push((planned.dest.clone(), line.number));
+        dests.push((key, line.number));
         // The log names the destination as the job was given it, or as
         // the restore wrote it (a link followed).
         let identity = &planned.choice.delta.identity;

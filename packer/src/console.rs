@@ -36,13 +36,23 @@ struct Session {
 }
 
 pub fn run(args: MenuArgs) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError(
-            "sdar menu needs a terminal: its standard input is not one. Without one, \
+    // Both ends: the questions printed into a file or a pipe reach nobody,
+    // and a pipe closed under the console (`sdar menu | head`) would end it
+    // in the middle of a walk.
+    let not = match (
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+    ) {
+        (false, _) => Some("input"),
+        (true, false) => Some("output"),
+        (true, true) => None,
+    };
+    if let Some(which) = not {
+        return Err(UsageError(format!(
+            "sdar menu needs a terminal: its standard {which} is not one. Without one, \
              `sdar list` shows the backups, `sdar restore --vm NAME --to DEST` restores one and \
              `sdar queue submit --vm NAME --to DEST` queues it"
-                .into(),
-        )
+        ))
         .into());
     }
     let catalog = args.catalog.open(false)?;

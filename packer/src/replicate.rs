@@ -92,6 +92,22 @@ pub fn run(args: ReplicateArgs) -> anyhow::Result<()> {
             PathBuf::from(p)
         }
     };
+    // The log is appended to: the config itself (or the catalog) as its
+    // log would be written into.
+    let same = |a: &Path, b: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        a == b || id(a).is_some_and(|i| Some(i) == id(b))
+    };
+    let catalog_path = args.catalog.path().ok();
+    if same(&log, &config_path) || catalog_path.as_deref().is_some_and(|c| same(&log, c)) {
+        return Err(UsageError(format!(
+            "--restored-log {}: the restored log cannot be the config or the catalog (it is \
+             written to)",
+            shown(&log)
+        ))
+        .into());
+    }
     // Refused (a link, a FIFO) before anything is done.
     Restored::read(&log).map_err(error)?;
     let catalog = open(&args.catalog, &config)?;
@@ -146,23 +162,36 @@ struct Pass {
     up_to_date: usize,
     /// Lines whose destination has a job already.
     queued: usize,
+    /// Those jobs: (job, destination, config line). `--once` waits for
+    /// them too and says how they ended.
+    waited: Vec<(i64, PathBuf, usize)>,
     /// Lines that chose no backup.
     misses: usize,
+    /// Damaged or foreign files in the catalog's targets: a line's newest
+    /// backup may be among them, unseen.
+    problems: usize,
 }
 
 impl Pass {
     fn summary(&self) -> String {
         format!(
-            "{} line(s): {} submitted, {} up to date, {} already queued, {} chose no backup",
+            "{} line(s): {} submitted, {} up to date, {} already queued, {} chose no backup{}",
             self.lines,
             self.submitted.len(),
             self.up_to_date,
             self.queued,
-            self.misses
+            self.misses,
+            match self.problems {
+                0 => String::new(),
+                n => format!("; {n} damaged or foreign file(s) in the targets"),
+            }
         )
     }
 
     fn result(&self, config: &Path) -> anyhow::Result<()> {
+        if self.problems > 0 {
+            return Err(RuntimeExit(EXIT_INTEGRITY).into());
+        }
         if self.misses > 0 {
             anyhow::bail!(
                 "{}: {} of {} line(s) chose no backup (see above); the others were done",
@@ -187,12 +216,32 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
         );
     }
     let decisions = rep::plan(catalog, config, &restored, now_unix()).map_err(error)?;
+    // A backup that does not open is in no line's choice: the line goes on
+    // with the backup before it, and the admin must hear of it.
+    let problems = catalog.problems().map_err(error)?;
+    for p in problems.iter().take(10) {
+        eprintln!(
+            "sdar: warning: {} {}: {}; a newer backup of a line may be this one: the line \
+             used the newest backup that opens",
+            p.kind.name(),
+            shown(&p.path),
+            escape_lines(&p.what)
+        );
+    }
+    if problems.len() > 10 {
+        eprintln!(
+            "sdar: warning: {} more damaged or foreign files: `sdar list` names them",
+            problems.len() - 10
+        );
+    }
     let mut pass = Pass {
         lines: decisions.len(),
         submitted: Vec::new(),
         up_to_date: 0,
         queued: 0,
+        waited: Vec::new(),
         misses: 0,
+        problems: problems.len(),
     };
     let at = |n: usize| format!("{}:{n}", shown(&config.path));
     for (line, decision) in decisions {
@@ -208,11 +257,13 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
             }
             Decision::Queued(p, id) => {
                 pass.queued += 1;
+                pass.waited.push((id, p.dest.clone(), line.number));
                 (p, format!("job {id} for this path is waiting or running"))
             }
-            Decision::Restore(p) => match submit(catalog, &p, log, by) {
+            Decision::Restore(p) => match submit(catalog, &p, &config.path, log, by) {
                 Ok(Submitted::Pending(id)) => {
                     pass.queued += 1;
+                    pass.waited.push((id, p.dest.clone(), line.number));
                     (p, format!("job {id} for this path is waiting or running"))
                 }
                 Ok(Submitted::New(id)) => {
@@ -257,11 +308,38 @@ fn pass(catalog: &Catalog, config: &Config, log: &Path, by: &str) -> anyhow::Res
 fn submit(
     catalog: &Catalog,
     p: &rep::matching::Planned,
+    config: &Path,
     log: &Path,
     by: &str,
 ) -> Result<Submitted, String> {
     use std::os::unix::fs::FileTypeExt;
     let dest = &p.dest;
+    // A slip of the pen in Complete_Restore_Path must not put a disk in
+    // place of the files replication itself needs (the config was replaced
+    // by the disk before).
+    let mut own = vec![
+        (config.to_path_buf(), "the replication config"),
+        (log.to_path_buf(), "its restored log"),
+    ];
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = catalog.path().as_os_str().to_owned();
+        p.push(suffix);
+        own.push((PathBuf::from(p), "the catalog"));
+    }
+    let id = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let dest_id = id(dest);
+    if let Some((_, what)) = own
+        .iter()
+        .find(|(p, _)| p == dest || (dest_id.is_some() && id(p) == dest_id))
+    {
+        return Err(format!(
+            "{} is {what}: a replica there would destroy it; give the disk another path",
+            dest.display()
+        ));
+    }
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
             return Err(format!(
@@ -327,13 +405,34 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
     if !pass.submitted.is_empty() || pass.queued > 0 {
         let exe = std::env::current_exe()
             .map_err(|e| anyhow::anyhow!("cannot find this sdar to run the queue: {e}"))?;
-        let child = std::process::Command::new(exe)
+        let mut command = std::process::Command::new(exe);
+        command
             .arg("daemon")
             .arg("--until-idle")
             // This pass only: not the registered configs' too.
             .args(["--replicate-every", "off"])
             .arg("--catalog")
-            .arg(catalog.path())
+            .arg(catalog.path());
+        // Killed (even with SIGKILL), this pass takes its daemon along: it
+        // gets SIGTERM, puts its job back in the queue with the blocks
+        // written so far, and the next pass resumes it. (It used to go on
+        // alone, an orphan writing after the command was killed.)
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe, and the closure
+        // touches nothing else of this process.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("sdar replicate --once ended"));
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start sdar daemon --until-idle: {e}"))?;
         let mut child = Child(child);
@@ -344,13 +443,28 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
         daemon_code = Some(status.code().unwrap_or(-1));
     }
     let (mut restored, mut integrity, mut other) = (0, 0, 0);
-    for (id, identity, archive, dest, line) in &pass.submitted {
+    // The jobs this pass queued, then those another pass had queued for
+    // its lines (a `--once` killed, or one from cron meanwhile): how they
+    // ended counts too (it used to be "0 of 0 restore(s) done", exit 0,
+    // whatever became of them).
+    let jobs = pass
+        .submitted
+        .iter()
+        .map(|(id, identity, archive, dest, line)| (*id, Some((identity, archive)), dest, *line))
+        .chain(
+            pass.waited
+                .iter()
+                .map(|(id, dest, line)| (*id, None, dest, *line)),
+        );
+    for (id, mine, dest, line) in jobs {
         let at = format!("{}:{line}: job {id}", shown(config));
-        match catalog.job_end(*id).map_err(error)? {
+        match catalog.job_end(id).map_err(error)? {
             Some(end) if end.state == "done" => {
                 // The daemon records it; again here is harmless (the log
                 // keeps one line per backup and destination).
-                rep::record_restored(log, identity, archive, dest).map_err(error)?;
+                if let Some((identity, archive)) = mine {
+                    rep::record_restored(log, identity, archive, dest).map_err(error)?;
+                }
                 restored += 1;
             }
             Some(end) if end.state == "failed" && end.exit_code == Some(1) => {
@@ -382,12 +496,13 @@ fn once(catalog: &Catalog, pass: &Pass, config: &Path, log: &Path) -> anyhow::Re
         }
     }
     println!(
-        "sdar: {}: {restored} of {} restore(s) done, {integrity} integrity failure(s), {other} other failure(s), {} line(s) chose no backup",
+        "sdar: {}: {restored} of {} restore(s) done, {integrity} integrity failure(s), {other} other failure(s), {} line(s) chose no backup, {} damaged or foreign file(s) in the targets",
         shown(config),
-        pass.submitted.len(),
-        pass.misses
+        pass.submitted.len() + pass.waited.len(),
+        pass.misses,
+        pass.problems
     );
-    if integrity > 0 {
+    if integrity > 0 || pass.problems > 0 {
         return Err(RuntimeExit(EXIT_INTEGRITY).into());
     }
     if other > 0 || pass.misses > 0 {
@@ -434,7 +549,7 @@ fn preload(catalog: &Catalog, config: &Config) -> anyhow::Result<()> {
     for l in &p.lines {
         text.push_str(l);
     }
-    rep::preload::append(&config.path, &text, config.unterminated).map_err(error)?;
+    rep::preload::append(&config.path, &text, config).map_err(error)?;
     println!(
         "sdar: {}: {} commented-out RESTORE: line(s) appended",
         shown(&config.path),

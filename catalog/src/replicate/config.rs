@@ -45,6 +45,9 @@ pub struct Config {
     pub ignored: Vec<(usize, String)>,
     /// True when the file does not end with a line end.
     pub unterminated: bool,
+    /// The device and inode of the file read (a link followed), so that
+    /// `--preload` appends to that file and no other.
+    pub file: Option<(u64, u64)>,
 }
 
 /// Which VM UUID a line means.
@@ -194,12 +197,18 @@ impl Config {
     /// Reads and checks the config at `path`. A FIFO, a device or a file
     /// larger than [`MAX_CONFIG_LEN`] is refused without blocking on it.
     pub fn read(path: &Path) -> Result<Config> {
-        let text = read_small_file(path, MAX_CONFIG_LEN, "the replication config")?;
-        Config::parse(path, &text)
+        use std::os::unix::fs::MetadataExt;
+        let (text, meta) = read_small_file(path, MAX_CONFIG_LEN, "the replication config")?;
+        let mut config = Config::parse(path, &text)?;
+        config.file = Some((meta.dev(), meta.ino()));
+        Ok(config)
     }
 
     /// Reads a config from its bytes; `path` names it in errors.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config> {
+        // A config saved by a Windows editor may start with a byte order
+        // mark: it is no part of the first line.
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         let mut config = Config {
             path: path.to_path_buf(),
             unterminated: !bytes.is_empty() && !bytes.ends_with(b"\n"),
@@ -217,6 +226,12 @@ impl Config {
             };
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             let Ok(line) = std::str::from_utf8(raw) else {
+                // A comment in another encoding (Latin-1 from an old
+                // Windows editor) says nothing to sdar: skipped as any
+                // comment is.
+                if raw.trim_ascii_start().starts_with(b"#") {
+                    continue;
+                }
                 return Err(bad("the line is not UTF-8 text".into()));
             };
             let line = line.trim();
@@ -395,7 +410,11 @@ fn restore_line(number: usize, body: &str) -> std::result::Result<RestoreLine, S
 /// Reads a small file that must be a regular file: opened without
 /// blocking (a FIFO or a device is refused, not waited on), at most `max`
 /// bytes.
-pub(crate) fn read_small_file(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>> {
+pub(crate) fn read_small_file(
+    path: &Path,
+    max: u64,
+    what: &'static str,
+) -> Result<(Vec<u8>, std::fs::Metadata)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -431,7 +450,7 @@ pub(crate) fn read_small_file(path: &Path, max: u64, what: &'static str) -> Resu
             crate::replicate::shown(path)
         )));
     }
-    Ok(bytes)
+    Ok((bytes, meta))
 }
 
 #[cfg(test)]
@@ -496,6 +515,13 @@ mod tests {
         assert!(parse(&many).unwrap_err().to_string().contains("10001"));
         let e = Config::parse(Path::new("c"), b"RESTORE:\xff|*|00|d|/d\n").unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
+        let c = Config::parse(
+            Path::new("c"),
+            b"\xef\xbb\xbf# caf\xe9\r\n  # \xff\nRESTORE:a|*|00|d|/d\n",
+        )
+        .unwrap();
+        assert_eq!(c.lines.len(), 1);
+        assert_eq!(c.lines[0].number, 3);
     }
 
     #[test]

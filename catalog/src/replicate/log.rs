@@ -49,7 +49,7 @@ impl Restored {
             Ok(m) if !m.file_type().is_file() => return Err(not_a_file(path)),
             Ok(_) => {}
         }
-        let bytes = read_small_file(path, MAX_LOG_LEN, "the restored log")?;
+        let (bytes, _) = read_small_file(path, MAX_LOG_LEN, "the restored log")?;
         Ok(Restored::parse(&bytes))
     }
 

@@ -93,8 +93,12 @@ impl Catalog {
                 disks.len()
             ))));
         }
-        let cutoff = now.saturating_sub(i64::from(days).saturating_mul(86_400));
-        deltas.retain(|d| d.created.unwrap_or(0) <= cutoff);
+        // USE_DAYS 0 is the newest backup, whatever the clocks say: one
+        // made on a host whose clock runs ahead is newer than `now`.
+        if days > 0 {
+            let cutoff = now.saturating_sub(i64::from(days).saturating_mul(86_400));
+            deltas.retain(|d| d.created.unwrap_or(0) <= cutoff);
+        }
         let Some(newest) = deltas.iter().map(|d| d.created.unwrap_or(0)).max() else {
             return Ok(Err(Miss(format!(
                 "no delta archive of {what} at least {days} days old in the catalog"

@@ -118,24 +118,30 @@ pub fn preload(config: &Config, backups: &[Backup]) -> Result<Preload> {
 /// Appends `text` to the config at `path` in one write on an `O_APPEND`
 /// descriptor (a link to the config is followed, not replaced), with a line
 /// end first when the file does not end with one.
-pub fn append(path: &Path, text: &str, unterminated: bool) -> Result<()> {
+pub fn append(path: &Path, text: &str, config: &Config) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let what = "cannot append to the config";
     let file = std::fs::OpenOptions::new()
         .append(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| Error::io(path, what, e))?;
-    if !file
-        .metadata()
-        .map_err(|e| Error::io(path, what, e))?
-        .is_file()
-    {
+    let meta = file.metadata().map_err(|e| Error::io(path, what, e))?;
+    if !meta.is_file() {
         return Err(Error::Usage(format!(
             "{}: the config must be a regular file",
             super::shown(path)
         )));
     }
-    let text = if unterminated {
+    // The file read, not another put in its place (a link changed) since.
+    if config.file.is_some_and(|f| f != (meta.dev(), meta.ino())) {
+        return Err(Error::Usage(format!(
+            "{}: the config was replaced while sdar read it (a link changed?); nothing was \
+             appended: run --preload again",
+            super::shown(path)
+        )));
+    }
+    let text = if config.unterminated {
         format!("\n{text}")
     } else {
         text.to_string()
@@ -143,4 +149,31 @@ pub fn append(path: &Path, text: &str, unterminated: bool) -> Result<()> {
     (&file)
         .write_all(text.as_bytes())
         .map_err(|e| Error::io(path, what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config read through a link, the link then pointed elsewhere:
+    /// nothing is appended to the other file.
+    #[test]
+    fn appends_only_to_the_file_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        std::fs::write(&one, "RESTORE_PATH=/r\n").unwrap();
+        std::fs::write(&two, "precious\n").unwrap();
+        let link = dir.path().join("vmdks.auto");
+        std::os::unix::fs::symlink(&one, &link).unwrap();
+        let config = Config::read(&link).unwrap();
+        append(&link, "#x\n", &config).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&one).unwrap(),
+            "RESTORE_PATH=/r\n#x\n"
+        );
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&two, &link).unwrap();
+        assert!(append(&link, "#y\n", &config).unwrap_err().is_usage());
+        assert_eq!(std::fs::read_to_string(&two).unwrap(), "precious\n");
+    }
 }

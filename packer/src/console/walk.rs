@@ -466,6 +466,17 @@ fn destination(delta: &Backup) -> Flow<(PathBuf, Partial)> {
             Answer::Back => return Flow::Back,
             Answer::Quit => return Flow::Quit,
         };
+        // A file, a device or a link typed as it is: never written, and
+        // not silently turned into `NAME.vmdk` beside it either (`/dev/sdb`
+        // would become a file `/dev/sdb.vmdk` in the device folder).
+        if !answer.is_dir() && answer.symlink_metadata().is_ok() {
+            println!(
+                "{} exists and is not a folder; the console never replaces files or writes to \
+                 devices. Type a new name, or a folder to restore into.",
+                shown_path(&answer)
+            );
+            continue;
+        }
         let mut to = if answer.is_dir() {
             answer.join(&disk_name)
         } else {
