@@ -768,3 +768,58 @@ fn the_catalog_from_the_environment_and_the_vm_form() {
     q.assert_restored("crm", &v);
     q.assert_restored("crm2", &v);
 }
+
+/// A daemon killed after the restore ended but before the job was recorded
+/// done leaves the finished disk, and the job running in the catalog. The
+/// next daemon must not fail it ("already exists"): it proves the disk is
+/// the backup's and records the job done; a disk that is not the backup's
+/// is never taken for it.
+#[test]
+fn kill_9_right_before_the_job_is_recorded_done_ends_done() {
+    let q = Queue::new();
+    let v = vm(q.root(), "e", "e", 4, 8);
+    let id = q.submit(&v.delta, "e.vmdk", &[]);
+    q.run_until_idle(&[]);
+    q.assert_restored("e", &v);
+    // What `kill -9` at that instant leaves: the job running, by a daemon
+    // whose lock file nobody holds.
+    let dead = "1-2-0";
+    let lock =
+        PathBuf::from(format!("{}.queue", q.catalog.display())).join(format!("daemon-{dead}.lock"));
+    let back_to_running = || {
+        fs::write(&lock, b"").unwrap();
+        let db = rusqlite::Connection::open(&q.catalog).unwrap();
+        db.execute(
+            "UPDATE jobs SET state = 'running', runner = ?1, exit_code = NULL, \
+             finished_at = NULL, message = NULL WHERE id = ?2",
+            rusqlite::params![dead, id],
+        )
+        .unwrap();
+    };
+    back_to_running();
+    let stderr = q.run_until_idle(&[]);
+    assert!(stderr.contains("died running job(s)"), "{stderr}");
+    let j = q.job(id);
+    assert_eq!(j["state"], "done", "{j:#}\n{stderr}\n{}", q.log(id));
+    q.assert_restored("e", &v);
+    assert!(q.log(id).contains("by an earlier run of this job"));
+    // The same, with a disk at the destination that is not the backup's:
+    // refused, and left alone.
+    let flat = q.restored("e-flat.vmdk");
+    let mut bytes = fs::read(&flat).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&flat, &bytes).unwrap();
+    back_to_running();
+    q.run_until_idle(&[]);
+    let j = q.job(id);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &2.into()),
+        "{j:#}"
+    );
+    assert_eq!(
+        fs::read(&flat).unwrap(),
+        bytes,
+        "the disk there was touched"
+    );
+}
