@@ -823,3 +823,39 @@ fn kill_9_right_before_the_job_is_recorded_done_ends_done() {
         "the disk there was touched"
     );
 }
+
+/// An archive replaced after its job was queued (another VM's delta renamed
+/// over it) is refused with exit 1 and nothing written: the job restores
+/// the backup it was submitted for, or nothing. One deleted fails clearly.
+#[test]
+fn an_archive_replaced_or_deleted_after_submission_is_never_restored() {
+    let q = Queue::new();
+    let a = vm(q.root(), "ra", "ra", 4, 9);
+    let b = vm(q.root(), "rb", "rb", 4, 10);
+    let replaced = q.submit(&a.delta, "ra.vmdk", &[]);
+    let deleted = q.submit(&b.delta, "rb.vmdk", &[]);
+    fs::rename(&b.delta, &a.delta).unwrap();
+    q.run_until_idle(&[]);
+    let j = q.job(replaced);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &1.into()),
+        "{j:#}"
+    );
+    let message = j["message"].as_str().unwrap();
+    assert!(
+        message.contains("not the backup this job was submitted for"),
+        "{message}"
+    );
+    let j = q.job(deleted);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &3.into()),
+        "{j:#}"
+    );
+    assert!(
+        j["message"].as_str().unwrap().contains("No such file"),
+        "{j:#}"
+    );
+    assert!(listing(&q.root().join("restored")).is_empty());
+}

@@ -56,7 +56,8 @@ pub struct NewJob {
     pub submitted_by: String,
     /// Replication: the restored log to append to once the job is done.
     pub restored_log: Option<PathBuf>,
-    /// Replication: the identity of the backup restored.
+    /// The identity of the backup to restore: the daemon refuses an archive
+    /// replaced since (and replication records it as restored).
     pub backup_identity: Option<Hash>,
 }
 

@@ -163,7 +163,9 @@ pub fn submit(
         args: runtime_args,
         submitted_by: submitted_by(program),
         restored_log: None,
-        backup_identity: None,
+        // The daemon restores only this backup (the archive's file may be
+        // replaced before it runs).
+        backup_identity: Some(delta.identity()),
     };
     let cat = catalog.open_only()?;
     let id = cat.submit(&job).map_err(error)?;

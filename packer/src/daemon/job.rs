@@ -257,10 +257,21 @@ impl Run {
         let id = self.job.id;
         let started = Instant::now();
         let mut front = RestoreFront::new(archive, args, inv);
-        let prepared = sdar_stub::open_delta(archive).and_then(|delta| {
-            let request = front.request()?;
-            front.prepared(PreparedRestore::prepare_with(delta, request))
-        });
+        let delta = match sdar_stub::open_delta(archive) {
+            Ok(delta) => delta,
+            Err(f) => return self.failed(f, None),
+        };
+        // The archive at that path now must be the backup submitted: one
+        // replaced since (moved, renamed over) would restore another disk.
+        if let Some(message) = self.not_submitted(archive, &delta.identity()) {
+            return JobEnd::Failed {
+                exit_code: sdar_stub::EXIT_INTEGRITY,
+                message,
+            };
+        }
+        let prepared = front
+            .request()
+            .and_then(|request| front.prepared(PreparedRestore::prepare_with(delta, request)));
         let job = match prepared {
             Ok(job) => job,
             Err(f) => {
@@ -337,6 +348,22 @@ impl Run {
         }
     }
 
+    /// Why the archive (of identity `identity`) is not the backup the job
+    /// was submitted for, if it is not. Jobs queued before the identity was
+    /// recorded have none to compare.
+    fn not_submitted(&self, archive: &Path, identity: &Hash) -> Option<String> {
+        let submitted = self.job.backup_identity?;
+        (submitted != *identity).then(|| {
+            format!(
+                "{}: not the backup this job was submitted for (its identity is {}, the job's {}): \
+                 it was replaced since; nothing was written (submit the job again to restore it)",
+                archive.display(),
+                hex(identity),
+                hex(&submitted)
+            )
+        })
+    }
+
     /// `Done` when an earlier run of this job restored its destination in
     /// full (no restore mark is left beside it, and its disk has the
     /// backup's identity: every block hashed); `None` otherwise.
@@ -353,6 +380,9 @@ impl Run {
         let (size, block) = (header.image_size, header.block_size);
         let expected = delta.identity();
         drop(delta);
+        if self.not_submitted(archive, &expected).is_some() {
+            return None;
+        }
         let mut source = archive_format::DiskSource::open(&dest).ok()?;
         if source.size != size || block == 0 {
             return None;
