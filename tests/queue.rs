@@ -859,3 +859,44 @@ fn an_archive_replaced_or_deleted_after_submission_is_never_restored() {
     );
     assert!(listing(&q.root().join("restored")).is_empty());
 }
+
+/// `sdar queue log --follow` of a job whose daemon is killed says so (the
+/// job stays running in the catalog until a daemon takes it back), then
+/// follows the run of the next daemon to its end.
+#[test]
+fn log_follow_says_when_the_daemon_died_and_follows_the_next_one() {
+    let q = Queue::new();
+    let v = vm(q.root(), "w", "w", 32, 11);
+    let id = q.submit(&v.delta, "w.vmdk", &["--threads", "1"]);
+    let d = q.daemon(&["--max-rate", "8M"]);
+    q.wait_for(id, "started", |j| {
+        j["done_bytes"].as_u64().is_some_and(|n| n > 0)
+    });
+    let err_path = q.root().join("follow.err");
+    let follower = Follower(Some(
+        Command::new(SDAR)
+            .args(["queue", "log", &id.to_string(), "--follow", "--catalog"])
+            .arg(&q.catalog)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    d.signal(libc::SIGKILL);
+    let _ = d.wait(Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&err_path).unwrap().contains("died") {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never said its daemon died: {:?}",
+            fs::read_to_string(&err_path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    q.run_until_idle(&[]);
+    let out = follower.output();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("job {id}: done (exit 0)")), "{text}");
+    q.assert_restored("w", &v);
+}

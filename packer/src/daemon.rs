@@ -9,7 +9,7 @@
 //! or SIGINT stops the jobs at their next block, keeps what they wrote, and
 //! puts them back in the queue; a second signal exits at once.
 
-mod folder;
+pub mod folder;
 mod job;
 
 use crate::catalog::{error, CatalogArgs};

@@ -501,6 +501,7 @@ fn run_log(a: LogArgs) -> anyhow::Result<()> {
     let catalog = a.catalog.open_only()?;
     let mut job = catalog.job(a.id).map_err(error)?;
     let mut reader: Option<LogReader> = None;
+    let mut told_dead: Option<String> = None;
     loop {
         if reader.is_none() {
             if let Some(path) = &job.log {
@@ -531,6 +532,21 @@ fn run_log(a: LogArgs) -> anyhow::Result<()> {
                 0 => Ok(()),
                 code => Err(anyhow::Error::new(crate::RuntimeExit(code))),
             };
+        }
+        // A job whose daemon was killed stays running until another
+        // daemon takes it back: say so once, and follow on.
+        if job.state == JobState::Running && told_dead.as_ref() != job.runner.as_ref() {
+            if let Some(runner) = &job.runner {
+                if crate::daemon::folder::daemon_died(catalog.path(), runner) {
+                    eprintln!(
+                        "sdar: job {}: its daemon {} died; the job resumes when a daemon runs \
+                         (sdar daemon), and this log follows it",
+                        job.id,
+                        escape(runner)
+                    );
+                    told_dead = job.runner.clone();
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
         job = catalog.job(a.id).map_err(error)?;

@@ -148,6 +148,25 @@ impl QueueFolder {
     }
 }
 
+/// True when daemon `id` of the queue of `catalog` surely died: its lock
+/// file is there and nobody holds its lock. Reads only (a follower of a
+/// job's log asks; the daemons give its jobs back).
+pub fn daemon_died(catalog: &Path, id: &str) -> bool {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return false;
+    }
+    let path = folder_of(catalog).join(format!("daemon-{id}.lock"));
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    else {
+        return false;
+    };
+    file.metadata().is_ok_and(|m| m.is_file())
+        && rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_ok()
+}
+
 /// The job's log from an earlier run, to append to: a regular file of
 /// this user with one name, never through a link. `None` when it is gone.
 pub fn reopen_log(path: &Path) -> anyhow::Result<Option<File>> {
