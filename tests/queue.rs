@@ -900,3 +900,20 @@ fn log_follow_says_when_the_daemon_died_and_follows_the_next_one() {
     assert!(text.contains(&format!("job {id}: done (exit 0)")), "{text}");
     q.assert_restored("w", &v);
 }
+
+/// A purged job's id is never given again: `sdar queue cancel N` or
+/// `queue log N` kept by a script never reaches another job.
+#[test]
+fn ids_of_purged_jobs_are_never_given_again() {
+    let q = Queue::new();
+    let v = vm(q.root(), "p", "p", 1, 12);
+    let first = q.submit(&v.delta, "p1.vmdk", &[]);
+    let second = q.submit(&v.delta, "p2.vmdk", &[]);
+    q.run_until_idle(&[]);
+    q.queue("purge", &[]).success();
+    q.queue("purge", &[]).success();
+    let third = q.submit(&v.delta, "p3.vmdk", &[]);
+    assert!(third > second && second > first, "{first} {second} {third}");
+    q.queue("cancel", &[&second.to_string()]).expect_code(2);
+    assert_eq!(q.job(third)["state"], "waiting");
+}
