@@ -917,3 +917,43 @@ fn ids_of_purged_jobs_are_never_given_again() {
     q.queue("cancel", &[&second.to_string()]).expect_code(2);
     assert_eq!(q.job(third)["state"], "waiting");
 }
+
+/// The queue's own files are never a destination, not even with --force:
+/// refused at submission (exit 2), and by the daemon when a link to the
+/// catalog is put at the destination after the job was queued.
+#[test]
+fn the_catalog_and_the_queue_folder_are_never_restored_over() {
+    let q = Queue::new();
+    let v = vm(q.root(), "o", "o", 1, 13);
+    let first = q.submit(&v.delta, "o.vmdk", &[]);
+    q.run_until_idle(&[]);
+    let delta = v.delta.to_str().unwrap();
+    let cat = q.catalog.to_str().unwrap();
+    let log = format!("{cat}.queue/job-{first}.log");
+    for to in [cat, &log, &format!("{cat}.queue")] {
+        let out = q
+            .queue("submit", &[delta, "--to", to, "--raw", "--force"])
+            .expect_code(2);
+        assert!(
+            out.stderr.contains("the queue's own catalog"),
+            "{}",
+            out.stderr
+        );
+    }
+    let late = q.submit(&v.delta, "late.img", &["--raw", "--force"]);
+    std::os::unix::fs::symlink(&q.catalog, q.restored("late.img")).unwrap();
+    q.run_until_idle(&[]);
+    let j = q.job(late);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &2.into()),
+        "{j:#}"
+    );
+    let after = fs::read(&q.catalog).unwrap();
+    assert!(
+        after.starts_with(b"SQLite format 3\0"),
+        "the catalog was overwritten"
+    );
+    // Still the queue's catalog, its first job and log in it.
+    q.log(first);
+}

@@ -267,6 +267,14 @@ impl Daemon {
             };
             self.claim_failures = 0;
             let id = job.id;
+            if let Some(m) = folder::queue_own(self.catalog.path(), &job.dest) {
+                let end = JobEnd::Failed {
+                    exit_code: sdar_stub::EXIT_USAGE,
+                    message: m,
+                };
+                self.ends.push((id, end, (0, 0)));
+                continue;
+            }
             let log = match self.open_log(&job) {
                 Ok(log) => log,
                 Err(e) => {

@@ -168,6 +168,9 @@ pub fn submit(
         backup_identity: Some(delta.identity()),
     };
     let cat = catalog.open_only()?;
+    if let Some(m) = crate::daemon::folder::queue_own(cat.path(), &job.dest) {
+        return Err(anyhow::Error::new(UsageError(m)));
+    }
     let id = cat.submit(&job).map_err(error)?;
     cat.describe_job(id, vm_name.as_deref(), disk_name.as_deref())
         .map_err(error)?;
