@@ -957,3 +957,22 @@ fn the_catalog_and_the_queue_folder_are_never_restored_over() {
     // Still the queue's catalog, its first job and log in it.
     q.log(first);
 }
+
+/// Hostile values for the daemon's flags end with a usage error, never a
+/// panic (a huge --replicate-every overflowed the clock).
+#[test]
+fn the_daemons_flags_refuse_hostile_values() {
+    let q = Queue::new();
+    let cat = q.catalog.to_str().unwrap();
+    for bad in [
+        ["--replicate-every", "18446744073709551615"],
+        ["--replicate-every", "99999999999999d"],
+        ["--jobs", "0"],
+        ["--max-rate", "1"],
+    ] {
+        let mut args = vec!["daemon", "--catalog", cat, "--until-idle"];
+        args.extend(bad);
+        let out = sdar(q.root(), &args).expect_code(2);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}

@@ -447,6 +447,12 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     if secs == 0 {
         return Ok(None);
     }
+    // A century at most: `Instant + every` past the clock's end panics.
+    if secs > 100 * 366 * 86_400 {
+        return Err(format!(
+            "--replicate-every {text}: more than a century; give off to never replicate"
+        ));
+    }
     Ok(Some(Duration::from_secs(secs)))
 }
 
