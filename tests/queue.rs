@@ -768,3 +768,211 @@ fn the_catalog_from_the_environment_and_the_vm_form() {
     q.assert_restored("crm", &v);
     q.assert_restored("crm2", &v);
 }
+
+/// A daemon killed after the restore ended but before the job was recorded
+/// done leaves the finished disk, and the job running in the catalog. The
+/// next daemon must not fail it ("already exists"): it proves the disk is
+/// the backup's and records the job done; a disk that is not the backup's
+/// is never taken for it.
+#[test]
+fn kill_9_right_before_the_job_is_recorded_done_ends_done() {
+    let q = Queue::new();
+    let v = vm(q.root(), "e", "e", 4, 8);
+    let id = q.submit(&v.delta, "e.vmdk", &[]);
+    q.run_until_idle(&[]);
+    q.assert_restored("e", &v);
+    // What `kill -9` at that instant leaves: the job running, by a daemon
+    // whose lock file nobody holds.
+    let dead = "1-2-0";
+    let lock =
+        PathBuf::from(format!("{}.queue", q.catalog.display())).join(format!("daemon-{dead}.lock"));
+    let back_to_running = || {
+        fs::write(&lock, b"").unwrap();
+        let db = rusqlite::Connection::open(&q.catalog).unwrap();
+        db.execute(
+            "UPDATE jobs SET state = 'running', runner = ?1, exit_code = NULL, \
+             finished_at = NULL, message = NULL WHERE id = ?2",
+            rusqlite::params![dead, id],
+        )
+        .unwrap();
+    };
+    back_to_running();
+    let stderr = q.run_until_idle(&[]);
+    assert!(stderr.contains("died running job(s)"), "{stderr}");
+    let j = q.job(id);
+    assert_eq!(j["state"], "done", "{j:#}\n{stderr}\n{}", q.log(id));
+    q.assert_restored("e", &v);
+    assert!(q.log(id).contains("by an earlier run of this job"));
+    // The same, with a disk at the destination that is not the backup's:
+    // refused, and left alone.
+    let flat = q.restored("e-flat.vmdk");
+    let mut bytes = fs::read(&flat).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&flat, &bytes).unwrap();
+    back_to_running();
+    q.run_until_idle(&[]);
+    let j = q.job(id);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &2.into()),
+        "{j:#}"
+    );
+    assert_eq!(
+        fs::read(&flat).unwrap(),
+        bytes,
+        "the disk there was touched"
+    );
+}
+
+/// An archive replaced after its job was queued (another VM's delta renamed
+/// over it) is refused with exit 1 and nothing written: the job restores
+/// the backup it was submitted for, or nothing. One deleted fails clearly.
+#[test]
+fn an_archive_replaced_or_deleted_after_submission_is_never_restored() {
+    let q = Queue::new();
+    let a = vm(q.root(), "ra", "ra", 4, 9);
+    let b = vm(q.root(), "rb", "rb", 4, 10);
+    let replaced = q.submit(&a.delta, "ra.vmdk", &[]);
+    let deleted = q.submit(&b.delta, "rb.vmdk", &[]);
+    fs::rename(&b.delta, &a.delta).unwrap();
+    q.run_until_idle(&[]);
+    let j = q.job(replaced);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &1.into()),
+        "{j:#}"
+    );
+    let message = j["message"].as_str().unwrap();
+    assert!(
+        message.contains("not the backup this job was submitted for"),
+        "{message}"
+    );
+    let j = q.job(deleted);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &3.into()),
+        "{j:#}"
+    );
+    assert!(
+        j["message"].as_str().unwrap().contains("No such file"),
+        "{j:#}"
+    );
+    assert!(listing(&q.root().join("restored")).is_empty());
+}
+
+/// `sdar queue log --follow` of a job whose daemon is killed says so (the
+/// job stays running in the catalog until a daemon takes it back), then
+/// follows the run of the next daemon to its end.
+#[test]
+fn log_follow_says_when_the_daemon_died_and_follows_the_next_one() {
+    let q = Queue::new();
+    let v = vm(q.root(), "w", "w", 32, 11);
+    let id = q.submit(&v.delta, "w.vmdk", &["--threads", "1"]);
+    let d = q.daemon(&["--max-rate", "8M"]);
+    q.wait_for(id, "started", |j| {
+        j["done_bytes"].as_u64().is_some_and(|n| n > 0)
+    });
+    let err_path = q.root().join("follow.err");
+    let follower = Follower(Some(
+        Command::new(SDAR)
+            .args(["queue", "log", &id.to_string(), "--follow", "--catalog"])
+            .arg(&q.catalog)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    d.signal(libc::SIGKILL);
+    let _ = d.wait(Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&err_path).unwrap().contains("died") {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never said its daemon died: {:?}",
+            fs::read_to_string(&err_path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    q.run_until_idle(&[]);
+    let out = follower.output();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("job {id}: done (exit 0)")), "{text}");
+    q.assert_restored("w", &v);
+}
+
+/// A purged job's id is never given again: `sdar queue cancel N` or
+/// `queue log N` kept by a script never reaches another job.
+#[test]
+fn ids_of_purged_jobs_are_never_given_again() {
+    let q = Queue::new();
+    let v = vm(q.root(), "p", "p", 1, 12);
+    let first = q.submit(&v.delta, "p1.vmdk", &[]);
+    let second = q.submit(&v.delta, "p2.vmdk", &[]);
+    q.run_until_idle(&[]);
+    q.queue("purge", &[]).success();
+    q.queue("purge", &[]).success();
+    let third = q.submit(&v.delta, "p3.vmdk", &[]);
+    assert!(third > second && second > first, "{first} {second} {third}");
+    q.queue("cancel", &[&second.to_string()]).expect_code(2);
+    assert_eq!(q.job(third)["state"], "waiting");
+}
+
+/// The queue's own files are never a destination, not even with --force:
+/// refused at submission (exit 2), and by the daemon when a link to the
+/// catalog is put at the destination after the job was queued.
+#[test]
+fn the_catalog_and_the_queue_folder_are_never_restored_over() {
+    let q = Queue::new();
+    let v = vm(q.root(), "o", "o", 1, 13);
+    let first = q.submit(&v.delta, "o.vmdk", &[]);
+    q.run_until_idle(&[]);
+    let delta = v.delta.to_str().unwrap();
+    let cat = q.catalog.to_str().unwrap();
+    let log = format!("{cat}.queue/job-{first}.log");
+    for to in [cat, &log, &format!("{cat}.queue")] {
+        let out = q
+            .queue("submit", &[delta, "--to", to, "--raw", "--force"])
+            .expect_code(2);
+        assert!(
+            out.stderr.contains("the queue's own catalog"),
+            "{}",
+            out.stderr
+        );
+    }
+    let late = q.submit(&v.delta, "late.img", &["--raw", "--force"]);
+    std::os::unix::fs::symlink(&q.catalog, q.restored("late.img")).unwrap();
+    q.run_until_idle(&[]);
+    let j = q.job(late);
+    assert_eq!(
+        (&j["state"], &j["exit_code"]),
+        (&"failed".into(), &2.into()),
+        "{j:#}"
+    );
+    let after = fs::read(&q.catalog).unwrap();
+    assert!(
+        after.starts_with(b"SQLite format 3\0"),
+        "the catalog was overwritten"
+    );
+    // Still the queue's catalog, its first job and log in it.
+    q.log(first);
+}
+
+/// Hostile values for the daemon's flags end with a usage error, never a
+/// panic (a huge --replicate-every overflowed the clock).
+#[test]
+fn the_daemons_flags_refuse_hostile_values() {
+    let q = Queue::new();
+    let cat = q.catalog.to_str().unwrap();
+    for bad in [
+        ["--replicate-every", "18446744073709551615"],
+        ["--replicate-every", "99999999999999d"],
+        ["--jobs", "0"],
+        ["--max-rate", "1"],
+    ] {
+        let mut args = vec!["daemon", "--catalog", cat, "--until-idle"];
+        args.extend(bad);
+        let out = sdar(q.root(), &args).expect_code(2);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}

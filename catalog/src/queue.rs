@@ -56,7 +56,8 @@ pub struct NewJob {
     pub submitted_by: String,
     /// Replication: the restored log to append to once the job is done.
     pub restored_log: Option<PathBuf>,
-    /// Replication: the identity of the backup restored.
+    /// The identity of the backup to restore: the daemon refuses an archive
+    /// replaced since (and replication records it as restored).
     pub backup_identity: Option<Hash>,
 }
 
@@ -86,9 +87,15 @@ impl Catalog {
     pub fn submit(&self, job: &NewJob) -> Result<i64> {
         self.conn()
             .execute(
-                "INSERT INTO jobs(state, archive, full, dest, args, submitted_by, submitted_at,
-                     restored_log, backup_identity)
-                 VALUES ('waiting', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                // A new id above every id the queue ever gave, purged
+                // ones included: `sdar queue cancel N` of a purged job
+                // never reaches another one.
+                "INSERT INTO jobs(id, state, archive, full, dest, args, submitted_by,
+                     submitted_at, restored_log, backup_identity)
+                 VALUES (MAX(COALESCE((SELECT MAX(id) FROM jobs), 0),
+                             COALESCE((SELECT CAST(value AS INTEGER) FROM settings
+                                       WHERE key = 'queue_last_id'), 0)) + 1,
+                         'waiting', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     job.archive.as_os_str().as_bytes(),
                     job.full.as_ref().map(|f| f.as_os_str().as_bytes()),
@@ -349,6 +356,17 @@ impl Catalog {
     /// `ended_before` (all of them with `None`); returns their ids and logs.
     /// Waiting and running jobs are never touched.
     pub fn purge_jobs(&self, ended_before: Option<i64>) -> Result<Vec<(i64, Option<PathBuf>)>> {
+        // The highest id given so far outlives the jobs purged: it is never
+        // given again.
+        self.conn()
+            .execute(
+                "INSERT INTO settings(key, value)
+                 SELECT 'queue_last_id', MAX(id) FROM jobs WHERE true HAVING MAX(id) IS NOT NULL
+                 ON CONFLICT(key) DO UPDATE
+                     SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
         let mut stmt = self
             .conn()
             .prepare(

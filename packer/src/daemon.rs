@@ -9,7 +9,7 @@
 //! or SIGINT stops the jobs at their next block, keeps what they wrote, and
 //! puts them back in the queue; a second signal exits at once.
 
-mod folder;
+pub mod folder;
 mod job;
 
 use crate::catalog::{error, CatalogArgs};
@@ -267,6 +267,14 @@ impl Daemon {
             };
             self.claim_failures = 0;
             let id = job.id;
+            if let Some(m) = folder::queue_own(self.catalog.path(), &job.dest) {
+                let end = JobEnd::Failed {
+                    exit_code: sdar_stub::EXIT_USAGE,
+                    message: m,
+                };
+                self.ends.push((id, end, (0, 0)));
+                continue;
+            }
             let log = match self.open_log(&job) {
                 Ok(log) => log,
                 Err(e) => {
@@ -438,6 +446,12 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     };
     if secs == 0 {
         return Ok(None);
+    }
+    // A century at most: `Instant + every` past the clock's end panics.
+    if secs > 100 * 366 * 86_400 {
+        return Err(format!(
+            "--replicate-every {text}: more than a century; give off to never replicate"
+        ));
     }
     Ok(Some(Duration::from_secs(secs)))
 }

@@ -163,9 +163,14 @@ pub fn submit(
         args: runtime_args,
         submitted_by: submitted_by(program),
         restored_log: None,
-        backup_identity: None,
+        // The daemon restores only this backup (the archive's file may be
+        // replaced before it runs).
+        backup_identity: Some(delta.identity()),
     };
     let cat = catalog.open_only()?;
+    if let Some(m) = crate::daemon::folder::queue_own(cat.path(), &job.dest) {
+        return Err(anyhow::Error::new(UsageError(m)));
+    }
     let id = cat.submit(&job).map_err(error)?;
     cat.describe_job(id, vm_name.as_deref(), disk_name.as_deref())
         .map_err(error)?;
@@ -499,6 +504,7 @@ fn run_log(a: LogArgs) -> anyhow::Result<()> {
     let catalog = a.catalog.open_only()?;
     let mut job = catalog.job(a.id).map_err(error)?;
     let mut reader: Option<LogReader> = None;
+    let mut told_dead: Option<String> = None;
     loop {
         if reader.is_none() {
             if let Some(path) = &job.log {
@@ -529,6 +535,21 @@ fn run_log(a: LogArgs) -> anyhow::Result<()> {
                 0 => Ok(()),
                 code => Err(anyhow::Error::new(crate::RuntimeExit(code))),
             };
+        }
+        // A job whose daemon was killed stays running until another
+        // daemon takes it back: say so once, and follow on.
+        if job.state == JobState::Running && told_dead.as_ref() != job.runner.as_ref() {
+            if let Some(runner) = &job.runner {
+                if crate::daemon::folder::daemon_died(catalog.path(), runner) {
+                    eprintln!(
+                        "sdar: job {}: its daemon {} died; the job resumes when a daemon runs \
+                         (sdar daemon), and this log follows it",
+                        job.id,
+                        escape(runner)
+                    );
+                    told_dead = job.runner.clone();
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
         job = catalog.job(a.id).map_err(error)?;

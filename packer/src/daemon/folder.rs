@@ -148,6 +148,66 @@ impl QueueFolder {
     }
 }
 
+/// True when daemon `id` of the queue of `catalog` surely died: its lock
+/// file is there and nobody holds its lock. Reads only (a follower of a
+/// job's log asks; the daemons give its jobs back).
+pub fn daemon_died(catalog: &Path, id: &str) -> bool {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return false;
+    }
+    let path = folder_of(catalog).join(format!("daemon-{id}.lock"));
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    else {
+        return false;
+    };
+    file.metadata().is_ok_and(|m| m.is_file())
+        && rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_ok()
+}
+
+/// Why `dest` may not be restored to, when it is one of the files of the
+/// queue of `catalog` (the catalog, its journals, or anything in the
+/// queue's folder), however it is named (links followed): a restore with
+/// --force would replace the queue itself.
+pub fn queue_own(catalog: &Path, dest: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    // What `dest` names: the file itself (links followed), else the
+    // folder it would be created in (followed) and its name.
+    let real = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty())?;
+        Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+    };
+    let dest_real = real(dest)?;
+    let dest_id = std::fs::metadata(dest).ok().map(|m| (m.dev(), m.ino()));
+    let mut own = vec![catalog.to_path_buf()];
+    for tail in ["-wal", "-shm", "-journal"] {
+        let mut name = catalog.as_os_str().to_os_string();
+        name.push(tail);
+        own.push(PathBuf::from(name));
+    }
+    let folder = folder_of(catalog);
+    let folder_real = real(&folder);
+    let hit = own.iter().any(|p| {
+        real(p).is_some_and(|r| r == dest_real)
+            || std::fs::metadata(p)
+                .ok()
+                .is_some_and(|m| dest_id == Some((m.dev(), m.ino())))
+    }) || folder_real.is_some_and(|f| dest_real.starts_with(f))
+        || dest_real.as_os_str().as_bytes() == folder.as_os_str().as_bytes();
+    hit.then(|| {
+        format!(
+            "{}: this is the queue's own catalog {} or its folder; a restore never replaces them",
+            dest.display(),
+            catalog.display()
+        )
+    })
+}
+
 /// The job's log from an earlier run, to append to: a regular file of
 /// this user with one name, never through a link. `None` when it is gone.
 pub fn reopen_log(path: &Path) -> anyhow::Result<Option<File>> {

@@ -257,13 +257,35 @@ impl Run {
         let id = self.job.id;
         let started = Instant::now();
         let mut front = RestoreFront::new(archive, args, inv);
-        let prepared = sdar_stub::open_delta(archive).and_then(|delta| {
-            let request = front.request()?;
-            front.prepared(PreparedRestore::prepare_with(delta, request))
-        });
+        let delta = match sdar_stub::open_delta(archive) {
+            Ok(delta) => delta,
+            Err(f) => return self.failed(f, None),
+        };
+        // The archive at that path now must be the backup submitted: one
+        // replaced since (moved, renamed over) would restore another disk.
+        if let Some(message) = self.not_submitted(archive, &delta.identity()) {
+            return JobEnd::Failed {
+                exit_code: sdar_stub::EXIT_INTEGRITY,
+                message,
+            };
+        }
+        let prepared = front
+            .request()
+            .and_then(|request| front.prepared(PreparedRestore::prepare_with(delta, request)));
         let job = match prepared {
             Ok(job) => job,
-            Err(f) => return self.failed(f, None),
+            Err(f) => {
+                // A daemon killed after the restore ended but before the
+                // job was recorded done leaves the finished disk: the run
+                // again finds it in the way. It is done when the disk is
+                // proven to be the backup's, block by block.
+                if self.job.attempts > 1 {
+                    if let Some(end) = self.finished_before(archive) {
+                        return end;
+                    }
+                }
+                return self.failed(f, None);
+            }
         };
         if let Some(full) = &front.log.full {
             self.log.line(&format!("job {id}: full {}", full.display()));
@@ -324,6 +346,94 @@ impl Run {
                 self.failed(f, partial.map(|p| (destination, p)))
             }
         }
+    }
+
+    /// Why the archive (of identity `identity`) is not the backup the job
+    /// was submitted for, if it is not. Jobs queued before the identity was
+    /// recorded have none to compare.
+    fn not_submitted(&self, archive: &Path, identity: &Hash) -> Option<String> {
+        let submitted = self.job.backup_identity?;
+        (submitted != *identity).then(|| {
+            format!(
+                "{}: not the backup this job was submitted for (its identity is {}, the job's {}): \
+                 it was replaced since; nothing was written (submit the job again to restore it)",
+                archive.display(),
+                hex(identity),
+                hex(&submitted)
+            )
+        })
+    }
+
+    /// `Done` when an earlier run of this job restored its destination in
+    /// full (no restore mark is left beside it, and its disk has the
+    /// backup's identity: every block hashed); `None` otherwise.
+    fn finished_before(&mut self, archive: &Path) -> Option<JobEnd> {
+        let dest = self.job.dest.clone();
+        if archive_format::target::mark_path(&dest)
+            .symlink_metadata()
+            .is_ok()
+        {
+            return None;
+        }
+        let delta = sdar_stub::open_delta(archive).ok()?;
+        let header = delta.header();
+        let (size, block) = (header.image_size, header.block_size);
+        let expected = delta.identity();
+        drop(delta);
+        if self.not_submitted(archive, &expected).is_some() {
+            return None;
+        }
+        let mut source = archive_format::DiskSource::open(&dest).ok()?;
+        if source.size != size || block == 0 {
+            return None;
+        }
+        self.log.line(&format!(
+            "job {}: {} is there: an earlier run may have finished it; checking it against the backup",
+            self.job.id,
+            dest.display()
+        ));
+        let mut reader = source.reader();
+        let mut hasher = archive_format::IdentityHasher::new(size, block);
+        let mut buf = vec![0u8; block as usize];
+        let mut offset = 0u64;
+        while offset < size {
+            if self.cancel.is_cancelled() {
+                return None;
+            }
+            let len = (size - offset).min(block as u64) as usize;
+            let mut got = 0;
+            while got < len {
+                match archive_format::DiskBytes::fill_at(
+                    &mut reader,
+                    offset + got as u64,
+                    &mut buf[got..len],
+                ) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => got += n,
+                }
+            }
+            hasher.update(&archive_format::block_hash(&buf[..len]));
+            offset += len as u64;
+        }
+        if hasher.finalize() != expected {
+            self.log.line(&format!(
+                "job {}: {} is not the backup's disk",
+                self.job.id,
+                dest.display()
+            ));
+            return None;
+        }
+        let message = format!(
+            "restored {} by an earlier run of this job (its daemon died before recording it): \
+             every block proven now, identity {}",
+            dest.display(),
+            hex(&expected)
+        );
+        self.log.line(&format!("job {}: {message}", self.job.id));
+        let warning = self.record_restored(&expected);
+        Some(JobEnd::Done {
+            message: message + &warning,
+        })
     }
 
     /// How a failed run ends: cancelled, stopped or failed. `partial` is the
