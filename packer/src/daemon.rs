@@ -86,7 +86,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     }
     // Before any thread starts: every thread inherits the mask, and the
     // signal thread alone takes SIGINT and SIGTERM.
-    let signals = block_signals();
+    let signals = crate::signals::block();
     sdar_stub::ignore_file_size_signal();
     // Re-indexing is replication's business; --reindex asks for it now.
     let catalog = if args.catalog.reindex {
@@ -97,7 +97,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let folder = QueueFolder::open(catalog.path())?;
     let lock = folder.lock()?;
     let (tx, rx) = mpsc::channel();
-    spawn_signal_thread(signals, tx.clone());
+    crate::signals::forward(signals, "daemon-signals", tx.clone(), Event::Signal);
     eprintln!(
         "sdar daemon {}: running the queue of {}, {} job(s) at a time",
         lock.id,
@@ -474,33 +474,6 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok(rate)
-}
-
-/// Blocks SIGINT and SIGTERM in this thread (and every thread it starts):
-/// the signal thread takes them instead.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc calls on a local, initialised sigset_t.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn spawn_signal_thread(set: libc::sigset_t, tx: mpsc::Sender<Event>) {
-    let _ = std::thread::Builder::new()
-        .name("daemon-signals".into())
-        .spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` is an initialised sigset_t; `sig` is written by sigwait.
-            let r = unsafe { libc::sigwait(&set, &mut sig) };
-            if r == 0 && tx.send(Event::Signal(sig)).is_err() {
-                return;
-            }
-        });
 }
 
 #[cfg(test)]
