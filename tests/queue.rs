@@ -976,3 +976,26 @@ fn the_daemons_flags_refuse_hostile_values() {
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_backup_or_a_device_as_destination_is_refused_at_submission() {
+    let q = Queue::new();
+    let a = vm(q.root(), "a", "A", 1, 71);
+    let full = q.root().join("backups/a.full.gz");
+    let (d, f) = (a.delta.to_str().unwrap(), full.to_str().unwrap());
+    // A backup, even through a link and with --force: never a destination.
+    let link = q.root().join("restored/link.img");
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&full, &link).unwrap();
+    let before = fs::read(&full).unwrap();
+    for to in [f, link.to_str().unwrap()] {
+        let out = q.queue("submit", &[d, "--to", to, "--raw", "--force"]);
+        assert_eq!(out.code, EXIT_USAGE, "{}", out.stderr);
+        assert!(out.stderr.contains("never overwritten"), "{}", out.stderr);
+    }
+    // A block device without --force.
+    let out = q.queue("submit", &[d, "--to", "/dev/null", "--raw"]);
+    assert_ne!(out.code, EXIT_OK, "{}", out.stderr);
+    assert!(q.jobs().is_empty(), "nothing queued: {:?}", q.jobs());
+    assert_eq!(fs::read(&full).unwrap(), before);
+}

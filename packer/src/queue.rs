@@ -246,6 +246,7 @@ fn checked_args(
         Ok(p)
     };
     let to = path("--to", &to)?;
+    refuse_destination(&to, force)?;
     let full = match full {
         FullSource::Search => FullSource::Search,
         FullSource::Path(p) => FullSource::Path(path("--full", &p)?),
@@ -291,6 +292,43 @@ fn checked_args(
         key,
     };
     Ok((archive, out, restore))
+}
+
+/// What the restore refuses at once, refused at submission instead of
+/// failing the job hours later: a backup as the destination (never, not
+/// with --force), a block device without --force. Links are followed, as
+/// the restore follows them. A FIFO, socket or character device is no
+/// place for a disk.
+fn refuse_destination(to: &Path, force: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(to) else {
+        return Ok(());
+    };
+    let shown = archive_format::display::escape_lines(&to.display().to_string());
+    if meta.file_type().is_block_device() && !force {
+        return Err(UsageError(format!(
+            "{shown} is a block device: restoring overwrites it; add --force to write the disk to it"
+        ))
+        .into());
+    }
+    let t = meta.file_type();
+    if t.is_char_device() || t.is_fifo() || t.is_socket() {
+        return Err(UsageError(format!(
+            "{shown} is not a file, a folder or a block device: a disk cannot be restored there"
+        ))
+        .into());
+    }
+    if meta.is_file() {
+        if let Ok((_, kind)) = archive_format::container::open_classified(to) {
+            if kind.is_backup() {
+                return Err(UsageError(format!(
+                    "{shown} holds an sdar backup; backups are never overwritten, not even with --force"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `p` from the root: a daemon does not run in this folder. Links are
