@@ -641,12 +641,29 @@ fn taken_name_is_never_replaced_and_the_vmx_follows_the_new_one() {
         ),
         "{screen}"
     );
-    let screen = m.answer(&prompt, "");
+    // A file (or a device) typed as it is: refused, never turned into
+    // `plain.img.vmdk` beside it.
+    let plain = b.root.join("plain.img");
+    fs::write(&plain, "precious\n").unwrap();
+    let screen = m.answer(&prompt, &plain.display().to_string());
     assert!(
         screen.contains(&format!(
             "{} already exists; the menu never replaces files. Choose another name.\n",
             taken.display()
         )),
+        "{screen}"
+    );
+    let screen = m.answer(&prompt, "/dev/null");
+    assert!(
+        screen.contains(&format!(
+            "{} exists and is not a folder; the menu never replaces files",
+            plain.display()
+        )),
+        "{screen}"
+    );
+    let screen = m.answer(&prompt, "");
+    assert!(
+        screen.contains("/dev/null exists and is not a folder"),
         "{screen}"
     );
     m.answer(START, "y");
@@ -666,6 +683,8 @@ fn taken_name_is_never_replaced_and_the_vmx_follows_the_new_one() {
     m.finish().assert_code(EXIT_OK);
 
     taken_state.assert_unchanged("the menu's restore");
+    assert_eq!(fs::read(&plain).unwrap(), b"precious\n");
+    assert!(!b.root.join("plain.img.vmdk").exists());
     assert_eq!(
         listing(&b.out()),
         [

@@ -14,6 +14,7 @@
 pub mod background_sync;
 pub(crate) mod files;
 pub mod mark;
+mod offer;
 
 use crate::background_sync::BackgroundSync;
 use crate::error::{Error, Hash, Result};
@@ -25,6 +26,7 @@ use files::{
 };
 pub use files::{hidden_prefix, name_max, write_file_replacing};
 use mark::{MarkFile, MarkRecord, MarkStage, MARK_KIND_RAW, MARK_KIND_VMDK};
+pub use offer::{free_vmdk_name, suggested_disk_name, typed_destination, TypedDestination};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

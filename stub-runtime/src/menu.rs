@@ -8,10 +8,12 @@ use crate::args::{FullSource, Invocation, RestoreArgs};
 use crate::front::{self, RestoreFront, RunLog};
 use crate::report::{self, shown};
 use crate::Failure;
-use archive_format::display::safe_file_name;
 use archive_format::job::VmxPlan;
 use archive_format::locate::{candidates, inspect, search_dirs, Candidate};
-use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
+use archive_format::target::{
+    flat_path, folder_of, free_space, free_vmdk_name, partial_data_path, suggested_disk_name,
+    typed_destination, TargetKind, TypedDestination,
+};
 use archive_format::Cancel;
 use archive_format::{hex, utc_stamp, DeltaArchive};
 use std::fs::File;
@@ -416,9 +418,9 @@ fn choose_destination(
     delta: &DeltaArchive<File>,
     session: &mut Session,
 ) -> Option<(PathBuf, bool)> {
-    let disk_name = suggested_name(delta.meta().disk_name.as_deref());
+    let disk_name = suggested_disk_name(delta.meta().disk_name.as_deref());
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut default = suggest(&here, &disk_name);
+    let mut default = free_vmdk_name(&here, &disk_name);
     loop {
         let answer = match ask("Restore to", &default.display().to_string()) {
             Answer::Text(t) => PathBuf::from(t),
@@ -428,88 +430,52 @@ fn choose_destination(
                 return None;
             }
         };
-        let mut to = if answer.is_dir() {
-            answer.join(&disk_name)
-        } else {
-            answer
-        };
-        if to.extension().and_then(|e| e.to_str()) != Some("vmdk") {
-            let mut name = to.file_name().unwrap_or_default().to_os_string();
-            name.push(".vmdk");
-            to.set_file_name(name);
-        }
-        let taken = [to.clone(), flat_path(&to)]
-            .into_iter()
-            .find(|p| p.symlink_metadata().is_ok());
-        if let Some(p) = taken {
-            println!(
-                "{} already exists; the menu never replaces files. Choose another name.",
+        match typed_destination(&answer, &disk_name, &here) {
+            TypedDestination::NotAFolder(p) => println!(
+                "{} exists and is not a folder; the menu never replaces files or writes to \
+                 devices. Type a new name, or a folder to restore into.",
                 path_text(&p)
-            );
-            let dir = match folder_of(&to) {
-                d if d == Path::new(".") => here.clone(),
-                d => here.join(d),
-            };
-            default = suggest(&dir, &disk_name);
-            continue;
+            ),
+            TypedDestination::Taken { taken, free } => {
+                println!(
+                    "{} already exists; the menu never replaces files. Choose another name.",
+                    path_text(&taken)
+                );
+                default = free;
+            }
+            TypedDestination::NoFolder(dir) => {
+                println!("The folder {} does not exist.", path_text(&dir))
+            }
+            TypedDestination::Ready {
+                to,
+                partial_bytes: Some(written),
+            } => {
+                println!(
+                    "An interrupted restore to {} was found ({} written).",
+                    path_text(&to),
+                    size_text(written)
+                );
+                return match confirm("Resume it? (No starts over)", true) {
+                    Ok(resume) => Some((to, resume)),
+                    Err(Answer::Back) => None,
+                    Err(_) => {
+                        session.quit = true;
+                        None
+                    }
+                };
+            }
+            TypedDestination::Ready {
+                to,
+                partial_bytes: None,
+            } => return Some((to, false)),
         }
-        if !folder_of(&to).is_dir() {
-            println!("The folder {} does not exist.", path_text(&folder_of(&to)));
-            continue;
-        }
-        let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
-        if let Ok(meta) = partial.metadata() {
-            use std::os::unix::fs::MetadataExt;
-            println!(
-                "An interrupted restore to {} was found ({} written).",
-                path_text(&to),
-                size_text(meta.blocks() * 512)
-            );
-            return match confirm("Resume it? (No starts over)", true) {
-                Ok(resume) => Some((to, resume)),
-                Err(Answer::Back) => None,
-                Err(_) => {
-                    session.quit = true;
-                    None
-                }
-            };
-        }
-        return Some((to, false));
     }
-}
-
-/// The name the menu offers for the restored disk: the backup's disk name,
-/// made a safe file name (it comes from the backup: no control character,
-/// escape sequence or bidirectional override may reach the prompt or the
-/// file system through it), with room left for `-restored-N-flat.vmdk`.
-fn suggested_name(disk_name: Option<&str>) -> String {
-    const MAX_STEM_BYTES: usize = 200;
-    disk_name
-        .and_then(|n| Path::new(n).file_name())
-        .map(|n| safe_file_name(&n.to_string_lossy(), MAX_STEM_BYTES))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "restored.vmdk".into())
 }
 
 /// A path as the menu shows it: the disk name in it came from the backup,
 /// and a file found on the search path may be named by anyone.
 fn path_text(path: &Path) -> String {
     shown(&path.display().to_string())
-}
-
-/// `dir/NAME`, or the first of `NAME-restored`, `NAME-restored-2`, ... that
-/// is free; a name with an interrupted restore waiting is kept, to resume.
-fn suggest(dir: &Path, disk_name: &str) -> PathBuf {
-    let stem = disk_name.strip_suffix(".vmdk").unwrap_or(disk_name);
-    let free = |p: &Path| p.symlink_metadata().is_err() && flat_path(p).symlink_metadata().is_err();
-    (0..)
-        .map(|i| match i {
-            0 => dir.join(format!("{stem}.vmdk")),
-            1 => dir.join(format!("{stem}-restored.vmdk")),
-            i => dir.join(format!("{stem}-restored-{i}.vmdk")),
-        })
-        .find(|p| free(p))
-        .expect("some name is free")
 }
 
 fn short(h: &archive_format::Hash) -> String {
@@ -533,13 +499,13 @@ mod tests {
     #[test]
     fn suggested_names_hold_no_unsafe_character() {
         assert_eq!(
-            suggested_name(Some("\u{1b}]0;pwned\u{7}\u{202e}kmdv.exe\r\n.vmdk")),
+            suggested_disk_name(Some("\u{1b}]0;pwned\u{7}\u{202e}kmdv.exe\r\n.vmdk")),
             "_]0;pwned__kmdv.exe__.vmdk"
         );
-        assert_eq!(suggested_name(Some("dir/CRM.vmdk")), "CRM.vmdk");
-        assert_eq!(suggested_name(Some("..")), "restored.vmdk");
-        assert_eq!(suggested_name(Some("\u{2066}")), "_");
-        assert_eq!(suggested_name(None), "restored.vmdk");
+        assert_eq!(suggested_disk_name(Some("dir/CRM.vmdk")), "CRM.vmdk");
+        assert_eq!(suggested_disk_name(Some("..")), "restored.vmdk");
+        assert_eq!(suggested_disk_name(Some("\u{2066}")), "_");
+        assert_eq!(suggested_disk_name(None), "restored.vmdk");
     }
 
     #[test]

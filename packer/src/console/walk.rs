@@ -8,9 +8,12 @@ use crate::catalog::CatalogArgs;
 use crate::list::Fulls;
 use crate::progress::human;
 use crate::restore::RestoreCliArgs;
-use archive_format::display::{escape, safe_file_name};
+use archive_format::display::escape;
 use archive_format::job::locate::inspect;
-use archive_format::target::{flat_path, folder_of, free_space, partial_data_path, TargetKind};
+use archive_format::target::{
+    flat_path, folder_of, free_space, free_vmdk_name, suggested_disk_name, typed_destination,
+    TypedDestination,
+};
 use archive_format::{hex, Hash};
 use sdar_catalog::time::show_day;
 use sdar_catalog::{Backup, Catalog, Filter, Kind};
@@ -456,9 +459,9 @@ fn full(catalog: &Catalog, delta: &Backup) -> Flow<PathBuf> {
 /// Asks where to restore, suggesting the backup's disk name in the current
 /// folder; never a name already taken.
 fn destination(delta: &Backup) -> Flow<(PathBuf, Partial)> {
-    let disk_name = suggested_name(delta.disk_name.as_deref());
+    let disk_name = suggested_disk_name(delta.disk_name.as_deref());
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let mut default = suggest(&here, &disk_name);
+    let mut default = free_vmdk_name(&here, &disk_name);
     loop {
         let answer = match ask("Restore to", &default.display().to_string()) {
             Answer::Text(t) if t.is_empty() => continue,
@@ -466,87 +469,44 @@ fn destination(delta: &Backup) -> Flow<(PathBuf, Partial)> {
             Answer::Back => return Flow::Back,
             Answer::Quit => return Flow::Quit,
         };
-        // A file, a device or a link typed as it is: never written, and
-        // not silently turned into `NAME.vmdk` beside it either (`/dev/sdb`
-        // would become a file `/dev/sdb.vmdk` in the device folder).
-        if !answer.is_dir() && answer.symlink_metadata().is_ok() {
-            println!(
+        match typed_destination(&answer, &disk_name, &here) {
+            TypedDestination::NotAFolder(p) => println!(
                 "{} exists and is not a folder; the console never replaces files or writes to \
                  devices. Type a new name, or a folder to restore into.",
-                shown_path(&answer)
-            );
-            continue;
-        }
-        let mut to = if answer.is_dir() {
-            answer.join(&disk_name)
-        } else {
-            answer
-        };
-        if to.extension().and_then(|e| e.to_str()) != Some("vmdk") {
-            let mut name = to.file_name().unwrap_or_default().to_os_string();
-            name.push(".vmdk");
-            to.set_file_name(name);
-        }
-        let taken = [to.clone(), flat_path(&to)]
-            .into_iter()
-            .find(|p| p.symlink_metadata().is_ok());
-        if let Some(p) = taken {
-            println!(
-                "{} already exists; the console never replaces files. Choose another name.",
                 shown_path(&p)
-            );
-            default = suggest(&folder_of(&to), &disk_name);
-            continue;
+            ),
+            TypedDestination::Taken { taken, free } => {
+                println!(
+                    "{} already exists; the console never replaces files. Choose another name.",
+                    shown_path(&taken)
+                );
+                default = free;
+            }
+            TypedDestination::NoFolder(dir) => {
+                println!("The folder {} does not exist.", shown_path(&dir))
+            }
+            TypedDestination::Ready {
+                to,
+                partial_bytes: Some(written),
+            } => {
+                println!(
+                    "An interrupted restore to {} was found ({} written).",
+                    shown_path(&to),
+                    human(written)
+                );
+                return match confirm("Resume it? (No starts over)", true) {
+                    Ok(true) => Flow::Go((to, Partial::Resume)),
+                    Ok(false) => Flow::Go((to, Partial::StartOver)),
+                    Err(Answer::Back) => Flow::Back,
+                    Err(_) => Flow::Quit,
+                };
+            }
+            TypedDestination::Ready {
+                to,
+                partial_bytes: None,
+            } => return Flow::Go((to, Partial::None)),
         }
-        if !folder_of(&to).is_dir() {
-            println!("The folder {} does not exist.", shown_path(&folder_of(&to)));
-            continue;
-        }
-        let partial = partial_data_path(&to, &TargetKind::Vmdk { vmfs: false });
-        if let Ok(meta) = partial.metadata() {
-            use std::os::unix::fs::MetadataExt;
-            println!(
-                "An interrupted restore to {} was found ({} written).",
-                shown_path(&to),
-                human(meta.blocks() * 512)
-            );
-            return match confirm("Resume it? (No starts over)", true) {
-                Ok(true) => Flow::Go((to, Partial::Resume)),
-                Ok(false) => Flow::Go((to, Partial::StartOver)),
-                Err(Answer::Back) => Flow::Back,
-                Err(_) => Flow::Quit,
-            };
-        }
-        return Flow::Go((to, Partial::None));
     }
-}
-
-/// The name offered for the restored disk: the backup's disk name made a
-/// safe file name (it comes from the backup: no control character, escape
-/// sequence, bidirectional override, `/` or leading `.` may reach the prompt
-/// or the file system through it), with room left for `-restored-N-flat`.
-pub(super) fn suggested_name(disk_name: Option<&str>) -> String {
-    const MAX_STEM_BYTES: usize = 200;
-    disk_name
-        .and_then(|n| Path::new(n).file_name())
-        .map(|n| safe_file_name(&n.to_string_lossy(), MAX_STEM_BYTES))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "restored.vmdk".into())
-}
-
-/// `dir/NAME.vmdk`, or the first of `NAME-restored`, `NAME-restored-2`,
-/// ... that is free.
-fn suggest(dir: &Path, disk_name: &str) -> PathBuf {
-    let stem = disk_name.strip_suffix(".vmdk").unwrap_or(disk_name);
-    let free = |p: &Path| p.symlink_metadata().is_err() && flat_path(p).symlink_metadata().is_err();
-    (0..)
-        .map(|i| match i {
-            0 => dir.join(format!("{stem}.vmdk")),
-            1 => dir.join(format!("{stem}-restored.vmdk")),
-            i => dir.join(format!("{stem}-restored-{i}.vmdk")),
-        })
-        .find(|p| free(p))
-        .expect("some name is free")
 }
 
 /// The summary, then: run the restore in this process, or queue it.
@@ -683,12 +643,12 @@ mod tests {
     #[test]
     fn suggested_names_hold_no_unsafe_character() {
         assert_eq!(
-            suggested_name(Some("\u{1b}]0;pwned\u{7}\u{202e}kmdv.exe\r\n.vmdk")),
+            suggested_disk_name(Some("\u{1b}]0;pwned\u{7}\u{202e}kmdv.exe\r\n.vmdk")),
             "_]0;pwned__kmdv.exe__.vmdk"
         );
-        assert_eq!(suggested_name(Some("dir/CRM.vmdk")), "CRM.vmdk");
-        assert_eq!(suggested_name(Some(".hidden.vmdk")), "hidden.vmdk");
-        assert_eq!(suggested_name(Some("..")), "restored.vmdk");
-        assert_eq!(suggested_name(None), "restored.vmdk");
+        assert_eq!(suggested_disk_name(Some("dir/CRM.vmdk")), "CRM.vmdk");
+        assert_eq!(suggested_disk_name(Some(".hidden.vmdk")), "hidden.vmdk");
+        assert_eq!(suggested_disk_name(Some("..")), "restored.vmdk");
+        assert_eq!(suggested_disk_name(None), "restored.vmdk");
     }
 }
