@@ -224,32 +224,13 @@ fn checked_args(
         _ => return Err(usage("sdar queue submit queues a restore".into())),
     };
     let archive = absolute(inv.archive.as_deref().unwrap_or(archive))?;
-    let RestoreArgs {
-        to,
-        full,
-        force,
-        raw,
-        vmfs,
-        thin,
-        resume,
-        space_check,
-        vmx_dir,
-        rename_disk,
-        json: _,
-        key,
-    } = restore;
-    let mut out: Vec<OsString> = Vec::new();
-    let mut path = |flag: &str, p: &Path| -> anyhow::Result<PathBuf> {
-        let p = absolute(p)?;
-        out.push(flag.into());
-        out.push(p.clone().into());
-        Ok(p)
-    };
-    let to = path("--to", &to)?;
-    refuse_destination(&to, force)?;
-    let full = match full {
+    // Every path from the root: the daemon does not run in this folder.
+    let mut restore = restore;
+    restore.to = absolute(&restore.to)?;
+    refuse_destination(&restore.to, restore.force)?;
+    restore.full = match restore.full {
         FullSource::Search => FullSource::Search,
-        FullSource::Path(p) => FullSource::Path(path("--full", &p)?),
+        FullSource::Path(p) => FullSource::Path(absolute(&p)?),
         FullSource::Stdin => {
             return Err(usage(
                 "a queued restore cannot read its full from standard input (--full -): \
@@ -258,39 +239,14 @@ fn checked_args(
             ))
         }
     };
-    let vmx_dir = vmx_dir.map(|d| path("--vmx", &d)).transpose()?;
-    let key = key.map(|k| path("--key", &k)).transpose()?;
-    for (on, flag) in [
-        (force, "--force"),
-        (raw, "--raw"),
-        (vmfs, "--vmfs"),
-        (thin, "--thin"),
-        (resume, "--resume"),
-        (!space_check, "--no-space-check"),
-        (rename_disk, "--rename-disk"),
-    ] {
-        if on {
-            out.push(flag.into());
-        }
-    }
+    restore.vmx_dir = restore.vmx_dir.map(|d| absolute(&d)).transpose()?;
+    restore.key = restore.key.map(|k| absolute(&k)).transpose()?;
+    restore.json = false;
+    let mut out = restore.to_args();
     if inv.threads != 0 {
         out.push("--threads".into());
         out.push(inv.threads.to_string().into());
     }
-    let restore = RestoreArgs {
-        to,
-        full,
-        force,
-        raw,
-        vmfs,
-        thin,
-        resume,
-        space_check,
-        vmx_dir,
-        rename_disk,
-        json: false,
-        key,
-    };
     Ok((archive, out, restore))
 }
 

@@ -44,6 +44,53 @@ pub struct RestoreArgs {
     pub key: Option<PathBuf>,
 }
 
+impl RestoreArgs {
+    /// The arguments [`parse`] reads back as these (after `restore`): for
+    /// a restore run later from its words (the restore queue).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let RestoreArgs {
+            to,
+            full,
+            force,
+            raw,
+            vmfs,
+            thin,
+            resume,
+            space_check,
+            vmx_dir,
+            rename_disk,
+            json,
+            key,
+        } = self;
+        let mut out: Vec<OsString> = vec!["--to".into(), to.into()];
+        match full {
+            FullSource::Search => {}
+            FullSource::Path(p) => out.extend(["--full".into(), p.into()]),
+            FullSource::Stdin => out.extend(["--full".into(), "-".into()]),
+        }
+        for (flag, path) in [("--vmx", vmx_dir), ("--key", key)] {
+            if let Some(p) = path {
+                out.extend([flag.into(), p.into()]);
+            }
+        }
+        for (on, flag) in [
+            (*force, "--force"),
+            (*raw, "--raw"),
+            (*vmfs, "--vmfs"),
+            (*thin, "--thin"),
+            (*resume, "--resume"),
+            (!*space_check, "--no-space-check"),
+            (*rename_disk, "--rename-disk"),
+            (*json, "--json"),
+        ] {
+            if on {
+                out.push(flag.into());
+            }
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
@@ -218,4 +265,53 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, String> {
         progress: if quiet { ProgressMode::None } else { progress },
         quiet,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `to_args` is the inverse of `parse`: every field survives the trip.
+    #[test]
+    fn restore_args_read_back_as_they_were() {
+        let plain = RestoreArgs {
+            to: "/r/d.vmdk".into(),
+            full: FullSource::Search,
+            force: false,
+            raw: false,
+            vmfs: false,
+            thin: false,
+            resume: false,
+            space_check: true,
+            vmx_dir: None,
+            rename_disk: false,
+            json: false,
+            key: None,
+        };
+        let all = RestoreArgs {
+            to: "/r/d.img".into(),
+            full: FullSource::Path("/b/x.full.gz".into()),
+            force: true,
+            raw: false,
+            vmfs: true,
+            thin: true,
+            resume: true,
+            space_check: false,
+            vmx_dir: Some("/r".into()),
+            rename_disk: true,
+            json: true,
+            key: Some("/k".into()),
+        };
+        let raw = RestoreArgs {
+            raw: true,
+            full: FullSource::Stdin,
+            ..plain.clone()
+        };
+        for args in [plain, all, raw] {
+            let mut argv: Vec<OsString> = vec!["x".into(), "restore".into()];
+            argv.extend(args.to_args());
+            let inv = parse(&argv).unwrap();
+            assert_eq!(inv.command, Command::Restore(args));
+        }
+    }
 }
