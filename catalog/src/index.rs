@@ -137,7 +137,7 @@ impl Catalog {
         }
         // Read first, outside any transaction: other sdar processes keep
         // using the catalog while a slow share is walked.
-        let recorded: Vec<PathBuf> = self.targets()?.into_iter().map(|t| t.path).collect();
+        let recorded = self.target_paths()?;
         for target in report.targets.clone() {
             let others: Vec<PathBuf> = recorded
                 .iter()
@@ -201,6 +201,11 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// The folder of every recorded target.
+    pub fn target_paths(&self) -> Result<Vec<PathBuf>> {
+        Ok(self.targets()?.into_iter().map(|t| t.path).collect())
     }
 
     /// Forgets a target and everything found in it (the files stay).

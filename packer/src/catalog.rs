@@ -39,12 +39,7 @@ impl CatalogArgs {
     pub fn open(&self, quiet: bool) -> anyhow::Result<Catalog> {
         let mut catalog = self.open_only()?;
         let report = if self.reindex {
-            let targets: Vec<PathBuf> = catalog
-                .targets()
-                .map_err(error)?
-                .into_iter()
-                .map(|t| t.path)
-                .collect();
+            let targets = catalog.target_paths().map_err(error)?;
             let opts = sdar_catalog::IndexOptions { reread: false };
             Some(catalog.index(&targets, &opts).map_err(error)?)
         } else {

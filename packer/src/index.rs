@@ -66,12 +66,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let targets = if args.targets.is_empty() {
-        let all: Vec<PathBuf> = catalog
-            .targets()
-            .map_err(error)?
-            .into_iter()
-            .map(|t| t.path)
-            .collect();
+        let all = catalog.target_paths().map_err(error)?;
         if all.is_empty() {
             if args.reindex_after.is_some() {
                 return Ok(());

@@ -224,7 +224,7 @@ fn list_text(catalog: &Catalog, backups: &[Backup], fulls: &Fulls) -> anyhow::Re
 }
 
 /// The target, then the file's path inside it.
-fn shown_in_target(b: &Backup) -> String {
+pub fn shown_in_target(b: &Backup) -> String {
     use std::os::unix::ffi::OsStrExt;
     // By bytes: the catalog recorded the path under its target as it is.
     let (path, target) = (

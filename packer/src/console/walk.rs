@@ -5,7 +5,7 @@
 use super::prompt::{ask, confirm, Answer, List, Pick};
 use super::Session;
 use crate::catalog::CatalogArgs;
-use crate::list::Fulls;
+use crate::list::{shown_in_target, Fulls};
 use crate::progress::human;
 use crate::restore::RestoreCliArgs;
 use archive_format::display::escape;
@@ -293,7 +293,7 @@ fn backup(a: &Answers, fulls: &Fulls) -> Flow<Backup> {
                 human(b.size),
                 escape(b.scsi_id.as_deref().unwrap_or("-")),
                 escape(b.disk_name.as_deref().unwrap_or("-")),
-                in_target(b),
+                shown_in_target(b),
                 if missing { "  (no full found)" } else { "" }
             )
         })
@@ -349,13 +349,6 @@ fn backup(a: &Answers, fulls: &Fulls) -> Flow<Backup> {
 }
 
 /// `TARGET / FILE`, escaped.
-fn in_target(b: &Backup) -> String {
-    match b.path.strip_prefix(&b.target) {
-        Ok(rel) => format!("{} / {}", shown_path(&b.target), shown_path(rel)),
-        Err(_) => shown_path(&b.path),
-    }
-}
-
 fn shown_path(p: &Path) -> String {
     escape(&p.display().to_string()).into_owned()
 }
