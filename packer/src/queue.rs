@@ -204,13 +204,7 @@ fn checked_args(
     given: &[OsString],
 ) -> anyhow::Result<(PathBuf, Vec<OsString>, RestoreArgs)> {
     let program = OsString::from("sdar queue submit");
-    let mut argv: Vec<OsString> = vec![
-        program.clone(),
-        "--archive".into(),
-        archive.into(),
-        "restore".into(),
-    ];
-    argv.extend(given.iter().cloned());
+    let argv = crate::restore::runtime_argv(&program, archive, given);
     let usage = |msg: String| anyhow::Error::new(UsageError(msg));
     let inv = args::parse(&argv).map_err(|m| {
         usage(format!(

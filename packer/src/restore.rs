@@ -17,7 +17,7 @@ use sdar_catalog::{Choice, Selection, When};
 use sdar_stub::args::{self, RestoreArgs};
 use sdar_stub::front::RestoreFront;
 use sdar_stub::{Command, Failure, Invocation};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 /// `sdar restore`'s arguments, split by [`resolve`].
@@ -216,6 +216,20 @@ pub fn run(a: &RestoreCliArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The command line the runtime's parser reads for a restore of
+/// `archive` with the archive's own `args`: the archive named first (an
+/// `--archive` among the arguments wins, as it always has).
+pub fn runtime_argv(program: &OsStr, archive: &Path, args: &[OsString]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![
+        program.into(),
+        "--archive".into(),
+        archive.into(),
+        "restore".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    argv
+}
+
 /// Parses the arguments as the archive does, restores, and returns the
 /// exit code, every message already printed.
 fn restore(a: &RuntimeArgs) -> u8 {
@@ -223,15 +237,7 @@ fn restore(a: &RuntimeArgs) -> u8 {
     // fail with an error that can be resumed from, not kill it.
     sdar_stub::ignore_file_size_signal();
     let program = OsString::from(PROGRAM);
-    // The archive named first; an `--archive` among the arguments wins, as
-    // it always has.
-    let mut argv: Vec<OsString> = vec![
-        program.clone(),
-        "--archive".into(),
-        a.archive.clone().into(),
-        "restore".into(),
-    ];
-    argv.extend(a.args.iter().cloned());
+    let argv = runtime_argv(&program, &a.archive, &a.args);
     let inv = match args::parse(&argv) {
         Ok(inv) => inv,
         Err(msg) => {

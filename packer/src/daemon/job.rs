@@ -12,7 +12,6 @@ use sdar_stub::args::{self, ProgressMode, RestoreArgs};
 use sdar_stub::front::RestoreFront;
 use sdar_stub::report::{progress_line, summary};
 use sdar_stub::{Command, Failure, Invocation};
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -181,13 +180,7 @@ impl Run {
             j.archive.display(),
             j.dest.display()
         ));
-        let mut argv: Vec<OsString> = vec![
-            PROGRAM.into(),
-            "--archive".into(),
-            j.archive.clone().into(),
-            "restore".into(),
-        ];
-        argv.extend(j.args.iter().cloned());
+        let mut argv = crate::restore::runtime_argv(PROGRAM.as_ref(), &j.archive, &j.args);
         // A job that ran before continues what that run wrote: the
         // runtime's --resume reads back and proves every block of it.
         let again = j.attempts > 1 && !j.args.iter().any(|a| a == "--resume");
