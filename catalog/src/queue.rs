@@ -32,6 +32,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_state ON jobs (state, id);
 ";
 
+use crate::index::blob_path;
 use crate::{now_unix, Catalog, Error, Result};
 use archive_format::Hash;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
@@ -191,10 +192,6 @@ const JOB_COLUMNS: &str = "j.id, j.state, j.archive, j.full, j.dest, j.args, j.s
     COALESCE(j.disk_name, (SELECT f.disk_name FROM files f WHERE f.path = j.archive)),
     j.restored_log, j.backup_identity, j.beat_at";
 
-fn path_of(blob: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(blob))
-}
-
 fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
     let state: String = r.get(1)?;
     let identity: Option<Vec<u8>> = r.get(22)?;
@@ -202,9 +199,9 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
         state: JobState::parse(&state),
-        archive: path_of(r.get(2)?),
-        full: r.get::<_, Option<Vec<u8>>>(3)?.map(path_of),
-        dest: path_of(r.get(4)?),
+        archive: blob_path(r.get(2)?),
+        full: r.get::<_, Option<Vec<u8>>>(3)?.map(blob_path),
+        dest: blob_path(r.get(4)?),
         args: blob_args(&r.get::<_, Vec<u8>>(5)?),
         submitted_by: r.get(6)?,
         submitted_at: r.get(7)?,
@@ -218,10 +215,10 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         exit_code: r.get(15)?,
         message: r.get(16)?,
         cancel: r.get::<_, i64>(17)? != 0,
-        log: r.get::<_, Option<Vec<u8>>>(18)?.map(path_of),
+        log: r.get::<_, Option<Vec<u8>>>(18)?.map(blob_path),
         vm_name: r.get(19)?,
         disk_name: r.get(20)?,
-        restored_log: r.get::<_, Option<Vec<u8>>>(21)?.map(path_of),
+        restored_log: r.get::<_, Option<Vec<u8>>>(21)?.map(blob_path),
         backup_identity: identity.and_then(|v| v.try_into().ok()),
         beat_at: r.get(23)?,
     })
@@ -378,7 +375,7 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([ended_before], |r| {
-                Ok((r.get(0)?, r.get::<_, Option<Vec<u8>>>(1)?.map(path_of)))
+                Ok((r.get(0)?, r.get::<_, Option<Vec<u8>>>(1)?.map(blob_path)))
             })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>();

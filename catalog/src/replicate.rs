@@ -17,9 +17,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The configs `sdar daemon` runs (schema version 1; see `schema.rs`).
-/// Also created when first used, for a catalog made before the table was.
 pub(crate) const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS replications (
+CREATE TABLE replications (
     id            INTEGER PRIMARY KEY,
     config        BLOB NOT NULL UNIQUE,  -- the config file, absolute
     restored_log  BLOB NOT NULL,         -- its restored log, absolute
@@ -163,15 +162,7 @@ pub struct JobEnd {
     pub message: Option<String>,
 }
 
-fn path_of(bytes: Vec<u8>) -> PathBuf {
-    crate::index::blob_path(bytes)
-}
-
 impl Catalog {
-    fn replication_tables(&self) -> Result<()> {
-        self.conn().execute_batch(TABLES).map_err(|e| self.err(e))
-    }
-
     /// Registers `config` (absolute) for the daemon, with its restored log;
     /// registering it again updates the log and who registered it. Returns
     /// true when it was new.
@@ -181,7 +172,6 @@ impl Catalog {
         restored_log: &Path,
         by: &str,
     ) -> Result<bool> {
-        self.replication_tables()?;
         if !config.is_absolute() || !restored_log.is_absolute() {
             return Err(Error::Usage(
                 "a registered config and its restored log are absolute paths".into(),
@@ -207,7 +197,6 @@ impl Catalog {
 
     /// Forgets a registered config; false when it was not registered.
     pub fn unregister_replication(&self, config: &Path) -> Result<bool> {
-        self.replication_tables()?;
         let n = self
             .conn()
             .execute(
@@ -220,7 +209,6 @@ impl Catalog {
 
     /// Every registered config, oldest first.
     pub fn registered_replications(&self) -> Result<Vec<Registered>> {
-        self.replication_tables()?;
         let mut st = self
             .conn()
             .prepare(
@@ -247,7 +235,6 @@ impl Catalog {
 
     /// Records what the last pass of a registered config did.
     pub fn record_replication_run(&self, id: i64, status: &str) -> Result<()> {
-        self.replication_tables()?;
         self.conn()
             .execute(
                 "UPDATE replications SET last_run = ?1, last_status = ?2 WHERE id = ?3",
@@ -322,8 +309,8 @@ impl Catalog {
 fn registered_row(r: &rusqlite::Row) -> rusqlite::Result<Registered> {
     Ok(Registered {
         id: r.get(0)?,
-        config: path_of(r.get(1)?),
-        restored_log: path_of(r.get(2)?),
+        config: crate::index::blob_path(r.get(1)?),
+        restored_log: crate::index::blob_path(r.get(2)?),
         registered_by: r.get(3)?,
         registered_at: r.get(4)?,
         last_run: r.get(5)?,
